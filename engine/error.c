@@ -1,0 +1,29 @@
+/* error.c - status names and the error-setting helper used by all library code. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "error.h"
+
+const char *bzn_status_name(bzn_status s) {
+    switch (s) {
+    case BZN_OK: return "ok";
+    case BZN_ERR_ARG: return "invalid argument";
+    case BZN_ERR_IO: return "i/o error";
+    case BZN_ERR_FORMAT: return "malformed input";
+    case BZN_ERR_UNSUPPORTED: return "unsupported";
+    case BZN_ERR_NOMEM: return "out of memory";
+    case BZN_ERR_BACKEND: return "backend error";
+    }
+    return "unknown status";
+}
+
+bzn_status bzn_fail(bzn_error *err, bzn_status status, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->status = status;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}

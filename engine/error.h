@@ -1,0 +1,16 @@
+/* error.h - filling a caller's bzn_error; the library's only way to report a problem. */
+#ifndef BZN_ERROR_H
+#define BZN_ERROR_H
+
+#include "blazeneo.h"
+
+#if defined(__GNUC__)
+#define BZN_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define BZN_PRINTF(a, b)
+#endif
+
+/* Sets err (when not NULL) to status and the formatted message; returns status. */
+bzn_status bzn_fail(bzn_error *err, bzn_status status, const char *fmt, ...) BZN_PRINTF(3, 4);
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * blazeneo.h - the one public header of the BlazeNeo inference engine.
+ *
+ * A model (bzn_model) is the immutable weights of one BlazeNeo network, loaded from a
+ * weight file (see weights/FORMAT.md). A context (bzn_ctx) holds everything one thread
+ * needs to run that model at one input size: the planned activation arena, scratch space
+ * and the backend. Models may be shared by many contexts; a context is used by one thread
+ * at a time. Nothing here uses global state, prints, or exits: every call that can fail
+ * returns a bzn_status and, when `err` is not NULL, a message the caller can show.
+ *
+ * Minimal use:
+ *   bzn_model *m; bzn_ctx *c; bzn_error e;
+ *   if (bzn_model_open("models/blazeneo-dha.bzn", &m, &e)) { puts(e.msg); return 1; }
+ *   bzn_ctx_options o = bzn_ctx_default_options(m);
+ *   if (bzn_ctx_create(m, &o, &c, &e)) { ... }
+ *   bzn_run_rgb(c, rgb, width, height, width * 3, &e);
+ *   bzn_class_map(c, classes, width, height, &e);   // 0 neo, 1 non, 2 background
+ */
+#ifndef BLAZENEO_H
+#define BLAZENEO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BZN_VERSION_STRING "0.1.0"
+
+typedef enum {
+    BZN_OK = 0,
+    BZN_ERR_ARG,          /* invalid argument (NULL pointer, bad size, ...) */
+    BZN_ERR_IO,           /* file cannot be opened, read or written */
+    BZN_ERR_FORMAT,       /* malformed, truncated or corrupted input */
+    BZN_ERR_UNSUPPORTED,  /* well-formed but not something this engine runs */
+    BZN_ERR_NOMEM,        /* allocation failed */
+    BZN_ERR_BACKEND       /* backend unavailable or failed at run time */
+} bzn_status;
+
+/* Caller-owned error message buffer, filled when a call fails. */
+typedef struct {
+    bzn_status status;
+    char msg[512];
+} bzn_error;
+
+const char *bzn_status_name(bzn_status s);
+
+/* ---- model ---------------------------------------------------------------------- */
+
+typedef enum { BZN_AGG_LSC = 0, BZN_AGG_IDA = 1, BZN_AGG_DIA = 2, BZN_AGG_DHA = 3 } bzn_aggregation;
+
+typedef struct {
+    bzn_aggregation aggregation; /* aggregation of the main path (agg2) */
+    int has_aux;                 /* auxiliary branch (agg1 DHA + head_1) present */
+    int num_classes;             /* main head classes: 3 (softmax) or 2 (two sigmoids) */
+    int default_height, default_width;
+    float mean[3], std[3];       /* input normalisation, RGB */
+    int weight_dtype;            /* storage type of convolution weights: 0 f32, 1 f16 */
+    int64_t params_main;         /* parameters on the main path (no aux, no classifier) */
+    int64_t params_total;        /* parameters including the auxiliary branch */
+    int num_tensors;             /* entries in the weight file's tensor table */
+} bzn_model_info;
+
+typedef struct bzn_model bzn_model;
+
+bzn_status bzn_model_open(const char *path, bzn_model **out, bzn_error *err);
+/* The buffer is copied; the caller may free it after the call. */
+bzn_status bzn_model_open_memory(const void *data, size_t size, bzn_model **out, bzn_error *err);
+void bzn_model_free(bzn_model *m);
+void bzn_model_get_info(const bzn_model *m, bzn_model_info *info);
+const char *bzn_aggregation_name(bzn_aggregation a);
+
+/* One entry of the weight file's tensor table. */
+typedef struct {
+    const char *name;   /* the PyTorch state-dict key */
+    int dtype;          /* 0 f32, 1 f16, 2 i8 */
+    int ndim;
+    int64_t shape[4];
+    uint64_t offset, nbytes;
+} bzn_weight_info;
+int bzn_model_num_weights(const bzn_model *m);
+bzn_status bzn_model_weight(const bzn_model *m, int i, bzn_weight_info *out);
+
+/* ---- context -------------------------------------------------------------------- */
+
+typedef enum { BZN_BACKEND_CPU = 0, BZN_BACKEND_REF = 1 } bzn_backend_kind;
+
+typedef struct {
+    int height, width;        /* network input size: multiples of 32 */
+    bzn_backend_kind backend; /* CPU (OpenBLAS) or the plain C reference */
+    int threads;              /* 0 = backend default */
+    int run_aux;              /* also run the auxiliary branch (when the model has it) */
+    int keep_intermediates;   /* keep every module output alive for inspection (trace) */
+} bzn_ctx_options;
+
+typedef struct bzn_ctx bzn_ctx;
+
+bzn_ctx_options bzn_ctx_default_options(const bzn_model *m);
+bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ctx **out,
+                          bzn_error *err);
+void bzn_ctx_free(bzn_ctx *c);
+
+/* Bytes of the activation arena planned at creation (nothing is allocated per frame). */
+size_t bzn_ctx_arena_bytes(const bzn_ctx *c);
+
+/* ---- running -------------------------------------------------------------------- */
+
+/* Preprocess an 8-bit RGB frame of any size (antialiased bilinear resize to the context's
+ * input size, like PIL, then normalise) and run the network. `stride` is bytes per row. */
+bzn_status bzn_run_rgb(bzn_ctx *c, const uint8_t *rgb, int width, int height, int stride,
+                       bzn_error *err);
+/* Run on an already preprocessed 1x3xHxW float tensor (NCHW, H and W of the context). */
+bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err);
+
+/* Class per pixel of the last run, nearest-neighbour resized to width x height
+ * (pass the context's input size for the model-resolution map):
+ * 0 neoplastic, 1 non-neoplastic, 2 background. */
+bzn_status bzn_class_map(const bzn_ctx *c, uint8_t *out, int width, int height, bzn_error *err);
+
+typedef enum { BZN_OUT_MAIN = 0, BZN_OUT_AUX = 1 } bzn_output;
+
+/* Logits of the last run at input resolution (1 x C x H x W, after the x8 upsample).
+ * The pointer stays valid until the next run or bzn_ctx_free. */
+bzn_status bzn_logits(const bzn_ctx *c, bzn_output which, const float **data, int *channels,
+                      int *height, int *width, bzn_error *err);
+
+/* Probabilities at input resolution, written into `out` (C x H x W floats): softmax over
+ * the classes for a 3-class head, sigmoid per map for a 2-class head or the aux head. */
+bzn_status bzn_probabilities(const bzn_ctx *c, bzn_output which, float *out, size_t count,
+                             bzn_error *err);
+
+/* ---- inspection (teaching, auditing, per-layer comparison with PyTorch) ----------- */
+
+typedef struct {
+    const char *name;  /* PyTorch module path: "encoder.base.3.layers.5", "rfb4", "head_2" */
+    int channels, height, width;
+    int64_t params, macs; /* of the operation producing it (0 for pooling/upsampling) */
+    const char *op;       /* "conv3x3 s1 d1 +relu6", "maxpool3x3 s2", "upsample x2", "concat" */
+} bzn_layer_info;
+
+/* Layers in execution order; valid without running. */
+int bzn_ctx_num_layers(const bzn_ctx *c);
+bzn_status bzn_ctx_layer(const bzn_ctx *c, int i, bzn_layer_info *info);
+/* Copy the output of layer i from the last run into out (channels*height*width floats).
+ * Requires keep_intermediates, since other outputs share memory. */
+bzn_status bzn_ctx_layer_output(const bzn_ctx *c, int i, float *out, size_t count, bzn_error *err);
+/* The preprocessed input tensor of the last run (3 x H x W floats). */
+const float *bzn_ctx_input(const bzn_ctx *c);
+
+/* ---- images (JPEG in, PNG out, the spec's resize) --------------------------------- */
+
+typedef struct {
+    uint8_t *pixels;  /* rows of width*channels bytes, top to bottom */
+    int width, height, channels;
+} bzn_image;
+
+/* Decode a JPEG file (or buffer) to 8-bit RGB. Non-JPEG or corrupt data is BZN_ERR_FORMAT. */
+bzn_status bzn_image_load_jpeg(const char *path, bzn_image *img, bzn_error *err);
+bzn_status bzn_image_decode_jpeg(const void *data, size_t size, bzn_image *img, bzn_error *err);
+void bzn_image_free(bzn_image *img);
+
+/* Write a PNG (channels 1 grey, 3 RGB). Written to a temporary name in the same folder and
+ * renamed, so an existing file is never left half-written. */
+bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int width, int height,
+                               int channels, bzn_error *err);
+
+/* PIL-compatible bilinear resize of interleaved 8-bit images (antialiases when shrinking:
+ * the triangle filter's support scales with the shrink factor), as Image.resize(BILINEAR). */
+bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, int channels,
+                               uint8_t *dst, int dw, int dh, bzn_error *err);
+
+/* Colour mask from a class map: 0 neoplastic red, 1 non-neoplastic green, 2 black. */
+void bzn_colorize(const uint8_t *classes, size_t n, uint8_t *rgb);
+/* Blend a colour mask over a frame: polyp pixels become (1-alpha)*frame + alpha*colour. */
+void bzn_overlay(const uint8_t *frame_rgb, const uint8_t *classes, size_t n, float alpha,
+                 uint8_t *out_rgb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

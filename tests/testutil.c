@@ -1,0 +1,87 @@
+/* testutil.c - see testutil.h. */
+#include "testutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+const char *tu_env(const char *name) {
+    const char *v = getenv(name);
+    return (v && *v) ? v : NULL;
+}
+
+const char *tu_path(const char *dir, const char *rel) {
+    static char buf[8][4096];
+    static int next;
+    char *b = buf[next++ & 7];
+    snprintf(b, sizeof buf[0], "%s/%s", dir ? dir : ".", rel);
+    return b;
+}
+
+int tu_run(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    if (st == -1) return -1;
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    return -1;
+}
+
+int tu_have_python(const char *modules) {
+    const char *py = tu_env("BZN_PYTHON");
+    if (!py) return 0;
+    char list[512];
+    snprintf(list, sizeof list, "%s", modules);
+    for (char *p = list; *p; p++)
+        if (*p == ',') *p = ' ';
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "\"%s\" -c 'import sys\nfor m in \"%s\".split(): __import__(m)' >/dev/null 2>&1",
+             py, list);
+    return tu_run("%s", cmd) == 0;
+}
+
+int tu_have_shared(void) {
+    const char *d = tu_env("BZN_SHARED_DIR");
+    struct stat st;
+    return d && stat(tu_path(d, "models/blazeneo-dha-neopolyp-small.pth"), &st) == 0;
+}
+
+char *tu_tmpdir(const char *tag) {
+    const char *base = tu_env("BZN_BUILD_DIR");
+    char tmpl[4096];
+    if (base) {
+        snprintf(tmpl, sizeof tmpl, "%s/testtmp", base);
+        mkdir(tmpl, 0755);
+        snprintf(tmpl, sizeof tmpl, "%s/testtmp/%s-XXXXXX", base, tag);
+    } else {
+        snprintf(tmpl, sizeof tmpl, "/tmp/bzn-%s-XXXXXX", tag);
+    }
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+uint8_t *tu_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return NULL; }
+    long n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return NULL; }
+    uint8_t *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    fclose(f);
+    if (buf && len) *len = (size_t)n;
+    return buf;
+}
+
+int tu_write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, len, f);
+    return (fclose(f) == 0 && w == len) ? 0 : -1;
+}

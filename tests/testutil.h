@@ -1,0 +1,28 @@
+/* testutil.h - small helpers shared by the Check tests (paths, files, subprocesses). */
+#ifndef BZN_TESTUTIL_H
+#define BZN_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit code that ctest reports as "skipped" (SKIP_RETURN_CODE 77). */
+#define TU_SKIP 77
+
+/* Environment set by ctest: BZN_SOURCE_DIR, BZN_BUILD_DIR, BZN_SHARED_DIR, BZN_PYTHON, BZN_CLI.
+ * Returns NULL when unset or empty. */
+const char *tu_env(const char *name);
+/* Path join into a static rotating buffer (valid for the next 8 calls). */
+const char *tu_path(const char *dir, const char *rel);
+/* 1 when BZN_PYTHON can import all of the comma-separated modules ("torch,numpy"). */
+int tu_have_python(const char *modules);
+/* 1 when the shared/ folder (model and data) is present. */
+int tu_have_shared(void);
+/* Run a shell command built printf-style; returns its exit status (-1 on failure to run). */
+int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A fresh empty directory under the build tree (or /tmp); caller frees. */
+char *tu_tmpdir(const char *tag);
+/* Whole file into a malloc'd buffer (NULL on error). */
+uint8_t *tu_read_file(const char *path, size_t *len);
+int tu_write_file(const char *path, const void *data, size_t len);
+
+#endif
