@@ -133,8 +133,10 @@ bzn_status bzn_probabilities(const bzn_ctx *c, bzn_output which, float *out, siz
 /* ---- inspection (teaching, auditing, per-layer comparison with PyTorch) ----------- */
 
 typedef struct {
-    const char *name;  /* PyTorch module path: "encoder.base.3.layers.5", "rfb4", "head_2" */
-    int channels, height, width;
+    const char *name;    /* PyTorch module path: "encoder.base.3.layers.5", "rfb4.conv_cat" */
+    const char *aliases; /* space-separated containers with the same output: "rfb4", "head_2" */
+    int channels, height, width;          /* output shape */
+    int in_channels, in_height, in_width; /* input shape */
     int64_t params, macs; /* of the operation producing it (0 for pooling/upsampling) */
     const char *op;       /* "conv3x3 s1 d1 +relu6", "maxpool3x3 s2", "upsample x2", "concat" */
 } bzn_layer_info;
@@ -147,6 +149,28 @@ bzn_status bzn_ctx_layer(const bzn_ctx *c, int i, bzn_layer_info *info);
 bzn_status bzn_ctx_layer_output(const bzn_ctx *c, int i, float *out, size_t count, bzn_error *err);
 /* The preprocessed input tensor of the last run (3 x H x W floats). */
 const float *bzn_ctx_input(const bzn_ctx *c);
+
+/* ---- converting PyTorch checkpoints ------------------------------------------------ */
+
+typedef struct {
+    int f16;                      /* store convolution weights as f16 (BatchNorm stays f32) */
+    int default_height, default_width; /* 0: 352 x 352 */
+} bzn_convert_options;
+
+typedef struct {
+    bzn_aggregation aggregation;
+    int has_aux, num_classes;
+    int tensors_written, tensors_dropped; /* dropped: classifier, num_batches_tracked */
+    double max_f16_error;                 /* largest |f32 - f16| over converted weights */
+    char max_f16_error_tensor[80];        /* where it occurred */
+    uint64_t file_bytes;
+} bzn_convert_report;
+
+/* Read a PyTorch checkpoint (torch.save zip format), recognise the BlazeNeo variant from its
+ * keys and shapes, and write a weight file. The output is validated by loading it before it
+ * replaces `out_path`; on any error nothing is left at `out_path` that was not there. */
+bzn_status bzn_convert_checkpoint(const char *in_path, const char *out_path, const bzn_convert_options *opt,
+                                  bzn_convert_report *report, bzn_error *err);
 
 /* ---- images (JPEG in, PNG out, the spec's resize) --------------------------------- */
 

@@ -1,0 +1,76 @@
+/*
+ * backend.h - what a compute backend provides: a struct of function pointers plus a context.
+ *
+ * The engine owns the graph and the memory plan; a backend only runs operations on tensors
+ * it is handed. Tensors are NCHW, batch 1, float32. A convolution's input may be a list of
+ * channel segments (a concatenation that was never materialised: each segment points at
+ * channel 0 of its own C x H x W block), and its output may be a channel slice of a larger
+ * tensor (a producer writing straight into its place in a concatenation).
+ *
+ * Backends: backends/ref (plain C loops, the oracle every other backend is tested against)
+ * and backends/cpu (im2col + OpenBLAS sgemm, OpenMP). A CUDA backend plugs in the same way.
+ */
+#ifndef BZN_BACKEND_H
+#define BZN_BACKEND_H
+
+#include <stddef.h>
+
+#include "blazeneo.h"
+
+#define BZN_MAX_SEGMENTS 16
+
+typedef enum { BZN_ACT_NONE = 0, BZN_ACT_RELU = 1, BZN_ACT_RELU6 = 2 } bzn_act;
+
+typedef struct {
+    const float *data; /* channel 0 of this segment; channels are H*W floats apart */
+    int channels;
+} bzn_segment;
+
+typedef struct {
+    /* input: the concatenation of the segments, in order; spatial size in_h x in_w */
+    bzn_segment in[BZN_MAX_SEGMENTS];
+    int n_in, in_c, in_h, in_w;
+    /* output: out_c x out_h x out_w contiguous floats */
+    float *out;
+    int out_c, out_h, out_w;
+    /* weights [out_c][in_c][k][k] with BatchNorm folded in; bias [out_c] or NULL */
+    const float *weight, *bias;
+    int k, stride, pad, dilation;
+    bzn_act act;
+} bzn_conv_args;
+
+typedef struct {
+    const float *in;
+    float *out;
+    int c, in_h, in_w, out_h, out_w;
+    int k, stride, pad; /* padding never wins the max (PyTorch semantics) */
+} bzn_pool_args;
+
+typedef struct {
+    const float *in;
+    float *out;
+    int c, in_h, in_w, factor; /* bilinear, align_corners=False, out = in * factor */
+} bzn_upsample_args;
+
+typedef struct bzn_backend {
+    const char *name;
+    void *ctx;
+    /* scratch bytes conv() needs for these arguments (planned once, at context creation) */
+    size_t (*conv_scratch)(void *ctx, const bzn_conv_args *a);
+    /* scratch is at least conv_scratch() bytes, 64-byte aligned */
+    void (*conv)(void *ctx, const bzn_conv_args *a, void *scratch);
+    void (*maxpool)(void *ctx, const bzn_pool_args *a);
+    void (*upsample)(void *ctx, const bzn_upsample_args *a);
+    void (*destroy)(struct bzn_backend *b);
+} bzn_backend;
+
+/* Constructors; threads = 0 picks the machine's default. */
+bzn_status bzn_backend_ref_create(bzn_backend **out, bzn_error *err);
+bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err);
+
+/* Output size of a convolution or pooling window along one axis. */
+static inline int bzn_out_size(int in, int k, int stride, int pad, int dilation) {
+    return (in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+}
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * cpu.c - the CPU backend: convolution as GEMM on OpenBLAS, everything else with OpenMP.
+ *
+ * A convolution out[Cout][OH*OW] = W[Cout][Cin*k*k] x col[Cin*k*k][OH*OW] (+ bias, act).
+ * For a 1x1, stride-1, unpadded convolution the input already is `col` (no copy); each
+ * input segment is one GEMM on its slice of W's columns, accumulated (beta = 1).
+ * Otherwise im2col gathers the k*k shifted copies of every input channel into scratch.
+ */
+#include <cblas.h>
+#include <omp.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "error.h"
+
+typedef struct {
+    int threads;
+} cpu_ctx;
+
+static int cpu_is_pointwise(const bzn_conv_args *a) {
+    return a->k == 1 && a->stride == 1 && a->pad == 0;
+}
+
+static size_t cpu_conv_scratch(void *ctx, const bzn_conv_args *a) {
+    (void)ctx;
+    if (cpu_is_pointwise(a)) return 0;
+    return (size_t)a->in_c * a->k * a->k * a->out_h * a->out_w * sizeof(float);
+}
+
+/* channel c of the (virtually concatenated) input */
+static const float *cpu_in_channel(const bzn_conv_args *a, int c) {
+    int s = 0;
+    while (s < a->n_in - 1 && c >= a->in[s].channels) c -= a->in[s++].channels;
+    return a->in[s].data + (size_t)c * a->in_h * a->in_w;
+}
+
+/* One row of col per (input channel, ky, kx): the input shifted by the kernel offset. */
+static void cpu_im2col(const bzn_conv_args *a, float *col, int threads) {
+    const int k = a->k, oh = a->out_h, ow = a->out_w, kk = k * k;
+    const int rows = a->in_c * kk;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const int c = r / kk, ky = (r % kk) / k, kx = r % k;
+        const float *x = cpu_in_channel(a, c);
+        float *dst = col + (size_t)r * oh * ow;
+        for (int oy = 0; oy < oh; oy++) {
+            const int iy = oy * a->stride - a->pad + ky * a->dilation;
+            float *d = dst + (size_t)oy * ow;
+            if (iy < 0 || iy >= a->in_h) {
+                memset(d, 0, (size_t)ow * sizeof *d);
+                continue;
+            }
+            const float *src = x + (size_t)iy * a->in_w;
+            const int off = kx * a->dilation - a->pad;
+            if (a->stride == 1) {
+                /* valid ox: 0 <= ox + off < in_w */
+                int lo = off < 0 ? -off : 0, hi = a->in_w - off;
+                if (hi > ow) hi = ow;
+                if (lo > ow) lo = ow;
+                for (int ox = 0; ox < lo; ox++) d[ox] = 0;
+                if (hi > lo) memcpy(d + lo, src + lo + off, (size_t)(hi - lo) * sizeof *d);
+                for (int ox = hi > lo ? hi : lo; ox < ow; ox++) d[ox] = 0;
+            } else {
+                for (int ox = 0; ox < ow; ox++) {
+                    const int ix = ox * a->stride + off;
+                    d[ox] = (ix >= 0 && ix < a->in_w) ? src[ix] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+static void cpu_epilogue(const bzn_conv_args *a, int threads) {
+    const size_t hw = (size_t)a->out_h * a->out_w;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int oc = 0; oc < a->out_c; oc++) {
+        float *o = a->out + (size_t)oc * hw;
+        const float b = a->bias ? a->bias[oc] : 0.0f;
+        switch (a->act) {
+        case BZN_ACT_NONE:
+            if (b != 0.0f)
+                for (size_t i = 0; i < hw; i++) o[i] += b;
+            break;
+        case BZN_ACT_RELU:
+            for (size_t i = 0; i < hw; i++) o[i] = fmaxf(o[i] + b, 0.0f);
+            break;
+        case BZN_ACT_RELU6:
+            for (size_t i = 0; i < hw; i++) o[i] = fminf(fmaxf(o[i] + b, 0.0f), 6.0f);
+            break;
+        }
+    }
+}
+
+/* C[:, cols] = A x B[:, cols] (+ C when accumulate), split by columns over the threads:
+ * every thread runs a single-threaded sgemm on its own block of output pixels. */
+static void cpu_gemm(int threads, int m, int n, int k, const float *a, int lda, const float *b, float *c,
+                     int accumulate) {
+    const int block = ((n + threads - 1) / threads + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int j0 = 0; j0 < n; j0 += block) {
+        const int nb = n - j0 < block ? n - j0 : block;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, nb, k, 1.0f, a, lda, b + j0, n,
+                    accumulate ? 1.0f : 0.0f, c + j0, n);
+    }
+}
+
+static void cpu_conv(void *vctx, const bzn_conv_args *a, void *scratch) {
+    cpu_ctx *ctx = vctx;
+    const int n = a->out_h * a->out_w, kk = a->k * a->k, K = a->in_c * kk;
+    /* small outputs are not worth splitting */
+    const int threads = (long)n * a->out_c * K < 2000000L ? 1 : ctx->threads;
+    if (cpu_is_pointwise(a)) {
+        int c0 = 0;
+        for (int s = 0; s < a->n_in; s++) {
+            cpu_gemm(threads, a->out_c, n, a->in[s].channels, a->weight + c0, K, a->in[s].data, a->out, s > 0);
+            c0 += a->in[s].channels;
+        }
+    } else {
+        float *col = scratch;
+        cpu_im2col(a, col, ctx->threads);
+        cpu_gemm(threads, a->out_c, n, K, a->weight, K, col, a->out, 0);
+    }
+    cpu_epilogue(a, ctx->threads);
+}
+
+static void cpu_maxpool(void *vctx, const bzn_pool_args *a) {
+    cpu_ctx *ctx = vctx;
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (int c = 0; c < a->c; c++) {
+        const float *x = a->in + (size_t)c * a->in_h * a->in_w;
+        float *o = a->out + (size_t)c * a->out_h * a->out_w;
+        for (int oy = 0; oy < a->out_h; oy++) {
+            const int y0 = oy * a->stride - a->pad;
+            const int ya = y0 < 0 ? 0 : y0, yb = y0 + a->k > a->in_h ? a->in_h : y0 + a->k;
+            for (int ox = 0; ox < a->out_w; ox++) {
+                const int x0 = ox * a->stride - a->pad;
+                const int xa = x0 < 0 ? 0 : x0, xb = x0 + a->k > a->in_w ? a->in_w : x0 + a->k;
+                float m = -INFINITY;
+                for (int y = ya; y < yb; y++)
+                    for (int xx = xa; xx < xb; xx++) {
+                        const float v = x[(size_t)y * a->in_w + xx];
+                        if (v > m || isnan(v)) m = v;
+                    }
+                o[(size_t)oy * a->out_w + ox] = m;
+            }
+        }
+    }
+}
+
+static void cpu_upsample(void *vctx, const bzn_upsample_args *a) {
+    cpu_ctx *ctx = vctx;
+    const int f = a->factor, oh = a->in_h * f, ow = a->in_w * f;
+    const float scale = 1.0f / (float)f; /* PyTorch: src = (dst + 0.5) / f - 0.5, >= 0 */
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (int cy = 0; cy < a->c * oh; cy++) {
+        const int c = cy / oh, oy = cy % oh;
+        float sy = scale * ((float)oy + 0.5f) - 0.5f;
+        if (sy < 0) sy = 0;
+        const int y0 = (int)sy, y1 = y0 < a->in_h - 1 ? y0 + 1 : y0;
+        const float ly = sy - (float)y0;
+        const float *r0 = a->in + ((size_t)c * a->in_h + y0) * a->in_w;
+        const float *r1 = a->in + ((size_t)c * a->in_h + y1) * a->in_w;
+        float *o = a->out + ((size_t)c * oh + oy) * ow;
+        for (int ox = 0; ox < ow; ox++) {
+            float sx = scale * ((float)ox + 0.5f) - 0.5f;
+            if (sx < 0) sx = 0;
+            const int i0 = (int)sx, i1 = i0 < a->in_w - 1 ? i0 + 1 : i0;
+            const float l = sx - (float)i0;
+            const float top = (1 - l) * r0[i0] + l * r0[i1];
+            const float bot = (1 - l) * r1[i0] + l * r1[i1];
+            o[ox] = (1 - ly) * top + ly * bot;
+        }
+    }
+}
+
+static void cpu_destroy(bzn_backend *b) {
+    if (!b) return;
+    free(b->ctx);
+    free(b);
+}
+
+bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err) {
+    bzn_backend *b = calloc(1, sizeof *b);
+    cpu_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!b || !ctx) {
+        free(b);
+        free(ctx);
+        return bzn_fail(err, BZN_ERR_NOMEM, "out of memory creating the CPU backend");
+    }
+    if (threads < 0 || threads > 1024) {
+        free(b);
+        free(ctx);
+        return bzn_fail(err, BZN_ERR_ARG, "invalid thread count %d", threads);
+    }
+    /* One threading runtime: OpenMP splits the work and every sgemm call runs on one
+       thread. OpenBLAS's own thread pool would otherwise fight OpenMP's for the cores. */
+    if (threads == 0) threads = omp_get_max_threads();
+    ctx->threads = threads < 1 ? 1 : threads;
+    openblas_set_num_threads(1);
+    b->name = "cpu";
+    b->ctx = ctx;
+    b->conv_scratch = cpu_conv_scratch;
+    b->conv = cpu_conv;
+    b->maxpool = cpu_maxpool;
+    b->upsample = cpu_upsample;
+    b->destroy = cpu_destroy;
+    *out = b;
+    return BZN_OK;
+}

@@ -1,0 +1,119 @@
+/*
+ * ref.c - the reference backend: the plainest possible loops, written to be obviously
+ * right rather than fast. Every other backend's operations are tested against these.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend.h"
+#include "error.h"
+
+/* channel c of the (virtually concatenated) input */
+static const float *ref_in_channel(const bzn_conv_args *a, int c) {
+    for (int s = 0; s < a->n_in; s++) {
+        if (c < a->in[s].channels) return a->in[s].data + (size_t)c * a->in_h * a->in_w;
+        c -= a->in[s].channels;
+    }
+    return NULL; /* unreachable for consistent arguments */
+}
+
+static float ref_activate(float v, bzn_act act) {
+    if (act == BZN_ACT_RELU) return v > 0 ? v : 0;
+    if (act == BZN_ACT_RELU6) return v < 0 ? 0 : (v > 6 ? 6 : v);
+    return v;
+}
+
+static size_t ref_conv_scratch(void *ctx, const bzn_conv_args *a) {
+    (void)ctx;
+    (void)a;
+    return 0;
+}
+
+static void ref_conv(void *ctx, const bzn_conv_args *a, void *scratch) {
+    (void)ctx;
+    (void)scratch;
+    const int k = a->k;
+    for (int oc = 0; oc < a->out_c; oc++)
+        for (int oy = 0; oy < a->out_h; oy++)
+            for (int ox = 0; ox < a->out_w; ox++) {
+                double acc = a->bias ? a->bias[oc] : 0.0;
+                for (int ic = 0; ic < a->in_c; ic++) {
+                    const float *x = ref_in_channel(a, ic);
+                    const float *w = a->weight + ((size_t)oc * a->in_c + ic) * k * k;
+                    for (int ky = 0; ky < k; ky++) {
+                        int iy = oy * a->stride - a->pad + ky * a->dilation;
+                        if (iy < 0 || iy >= a->in_h) continue;
+                        for (int kx = 0; kx < k; kx++) {
+                            int ix = ox * a->stride - a->pad + kx * a->dilation;
+                            if (ix < 0 || ix >= a->in_w) continue;
+                            acc += (double)w[ky * k + kx] * x[(size_t)iy * a->in_w + ix];
+                        }
+                    }
+                }
+                a->out[((size_t)oc * a->out_h + oy) * a->out_w + ox] = ref_activate((float)acc, a->act);
+            }
+}
+
+static void ref_maxpool(void *ctx, const bzn_pool_args *a) {
+    (void)ctx;
+    for (int c = 0; c < a->c; c++)
+        for (int oy = 0; oy < a->out_h; oy++)
+            for (int ox = 0; ox < a->out_w; ox++) {
+                float m = -INFINITY;
+                for (int ky = 0; ky < a->k; ky++)
+                    for (int kx = 0; kx < a->k; kx++) {
+                        int iy = oy * a->stride - a->pad + ky, ix = ox * a->stride - a->pad + kx;
+                        if (iy < 0 || iy >= a->in_h || ix < 0 || ix >= a->in_w) continue;
+                        float v = a->in[((size_t)c * a->in_h + iy) * a->in_w + ix];
+                        if (v > m || isnan(v)) m = v;
+                    }
+                a->out[((size_t)c * a->out_h + oy) * a->out_w + ox] = m;
+            }
+}
+
+/* PyTorch's source index for bilinear, align_corners=False: (dst + 0.5) / f - 0.5, >= 0 */
+static void ref_src_index(int dst, int factor, int in, int *i0, int *i1, float *l1) {
+    float scale = 1.0f / (float)factor;
+    float src = scale * ((float)dst + 0.5f) - 0.5f;
+    if (src < 0) src = 0;
+    int i = (int)src;
+    *i0 = i;
+    *i1 = i < in - 1 ? i + 1 : i;
+    *l1 = src - (float)i;
+}
+
+static void ref_upsample(void *ctx, const bzn_upsample_args *a) {
+    (void)ctx;
+    int oh = a->in_h * a->factor, ow = a->in_w * a->factor;
+    for (int c = 0; c < a->c; c++) {
+        const float *x = a->in + (size_t)c * a->in_h * a->in_w;
+        for (int oy = 0; oy < oh; oy++) {
+            int y0, y1;
+            float ly;
+            ref_src_index(oy, a->factor, a->in_h, &y0, &y1, &ly);
+            for (int ox = 0; ox < ow; ox++) {
+                int x0, x1;
+                float lx;
+                ref_src_index(ox, a->factor, a->in_w, &x0, &x1, &lx);
+                float top = (1 - lx) * x[y0 * a->in_w + x0] + lx * x[y0 * a->in_w + x1];
+                float bot = (1 - lx) * x[y1 * a->in_w + x0] + lx * x[y1 * a->in_w + x1];
+                a->out[((size_t)c * oh + oy) * ow + ox] = (1 - ly) * top + ly * bot;
+            }
+        }
+    }
+}
+
+static void ref_destroy(bzn_backend *b) { free(b); }
+
+bzn_status bzn_backend_ref_create(bzn_backend **out, bzn_error *err) {
+    bzn_backend *b = calloc(1, sizeof *b);
+    if (!b) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory creating the reference backend");
+    b->name = "ref";
+    b->conv_scratch = ref_conv_scratch;
+    b->conv = ref_conv;
+    b->maxpool = ref_maxpool;
+    b->upsample = ref_upsample;
+    b->destroy = ref_destroy;
+    *out = b;
+    return BZN_OK;
+}

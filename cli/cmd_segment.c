@@ -1,0 +1,177 @@
+/* cmd_segment.c - `blazeneo segment -m MODEL [-s SIZE] -o DIR [--overlay] [--aux] IMAGE|DIR...` */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static void help(void) {
+    printf("usage: blazeneo segment -m MODEL -o DIR [-s SIZE] [--overlay] [--aux] IMAGE|DIR...\n\n"
+           "Segment JPEG frames. For each image, DIR/<stem>.png is the colour mask at the image's\n"
+           "own size: neoplastic red, non-neoplastic green, background black.\n\n"
+           "  -m, --model FILE   weight file (blazeneo convert makes one from a .pth)\n"
+           "  -o, --output DIR   output folder (created if missing)\n"
+           "  -s, --size SIZE    network input size, multiple of 32 (default: the model's, 352)\n"
+           "  --overlay          also DIR/<stem>_overlay.png: the frame blended with the mask\n"
+           "  --aux              also DIR/<stem>_aux.png: the auxiliary head's polyp probability\n"
+           "  -b, --backend B    cpu (OpenBLAS, default) or ref (plain C reference, slow)\n"
+           "  -t, --threads N    CPU threads (default: all)\n"
+           "  -q, --quiet        no progress line\n"
+           "  -h, --help         this help\n\n"
+           "Directories are expanded to the files they hold; a file that is not a JPEG is\n"
+           "reported and skipped, and the exit status is then 1.\n");
+}
+
+typedef struct {
+    uint8_t *classes, *rgb, *aux8, *aux_full;
+    float *aux_prob;
+} seg_buffers;
+
+static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int overlay, int aux, seg_buffers *sb,
+                       bzn_error *e) {
+    bzn_image img = {0};
+    bzn_status s = bzn_image_load_jpeg(path, &img, e);
+    if (s != BZN_OK) return -1;
+    const size_t n = (size_t)img.width * img.height;
+    char stem[1024], out[4096];
+    cli_stem(path, stem, sizeof stem);
+    free(sb->classes);
+    free(sb->rgb);
+    sb->classes = malloc(n);
+    sb->rgb = malloc(3 * n);
+    if (!sb->classes || !sb->rgb) {
+        bzn_image_free(&img);
+        e->status = BZN_ERR_NOMEM;
+        snprintf(e->msg, sizeof e->msg, "%s: out of memory", path);
+        return -1;
+    }
+    s = bzn_run_rgb(ctx, img.pixels, img.width, img.height, img.width * 3, e);
+    if (s == BZN_OK) s = bzn_class_map(ctx, sb->classes, img.width, img.height, e);
+    if (s == BZN_OK) {
+        bzn_colorize(sb->classes, n, sb->rgb);
+        snprintf(out, sizeof out, "%s/%s.png", outdir, stem);
+        s = bzn_image_write_png(out, sb->rgb, img.width, img.height, 3, e);
+    }
+    if (s == BZN_OK && overlay) {
+        bzn_overlay(img.pixels, sb->classes, n, 0.45f, sb->rgb);
+        snprintf(out, sizeof out, "%s/%s_overlay.png", outdir, stem);
+        s = bzn_image_write_png(out, sb->rgb, img.width, img.height, 3, e);
+    }
+    if (s == BZN_OK && aux) {
+        const float *logits;
+        int C, H, W;
+        s = bzn_logits(ctx, BZN_OUT_AUX, &logits, &C, &H, &W, e);
+        if (s == BZN_OK) {
+            free(sb->aux_full);
+            sb->aux_full = malloc(n);
+            if (!sb->aux_prob) sb->aux_prob = malloc((size_t)H * W * sizeof(float));
+            if (!sb->aux8) sb->aux8 = malloc((size_t)H * W);
+            if (!sb->aux_full || !sb->aux_prob || !sb->aux8) {
+                s = BZN_ERR_NOMEM;
+                snprintf(e->msg, sizeof e->msg, "out of memory");
+            }
+        }
+        if (s == BZN_OK) s = bzn_probabilities(ctx, BZN_OUT_AUX, sb->aux_prob, (size_t)H * W, e);
+        if (s == BZN_OK) {
+            for (size_t i = 0; i < (size_t)H * W; i++) sb->aux8[i] = (uint8_t)(sb->aux_prob[i] * 255.0f + 0.5f);
+            s = bzn_resize_bilinear(sb->aux8, W, H, W, 1, sb->aux_full, img.width, img.height, e);
+        }
+        if (s == BZN_OK) {
+            snprintf(out, sizeof out, "%s/%s_aux.png", outdir, stem);
+            s = bzn_image_write_png(out, sb->aux_full, img.width, img.height, 1, e);
+        }
+    }
+    bzn_image_free(&img);
+    return s == BZN_OK ? 0 : -1;
+}
+
+int cmd_segment(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"output", required_argument, 0, 'o'},
+                                         {"size", required_argument, 0, 's'},   {"overlay", no_argument, 0, 'O'},
+                                         {"aux", no_argument, 0, 'a'},          {"backend", required_argument, 0, 'b'},
+                                         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},         {0}};
+    const char *model = NULL, *outdir = NULL;
+    int w = 0, h = 0, overlay = 0, aux = 0, threads = 0, quiet = 0, c;
+    bzn_backend_kind backend = BZN_BACKEND_CPU;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:o:s:b:t:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'o': outdir = optarg; break;
+        case 's':
+            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error("segment", "invalid size '%s'", optarg);
+            break;
+        case 'O': overlay = 1; break;
+        case 'a': aux = 1; break;
+        case 'b':
+            if (!strcmp(optarg, "cpu")) backend = BZN_BACKEND_CPU;
+            else if (!strcmp(optarg, "ref")) backend = BZN_BACKEND_REF;
+            else return cli_usage_error("segment", "unknown backend '%s' (cpu, ref)", optarg);
+            break;
+        case 't': threads = atoi(optarg); break;
+        case 'q': quiet = 1; break;
+        case 'h': help(); return EXIT_OK;
+        default: return cli_usage_error("segment", "unknown option");
+        }
+    }
+    if (!model) return cli_usage_error("segment", "no model given (-m MODEL)");
+    if (!outdir) return cli_usage_error("segment", "no output folder given (-o DIR)");
+    if (optind >= argc) return cli_usage_error("segment", "no images given");
+    cli_list list;
+    if (cli_collect_images("segment", argv + optind, argc - optind, &list)) return EXIT_FAIL;
+    bzn_model *m;
+    bzn_ctx *ctx;
+    if (cli_open("segment", model, w, h, aux, 0, threads, backend, &m, &ctx)) {
+        cli_list_free(&list);
+        return EXIT_FAIL;
+    }
+    bzn_model_info mi;
+    bzn_model_get_info(m, &mi);
+    int rc = EXIT_OK, ok = 0, failed = 0;
+    if (aux && !mi.has_aux) {
+        fprintf(stderr, "blazeneo segment: --aux: this model has no auxiliary head\n");
+        rc = EXIT_FAIL;
+    } else if (cli_mkdir(outdir) != 0) {
+        fprintf(stderr, "blazeneo segment: cannot create output folder '%s'\n", outdir);
+        rc = EXIT_FAIL;
+    }
+    seg_buffers sb = {0};
+    const int progress = !quiet && list.count > 1, tty = isatty(2);
+    double t_total = 0;
+    for (int i = 0; rc == EXIT_OK && i < list.count; i++) {
+        bzn_error e = {0};
+        double t0 = cli_now_ms();
+        if (segment_one(ctx, list.paths[i], outdir, overlay, aux, &sb, &e) != 0) {
+            if (progress && tty) fprintf(stderr, "\n");
+            fprintf(stderr, "blazeneo segment: %s\n", e.msg);
+            failed++; /* keep going: one bad file does not stop the others */
+            continue;
+        }
+        double dt = cli_now_ms() - t0;
+        t_total += dt;
+        ok++;
+        if (progress)
+            fprintf(stderr, "%s[%d/%d] %s  %.0f ms%s", tty ? "\r" : "", i + 1, list.count, list.paths[i], dt,
+                    tty ? "\033[K" : "\n");
+    }
+    if (progress && tty) fprintf(stderr, "\n");
+    if (rc == EXIT_OK && !quiet)
+        fprintf(stderr, "segmented %d image%s into %s (%.1f ms per image)%s", ok, ok == 1 ? "" : "s", outdir,
+                ok ? t_total / ok : 0.0, failed ? "" : "\n");
+    if (rc == EXIT_OK && failed) {
+        fprintf(stderr, "%s%d file%s failed\n", quiet ? "blazeneo segment: " : ", ", failed, failed == 1 ? "" : "s");
+        rc = EXIT_FAIL;
+    }
+    cli_list_free(&list);
+    free(sb.classes);
+    free(sb.rgb);
+    free(sb.aux8);
+    free(sb.aux_full);
+    free(sb.aux_prob);
+    bzn_ctx_free(ctx);
+    bzn_model_free(m);
+    return rc;
+}

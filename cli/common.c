@@ -1,0 +1,143 @@
+/* common.c - helpers shared by the subcommands (see cli.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+
+int cli_parse_size(const char *s, int *width, int *height) {
+    char *end;
+    long w = strtol(s, &end, 10), h = w;
+    if (end == s) return -1;
+    if (*end == 'x' || *end == 'X') {
+        const char *p = end + 1;
+        h = strtol(p, &end, 10);
+        if (end == p) return -1;
+    }
+    if (*end || w <= 0 || h <= 0 || w > 8192 || h > 8192) return -1;
+    *width = (int)w;
+    *height = (int)h;
+    return 0;
+}
+
+int cli_error(const char *cmd, const bzn_error *e) {
+    fprintf(stderr, "blazeneo %s: %s\n", cmd, e->msg);
+    return EXIT_FAIL;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "blazeneo %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'blazeneo %s --help'.\n", cmd);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+int cli_mkdir(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0) return S_ISDIR(st.st_mode) ? 0 : -1;
+    return mkdir(path, 0755);
+}
+
+static int push(cli_list *l, const char *p) {
+    char **np = realloc(l->paths, (size_t)(l->count + 1) * sizeof *np);
+    if (!np) return -1;
+    l->paths = np;
+    if (!(l->paths[l->count] = strdup(p))) return -1;
+    l->count++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int cli_collect_images(const char *cmd, char **args, int n, cli_list *out) {
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(args[i], &st) != 0) {
+            fprintf(stderr, "blazeneo %s: %s: %s\n", cmd, args[i], strerror(errno));
+            cli_list_free(out);
+            return -1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            if (push(out, args[i])) goto oom;
+            continue;
+        }
+        DIR *d = opendir(args[i]);
+        if (!d) {
+            fprintf(stderr, "blazeneo %s: %s: %s\n", cmd, args[i], strerror(errno));
+            cli_list_free(out);
+            return -1;
+        }
+        int first = out->count;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%s", args[i], e->d_name);
+            if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && push(out, p)) {
+                closedir(d);
+                goto oom;
+            }
+        }
+        closedir(d);
+        if (out->count == first) {
+            fprintf(stderr, "blazeneo %s: %s: no images in this directory\n", cmd, args[i]);
+            cli_list_free(out);
+            return -1;
+        }
+        qsort(out->paths + first, (size_t)(out->count - first), sizeof *out->paths, cmp_str);
+    }
+    return 0;
+oom:
+    fprintf(stderr, "blazeneo %s: out of memory\n", cmd);
+    cli_list_free(out);
+    return -1;
+}
+
+void cli_list_free(cli_list *l) {
+    for (int i = 0; i < l->count; i++) free(l->paths[i]);
+    free(l->paths);
+    memset(l, 0, sizeof *l);
+}
+
+void cli_stem(const char *path, char *buf, size_t size) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(buf, size, "%s", base);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf) *dot = 0;
+}
+
+int cli_open(const char *cmd, const char *model_path, int width, int height, int run_aux, int keep, int threads,
+             bzn_backend_kind backend, bzn_model **m, bzn_ctx **c) {
+    bzn_error e;
+    *c = NULL;
+    if (bzn_model_open(model_path, m, &e) != BZN_OK) return cli_error(cmd, &e);
+    bzn_ctx_options o = bzn_ctx_default_options(*m);
+    if (width) o.width = width;
+    if (height) o.height = height;
+    o.run_aux = run_aux;
+    o.keep_intermediates = keep;
+    o.threads = threads;
+    o.backend = backend;
+    if (bzn_ctx_create(*m, &o, c, &e) != BZN_OK) {
+        bzn_model_free(*m);
+        *m = NULL;
+        return cli_error(cmd, &e);
+    }
+    return 0;
+}
+
+double cli_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}

@@ -1,0 +1,46 @@
+/* main.c - `blazeneo <command> ...`: dispatch to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *help;
+} commands[] = {
+    {"convert", cmd_convert, "convert a PyTorch checkpoint (.pth) into a BlazeNeo weight file"},
+    {"info", cmd_info, "show a model's variant, tensors, parameters, GMAC and layers"},
+    {"segment", cmd_segment, "segment JPEG images into colour masks"},
+    {"trace", cmd_trace, "dump every intermediate tensor of one image as .npy (audit vs PyTorch)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: blazeneo <command> [options]\n\n"
+               "BlazeNeo %s: polyp segmentation and neoplasm classification for colonoscopy frames.\n\n"
+               "commands:\n",
+            BZN_VERSION_STRING);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'blazeneo <command> --help' describes each one.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("blazeneo %s\n", BZN_VERSION_STRING);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "blazeneo: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,306 @@
+/*
+ * context.c - one thread's way of running a model at one input size.
+ *
+ * Creating a context builds the graph for its size, plans every activation buffer into
+ * one arena (by liveness, see graph.c) and sizes the scratch space the backend needs; all
+ * of it is allocated here, once. Running is then a walk down the node list.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "graph.h"
+#include "model.h"
+#include "network.h"
+
+struct bzn_ctx {
+    const bzn_model *model;
+    bzn_ctx_options opt;
+    bzn_graph g;
+    bzn_backend *backend;
+    float *arena;         /* every activation */
+    size_t arena_floats;
+    void *scratch;        /* backend scratch (im2col) */
+    size_t scratch_bytes;
+    uint8_t *resized;     /* the frame resized to the input size, RGB */
+    int has_run;
+};
+
+bzn_ctx_options bzn_ctx_default_options(const bzn_model *m) {
+    bzn_ctx_options o;
+    memset(&o, 0, sizeof o);
+    o.height = m ? m->wf.config.default_height : 352;
+    o.width = m ? m->wf.config.default_width : 352;
+    o.backend = BZN_BACKEND_CPU;
+    return o;
+}
+
+static float *buf_ptr(const bzn_ctx *c, int buf) { return c->arena + c->g.bufs[buf].offset; }
+
+/* pointer to channel 0 of a slice */
+static float *slice_ptr(const bzn_ctx *c, const bzn_slice *s) {
+    const bzn_buffer *b = &c->g.bufs[s->buf];
+    return buf_ptr(c, s->buf) + (size_t)s->c0 * b->h * b->w;
+}
+
+static void conv_args(const bzn_ctx *c, const bzn_node *n, bzn_conv_args *a) {
+    memset(a, 0, sizeof *a);
+    a->n_in = n->in.n;
+    for (int i = 0; i < n->in.n; i++) {
+        a->in[i].data = slice_ptr(c, &n->in.seg[i]);
+        a->in[i].channels = n->in.seg[i].c;
+    }
+    a->in_c = n->in.c;
+    a->in_h = n->in.h;
+    a->in_w = n->in.w;
+    a->out = slice_ptr(c, &n->out.seg[0]);
+    a->out_c = n->out.c;
+    a->out_h = n->out.h;
+    a->out_w = n->out.w;
+    a->weight = n->conv->weight;
+    a->bias = n->conv->bias;
+    a->k = n->k;
+    a->stride = n->stride;
+    a->pad = n->pad;
+    a->dilation = n->dilation;
+    a->act = n->act;
+}
+
+bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ctx **out, bzn_error *err) {
+    if (!m || !out) return bzn_fail(err, BZN_ERR_ARG, "NULL model or output pointer");
+    *out = NULL;
+    bzn_ctx_options o = opt ? *opt : bzn_ctx_default_options(m);
+    if (o.height < 32 || o.width < 32 || o.height % 32 || o.width % 32 || o.height > 8192 || o.width > 8192)
+        return bzn_fail(err, BZN_ERR_UNSUPPORTED,
+                        "input size %dx%d: BlazeNeo needs a width and height that are multiples of 32 "
+                        "(32 to 8192), e.g. 352x352",
+                        o.width, o.height);
+    bzn_ctx *c = calloc(1, sizeof *c);
+    if (!c) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    c->model = m;
+    c->opt = o;
+    bzn_status s;
+    switch (o.backend) {
+    case BZN_BACKEND_CPU: s = bzn_backend_cpu_create(o.threads, &c->backend, err); break;
+    case BZN_BACKEND_REF: s = bzn_backend_ref_create(&c->backend, err); break;
+    default: s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown backend %d", (int)o.backend);
+    }
+    /* the model is complete and immutable: building with create = 0 only looks weights up */
+    if (s == BZN_OK) s = bzn_network_build((bzn_model *)m, 0, o.height, o.width, o.run_aux, &c->g, err);
+    if (s == BZN_OK) {
+        c->arena_floats = bzn_graph_plan(&c->g, o.keep_intermediates);
+        if (c->arena_floats == 0 || posix_memalign((void **)&c->arena, 64, c->arena_floats * sizeof(float)) != 0) {
+            c->arena = NULL;
+            s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory allocating %zu MB of activations",
+                         (c->arena_floats * sizeof(float)) >> 20);
+        }
+    }
+    if (s == BZN_OK) {
+        for (int i = 0; i < c->g.n_nodes; i++) {
+            if (c->g.nodes[i].kind != BZN_NODE_CONV) continue;
+            bzn_conv_args a;
+            conv_args(c, &c->g.nodes[i], &a);
+            size_t need = c->backend->conv_scratch(c->backend->ctx, &a);
+            if (need > c->scratch_bytes) c->scratch_bytes = need;
+        }
+        if ((c->scratch_bytes && posix_memalign(&c->scratch, 64, c->scratch_bytes) != 0) ||
+            !(c->resized = malloc((size_t)o.height * o.width * 3))) {
+            c->scratch = NULL;
+            s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory allocating %zu MB of scratch space",
+                         c->scratch_bytes >> 20);
+        }
+    }
+    if (s != BZN_OK) {
+        bzn_ctx_free(c);
+        return s;
+    }
+    memset(c->arena, 0, c->arena_floats * sizeof(float));
+    *out = c;
+    return BZN_OK;
+}
+
+void bzn_ctx_free(bzn_ctx *c) {
+    if (!c) return;
+    if (c->backend) c->backend->destroy(c->backend);
+    bzn_graph_free(&c->g);
+    free(c->arena);
+    free(c->scratch);
+    free(c->resized);
+    free(c);
+}
+
+size_t bzn_ctx_arena_bytes(const bzn_ctx *c) { return c->arena_floats * sizeof(float) + c->scratch_bytes; }
+
+/* ---- running ------------------------------------------------------------------------ */
+
+static void forward(bzn_ctx *c) {
+    const bzn_backend *be = c->backend;
+    for (int i = 0; i < c->g.n_nodes; i++) {
+        const bzn_node *n = &c->g.nodes[i];
+        switch (n->kind) {
+        case BZN_NODE_CONV: {
+            bzn_conv_args a;
+            conv_args(c, n, &a);
+            be->conv(be->ctx, &a, c->scratch);
+            break;
+        }
+        case BZN_NODE_MAXPOOL: {
+            bzn_pool_args a = {slice_ptr(c, &n->in.seg[0]), slice_ptr(c, &n->out.seg[0]), n->in.c, n->in.h,
+                               n->in.w, n->out.h, n->out.w, n->k, n->stride, n->pad};
+            be->maxpool(be->ctx, &a);
+            break;
+        }
+        case BZN_NODE_UPSAMPLE: {
+            bzn_upsample_args a = {slice_ptr(c, &n->in.seg[0]), slice_ptr(c, &n->out.seg[0]), n->in.c, n->in.h,
+                                   n->in.w, n->factor};
+            be->upsample(be->ctx, &a);
+            break;
+        }
+        case BZN_NODE_CONCAT: break; /* already in place */
+        }
+    }
+    c->has_run = 1;
+}
+
+bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err) {
+    if (!c || !input) return bzn_fail(err, BZN_ERR_ARG, "NULL context or input");
+    memcpy(buf_ptr(c, c->g.input_buf), input, (size_t)3 * c->g.height * c->g.width * sizeof(float));
+    forward(c);
+    return BZN_OK;
+}
+
+bzn_status bzn_run_rgb(bzn_ctx *c, const uint8_t *rgb, int width, int height, int stride, bzn_error *err) {
+    if (!c || !rgb) return bzn_fail(err, BZN_ERR_ARG, "NULL context or frame");
+    if (width < 1 || height < 1 || stride < 3 * width)
+        return bzn_fail(err, BZN_ERR_ARG, "invalid frame geometry %dx%d, stride %d", width, height, stride);
+    const int H = c->g.height, W = c->g.width;
+    bzn_status s = bzn_resize_bilinear(rgb, width, height, stride, 3, c->resized, W, H, err);
+    if (s != BZN_OK) return s;
+    /* torchvision's ToTensor then Normalize: (v / 255 - mean) / std, HWC -> CHW */
+    const bzn_wf_config *cfg = &c->model->wf.config;
+    float *x = buf_ptr(c, c->g.input_buf);
+    const size_t plane = (size_t)H * W;
+    for (int ch = 0; ch < 3; ch++) {
+        const float mean = cfg->mean[ch], sd = cfg->std[ch];
+        for (size_t i = 0; i < plane; i++) x[ch * plane + i] = ((float)c->resized[3 * i + ch] / 255.0f - mean) / sd;
+    }
+    forward(c);
+    return BZN_OK;
+}
+
+/* ---- outputs -------------------------------------------------------------------------- */
+
+bzn_status bzn_logits(const bzn_ctx *c, bzn_output which, const float **data, int *channels, int *height,
+                      int *width, bzn_error *err) {
+    if (!c || !data) return bzn_fail(err, BZN_ERR_ARG, "NULL context or output pointer");
+    if (!c->has_run) return bzn_fail(err, BZN_ERR_ARG, "no frame has been run on this context yet");
+    int buf = which == BZN_OUT_AUX ? c->g.aux_buf : c->g.main_buf;
+    if (buf < 0)
+        return bzn_fail(err, BZN_ERR_ARG, "the auxiliary head was not run (model without it, or run_aux = 0)");
+    *data = buf_ptr(c, buf);
+    if (channels) *channels = c->g.bufs[buf].c;
+    if (height) *height = c->g.height;
+    if (width) *width = c->g.width;
+    return BZN_OK;
+}
+
+bzn_status bzn_probabilities(const bzn_ctx *c, bzn_output which, float *out, size_t count, bzn_error *err) {
+    const float *x;
+    int C, H, W;
+    bzn_status s = bzn_logits(c, which, &x, &C, &H, &W, err);
+    if (s != BZN_OK) return s;
+    const size_t plane = (size_t)H * W;
+    if (!out || count < (size_t)C * plane)
+        return bzn_fail(err, BZN_ERR_ARG, "output buffer holds %zu floats, %zu needed", count, (size_t)C * plane);
+    if (C == 3) {
+        for (size_t i = 0; i < plane; i++) {
+            float m = fmaxf(x[i], fmaxf(x[plane + i], x[2 * plane + i])), sum = 0;
+            for (int k = 0; k < 3; k++) sum += out[k * plane + i] = expf(x[k * plane + i] - m);
+            for (int k = 0; k < 3; k++) out[k * plane + i] /= sum;
+        }
+    } else {
+        for (size_t i = 0; i < (size_t)C * plane; i++) out[i] = 1.0f / (1.0f + expf(-x[i]));
+    }
+    return BZN_OK;
+}
+
+/* class per pixel at model resolution: 0 neo, 1 non, 2 background */
+static uint8_t classify(const float *x, size_t plane, int C, size_t i) {
+    if (C == 3) {
+        int best = 0;
+        for (int k = 1; k < 3; k++)
+            if (x[k * plane + i] > x[best * plane + i]) best = k;
+        return (uint8_t)best;
+    }
+    /* two sigmoid maps: polyp when max(sigmoid) > 0.5, i.e. max logit > 0; neo when p_neo >= p_non */
+    const float neo = x[i], non = x[plane + i];
+    if (fmaxf(neo, non) <= 0.0f) return 2;
+    return neo >= non ? 0 : 1;
+}
+
+bzn_status bzn_class_map(const bzn_ctx *c, uint8_t *out, int width, int height, bzn_error *err) {
+    const float *x;
+    int C, H, W;
+    bzn_status s = bzn_logits(c, BZN_OUT_MAIN, &x, &C, &H, &W, err);
+    if (s != BZN_OK) return s;
+    if (!out || width < 1 || height < 1) return bzn_fail(err, BZN_ERR_ARG, "invalid class map size");
+    const size_t plane = (size_t)H * W;
+    /* nearest neighbour exactly as PIL's Image.resize(NEAREST), the protocol's reference:
+       the source coordinate starts at half a step and advances by in/out (in double) */
+    const double sy = (double)H / height, sx = (double)W / width;
+    double fy = sy / 2;
+    for (int y = 0; y < height; y++, fy += sy) {
+        int iy = (int)fy;
+        if (iy > H - 1) iy = H - 1;
+        double fx = sx / 2;
+        for (int xx = 0; xx < width; xx++, fx += sx) {
+            int ix = (int)fx;
+            if (ix > W - 1) ix = W - 1;
+            out[(size_t)y * width + xx] = classify(x, plane, C, (size_t)iy * W + ix);
+        }
+    }
+    return BZN_OK;
+}
+
+/* ---- inspection --------------------------------------------------------------------------- */
+
+int bzn_ctx_num_layers(const bzn_ctx *c) { return c->g.n_nodes; }
+
+bzn_status bzn_ctx_layer(const bzn_ctx *c, int i, bzn_layer_info *info) {
+    if (!c || !info || i < 0 || i >= c->g.n_nodes) return BZN_ERR_ARG;
+    const bzn_node *n = &c->g.nodes[i];
+    info->name = n->name;
+    info->aliases = n->aliases;
+    info->channels = n->out.c;
+    info->height = n->out.h;
+    info->width = n->out.w;
+    info->in_channels = n->in.c;
+    info->in_height = n->in.h;
+    info->in_width = n->in.w;
+    info->params = n->params;
+    info->macs = n->macs;
+    info->op = n->op;
+    return BZN_OK;
+}
+
+bzn_status bzn_ctx_layer_output(const bzn_ctx *c, int i, float *out, size_t count, bzn_error *err) {
+    if (!c || i < 0 || i >= c->g.n_nodes) return bzn_fail(err, BZN_ERR_ARG, "no layer %d", i);
+    const bzn_node *n = &c->g.nodes[i];
+    const size_t plane = (size_t)n->out.h * n->out.w;
+    if (!out || count < (size_t)n->out.c * plane)
+        return bzn_fail(err, BZN_ERR_ARG, "output buffer too small for '%s'", n->name);
+    if (!c->has_run) return bzn_fail(err, BZN_ERR_ARG, "no frame has been run on this context yet");
+    for (int s = 0; s < n->out.n; s++)
+        if (!c->opt.keep_intermediates && !c->g.bufs[n->out.seg[s].buf].pinned)
+            return bzn_fail(err, BZN_ERR_ARG,
+                            "'%s' shares memory with later layers: create the context with keep_intermediates",
+                            n->name);
+    for (int s = 0; s < n->out.n; s++) {
+        memcpy(out, slice_ptr(c, &n->out.seg[s]), (size_t)n->out.seg[s].c * plane * sizeof(float));
+        out += (size_t)n->out.seg[s].c * plane;
+    }
+    return BZN_OK;
+}
+
+const float *bzn_ctx_input(const bzn_ctx *c) { return c->has_run ? buf_ptr(c, c->g.input_buf) : NULL; }

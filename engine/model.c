@@ -1,0 +1,107 @@
+/*
+ * model.c - opening a model: validate the weight file, then build the network once to
+ * check every tensor against the architecture and fold BatchNorm into the convolutions.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+#include "network.h"
+
+const char *bzn_aggregation_name(bzn_aggregation a) {
+    static const char *names[] = {"LSC", "IDA", "DIA", "DHA"};
+    return (unsigned)a < 4 ? names[a] : "?";
+}
+
+static bzn_status finish_open(bzn_model *m, bzn_error *err) {
+    m->used = calloc((size_t)m->wf.count, 1);
+    if (!m->used) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    bzn_graph g;
+    const bzn_wf_config *c = &m->wf.config;
+    bzn_status s = bzn_network_build(m, 1, c->default_height, c->default_width, 1, &g, err);
+    bzn_graph_free(&g);
+    if (s != BZN_OK) return s;
+    for (int i = 0; i < m->wf.count; i++)
+        if (!m->used[i])
+            return bzn_fail(err, BZN_ERR_FORMAT, "tensor '%s' is not part of a BlazeNeo %s%s network",
+                            m->wf.tensors[i].name, bzn_aggregation_name(c->aggregation),
+                            c->has_aux ? " with auxiliary branch" : "");
+    for (int i = 0; i < m->n_convs; i++) {
+        const char *n = m->convs[i].name;
+        int aux = strncmp(n, "agg1.", 5) == 0 || strncmp(n, "head_1.", 7) == 0;
+        m->params_total += m->convs[i].params;
+        if (!aux) m->params_main += m->convs[i].params;
+    }
+    return BZN_OK;
+}
+
+static bzn_status open_common(bzn_model *m, bzn_status s, bzn_model **out, bzn_error *err) {
+    if (s == BZN_OK) s = finish_open(m, err);
+    if (s != BZN_OK) {
+        bzn_model_free(m);
+        return s;
+    }
+    *out = m;
+    return BZN_OK;
+}
+
+bzn_status bzn_model_open(const char *path, bzn_model **out, bzn_error *err) {
+    if (!out) return bzn_fail(err, BZN_ERR_ARG, "NULL output pointer");
+    *out = NULL;
+    bzn_model *m = calloc(1, sizeof *m);
+    if (!m) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    return open_common(m, bzn_wfile_open(path, &m->wf, err), out, err);
+}
+
+bzn_status bzn_model_open_memory(const void *data, size_t size, bzn_model **out, bzn_error *err) {
+    if (!out) return bzn_fail(err, BZN_ERR_ARG, "NULL output pointer");
+    *out = NULL;
+    bzn_model *m = calloc(1, sizeof *m);
+    if (!m) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    return open_common(m, bzn_wfile_open_memory(data, size, &m->wf, err), out, err);
+}
+
+void bzn_model_free(bzn_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_convs; i++) {
+        free(m->convs[i].weight);
+        free(m->convs[i].bias);
+    }
+    free(m->convs);
+    free(m->used);
+    bzn_wfile_close(&m->wf);
+    free(m);
+}
+
+void bzn_model_get_info(const bzn_model *m, bzn_model_info *info) {
+    memset(info, 0, sizeof *info);
+    const bzn_wf_config *c = &m->wf.config;
+    info->aggregation = c->aggregation;
+    info->has_aux = c->has_aux;
+    info->num_classes = c->num_classes;
+    info->default_height = c->default_height;
+    info->default_width = c->default_width;
+    memcpy(info->mean, c->mean, sizeof info->mean);
+    memcpy(info->std, c->std, sizeof info->std);
+    const bzn_wf_tensor *w = bzn_wfile_find(&m->wf, "encoder.base.0.conv.weight");
+    info->weight_dtype = w ? (int)w->dtype : 0;
+    info->params_main = m->params_main;
+    info->params_total = m->params_total;
+    info->num_tensors = m->wf.count;
+}
+
+int bzn_model_num_weights(const bzn_model *m) { return m->wf.count; }
+
+bzn_status bzn_model_weight(const bzn_model *m, int i, bzn_weight_info *out) {
+    if (i < 0 || i >= m->wf.count) return BZN_ERR_ARG;
+    const bzn_wf_tensor *t = &m->wf.tensors[i];
+    memset(out, 0, sizeof *out);
+    out->name = t->name;
+    out->dtype = (int)t->dtype;
+    out->ndim = t->ndim;
+    for (int d = 0; d < t->ndim; d++) out->shape[d] = t->shape[d];
+    out->offset = t->offset;
+    out->nbytes = t->nbytes;
+    return BZN_OK;
+}

@@ -1,0 +1,222 @@
+/*
+ * resize.c - bilinear resize that gives the same pixels as PIL's
+ * Image.resize(size, Image.BILINEAR) (Pillow's 8-bit "resample" code path).
+ *
+ * The network was trained on frames resized by PIL, so the engine has to resize the
+ * same way, down to the rounding. PIL's algorithm:
+ *
+ *  - It is separable: first every row is resized horizontally into a temporary image,
+ *    then every column of that is resized vertically. A pass is skipped when its
+ *    dimension does not change (then the pixels are copied exactly).
+ *  - Output sample i covers the input interval centred on center = (i + 0.5) * scale,
+ *    scale = in_size / out_size. Its value is a weighted average of the input samples
+ *    near the centre, weighted by the triangle ("tent") filter 1 - |d|.
+ *  - When shrinking (scale > 1) the triangle is stretched by the scale, so it averages
+ *    over all the input pixels that fall into the output pixel (antialiasing). When
+ *    enlarging, it is the classic two-tap linear interpolation.
+ *  - The weights of each output sample are normalised to sum to 1 in double precision,
+ *    then turned into 22-bit fixed point integers (PRECISION_BITS = 32 - 8 - 2: 8 bits
+ *    for the pixel value, 2 spare bits). Sums are rounded by adding one half before the
+ *    shift, and clipped to 0..255. The intermediate image is 8-bit too (clipped), which
+ *    is why a float implementation differs from PIL by a grey level here and there.
+ *
+ * Channels are resized independently (no alpha premultiplication; PIL does premultiply
+ * for "RGBA" and "LA" images, so compare 2- and 4-channel results with PIL's "RGBa"/"La").
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blazeneo.h"
+#include "error.h"
+
+#define PRECISION_BITS (32 - 8 - 2)
+#define HALF (1 << (PRECISION_BITS - 1))
+
+/* The resampling plan along one axis: for each output sample, the first input sample it
+ * reads, how many it reads, and their fixed-point weights (ksize slots per output). */
+typedef struct {
+    int *first;
+    int *count;
+    int32_t *weight;
+    int ksize;
+} axis_plan;
+
+static void plan_free(axis_plan *p) {
+    free(p->first);
+    free(p->count);
+    free(p->weight);
+    memset(p, 0, sizeof *p);
+}
+
+/* The triangle filter of PIL's BILINEAR: support 1. */
+static double triangle(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+/* Weights for resizing in_size samples to out_size samples. The arithmetic follows PIL
+ * step by step (same operations in the same order), since the fixed-point rounding of the
+ * weights decides the last bit of the output. Returns 0, or -1 when out of memory. */
+static int plan_axis(int in_size, int out_size, axis_plan *p) {
+    memset(p, 0, sizeof *p);
+    double scale = (double)in_size / out_size;
+    double filterscale = scale < 1.0 ? 1.0 : scale; /* stretch the filter when shrinking */
+    double support = 1.0 * filterscale;             /* triangle support is 1 */
+    double inv_filterscale = 1.0 / filterscale;
+    double ceil_support = ceil(support);
+    if (ceil_support > (INT_MAX - 1) / 2) return -1; /* absurd shrink factor */
+    int ksize = (int)ceil_support * 2 + 1;           /* most taps any output can have */
+
+    if ((size_t)out_size > SIZE_MAX / sizeof(int32_t) / (size_t)ksize) return -1;
+    p->ksize = ksize;
+    p->first = malloc((size_t)out_size * sizeof *p->first);
+    p->count = malloc((size_t)out_size * sizeof *p->count);
+    p->weight = calloc((size_t)out_size * (size_t)ksize, sizeof *p->weight);
+    double *w = malloc((size_t)ksize * sizeof *w);
+    if (!p->first || !p->count || !p->weight || !w) {
+        free(w);
+        plan_free(p);
+        return -1;
+    }
+
+    for (int i = 0; i < out_size; i++) {
+        double center = (i + 0.5) * scale;
+        /* input samples whose centres lie within the support, rounded like PIL */
+        int lo = (int)(center - support + 0.5);
+        int hi = (int)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in_size) hi = in_size;
+        int n = hi - lo;
+
+        double sum = 0.0;
+        for (int t = 0; t < n; t++) {
+            /* distance from the output centre to the centre of input sample lo + t,
+             * in filter units */
+            w[t] = triangle(((double)(t + lo) - center + 0.5) * inv_filterscale);
+            sum += w[t];
+        }
+        int32_t *k = p->weight + (size_t)i * (size_t)ksize;
+        for (int t = 0; t < n; t++) {
+            double v = sum != 0.0 ? w[t] / sum : w[t];
+            /* to fixed point, rounding half away from zero (weights are never negative) */
+            k[t] = (int32_t)(0.5 + v * (1 << PRECISION_BITS));
+        }
+        p->first[i] = lo;
+        p->count[i] = n;
+    }
+    free(w);
+    return 0;
+}
+
+/* Back from fixed point: drop the fraction (the HALF added up front rounds) and clip. */
+static inline uint8_t clip8(int32_t acc) {
+    int32_t v = acc >> PRECISION_BITS; /* acc is never negative: weights are >= 0 */
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* Horizontal pass: rows [y0, y0 + rows) of src into rows 0.. of dst (dw pixels each). */
+static void resize_rows(const uint8_t *src, int sstride, int channels, int y0, int rows,
+                        const axis_plan *px, uint8_t *dst, int dw) {
+    for (int y = 0; y < rows; y++) {
+        const uint8_t *in = src + (size_t)(y0 + y) * (size_t)sstride;
+        uint8_t *out = dst + (size_t)y * (size_t)dw * (size_t)channels;
+        for (int x = 0; x < dw; x++) {
+            const int32_t *k = px->weight + (size_t)x * (size_t)px->ksize;
+            const uint8_t *p = in + (size_t)px->first[x] * (size_t)channels;
+            int32_t acc[4] = {HALF, HALF, HALF, HALF};
+            for (int t = 0; t < px->count[x]; t++, p += channels)
+                for (int c = 0; c < channels; c++) acc[c] += (int32_t)p[c] * k[t];
+            for (int c = 0; c < channels; c++) out[(size_t)x * (size_t)channels + (size_t)c] = clip8(acc[c]);
+        }
+    }
+}
+
+/* Vertical pass: each output row is a weighted sum of a few input rows. Accumulating
+ * whole rows at a time (acc has one slot per byte of a row) keeps memory access linear. */
+static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes,
+                           const axis_plan *py, int dh, int32_t *acc, uint8_t *dst) {
+    for (int y = 0; y < dh; y++) {
+        const int32_t *k = py->weight + (size_t)y * (size_t)py->ksize;
+        for (size_t i = 0; i < row_bytes; i++) acc[i] = HALF;
+        for (int t = 0; t < py->count[y]; t++) {
+            const uint8_t *in = src + (size_t)(py->first[y] + t) * sstride;
+            int32_t w = k[t];
+            for (size_t i = 0; i < row_bytes; i++) acc[i] += (int32_t)in[i] * w;
+        }
+        uint8_t *out = dst + (size_t)y * row_bytes;
+        for (size_t i = 0; i < row_bytes; i++) out[i] = clip8(acc[i]);
+    }
+}
+
+bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, int channels,
+                               uint8_t *dst, int dw, int dh, bzn_error *err) {
+    if (!src || !dst)
+        return bzn_fail(err, BZN_ERR_ARG, "resize: %s image is NULL", src ? "destination" : "source");
+    if (channels < 1 || channels > 4)
+        return bzn_fail(err, BZN_ERR_ARG, "resize: %d channels (expected 1 to 4)", channels);
+    if (sw <= 0 || sh <= 0 || dw <= 0 || dh <= 0)
+        return bzn_fail(err, BZN_ERR_ARG, "resize: invalid size %dx%d -> %dx%d", sw, sh, dw, dh);
+    if ((int64_t)sstride < (int64_t)sw * channels)
+        return bzn_fail(err, BZN_ERR_ARG, "resize: stride %d is less than %d pixels x %d channels",
+                        sstride, sw, channels);
+    if ((uint64_t)dw * (uint64_t)channels > SIZE_MAX / sizeof(int32_t) / (uint64_t)dh)
+        return bzn_fail(err, BZN_ERR_NOMEM, "resize: output %dx%d is too large", dw, dh);
+
+    size_t row_bytes = (size_t)dw * (size_t)channels; /* one output row */
+    int need_h = dw != sw, need_v = dh != sh;
+
+    if (!need_h && !need_v) { /* same size: PIL returns a copy */
+        for (int y = 0; y < sh; y++)
+            memcpy(dst + (size_t)y * row_bytes, src + (size_t)y * (size_t)sstride, row_bytes);
+        return BZN_OK;
+    }
+
+    axis_plan px = {0}, py = {0};
+    uint8_t *tmp = NULL;
+    int32_t *acc = NULL;
+    bzn_status st = BZN_OK;
+
+    if ((need_h && plan_axis(sw, dw, &px) != 0) || (need_v && plan_axis(sh, dh, &py) != 0)) {
+        st = bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
+        goto done;
+    }
+
+    if (!need_v) { /* horizontal pass only, straight into dst */
+        resize_rows(src, sstride, channels, 0, sh, &px, dst, dw);
+        goto done;
+    }
+
+    /* The vertical pass reads rows [y0, y1) of its input: only those need the
+     * horizontal pass (all of them in practice, but it is cheap to be exact). */
+    const uint8_t *vin = src;
+    size_t vstride = (size_t)sstride;
+    int y0 = py.first[0];
+    int y1 = py.first[dh - 1] + py.count[dh - 1];
+    if (need_h) {
+        tmp = malloc((size_t)(y1 - y0) * row_bytes);
+        if (!tmp) {
+            st = bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
+            goto done;
+        }
+        resize_rows(src, sstride, channels, y0, y1 - y0, &px, tmp, dw);
+        for (int y = 0; y < dh; y++) py.first[y] -= y0; /* rows of tmp start at y0 */
+        vin = tmp;
+        vstride = row_bytes;
+    }
+    acc = malloc(row_bytes * sizeof *acc);
+    if (!acc) {
+        st = bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
+        goto done;
+    }
+    resize_columns(vin, vstride, row_bytes, &py, dh, acc, dst);
+
+done:
+    free(acc);
+    free(tmp);
+    plan_free(&px);
+    plan_free(&py);
+    return st;
+}

@@ -1,0 +1,203 @@
+/*
+ * conv.c - a convolution with its BatchNorm folded in and its activation fused.
+ *
+ * PyTorch runs conv -> BN -> ReLU as three passes; inference can do one. BatchNorm in
+ * inference form is an affine map per output channel,
+ *     bn(y) = (y - mean) / sqrt(var + eps) * gamma + beta  =  s * y + (beta - s * mean),
+ * with s = gamma / sqrt(var + eps), so it folds into the convolution: W' = s * W and a bias
+ * b' = beta - s * mean. The activation is applied as the output is written.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "layers.h"
+
+#define BN_EPS 1e-5f
+
+bzn_status bzn_builder_fail(bzn_builder *b, bzn_status s, const char *fmt, ...) {
+    if (b->status != BZN_OK) return b->status; /* keep the first error */
+    b->status = s;
+    if (b->err) {
+        va_list ap;
+        va_start(ap, fmt);
+        b->err->status = s;
+        vsnprintf(b->err->msg, sizeof b->err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+int bzn_builder_buffer(bzn_builder *b, int c, int h, int w) {
+    int i = bzn_graph_buffer(b->g, c, h, w);
+    if (i < 0) bzn_builder_fail(b, BZN_ERR_NOMEM, "out of memory building the graph");
+    return i;
+}
+
+/* Find a tensor, check its shape, mark it used. */
+static const bzn_wf_tensor *get_tensor(bzn_builder *b, const char *name, int ndim, const int *shape) {
+    const bzn_wfile *wf = &b->model->wf;
+    const bzn_wf_tensor *t = bzn_wfile_find(wf, name);
+    if (!t) {
+        bzn_builder_fail(b, BZN_ERR_FORMAT, "weight file lacks tensor '%s'", name);
+        return NULL;
+    }
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == (uint32_t)shape[i];
+    if (!ok) {
+        char want[64] = "", got[64] = "";
+        for (int i = 0; i < ndim; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? "x" : "", shape[i]);
+        for (int i = 0; i < t->ndim; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%u", i ? "x" : "", t->shape[i]);
+        bzn_builder_fail(b, BZN_ERR_FORMAT, "tensor '%s' has shape [%s], the architecture needs [%s]", name, got,
+                         want);
+        return NULL;
+    }
+    if (t->dtype == BZN_DT_I8) {
+        bzn_builder_fail(b, BZN_ERR_UNSUPPORTED, "tensor '%s' is int8: this engine runs f32/f16 weights", name);
+        return NULL;
+    }
+    b->model->used[t - wf->tensors] = 1;
+    return t;
+}
+
+static float tensor_at(const bzn_wf_tensor *t, size_t i) {
+    if (t->dtype == BZN_DT_F16) {
+        uint16_t h;
+        memcpy(&h, (const uint8_t *)t->data + 2 * i, 2);
+        return bzn_f16_to_f32(h);
+    }
+    float f;
+    memcpy(&f, (const uint8_t *)t->data + 4 * i, 4);
+    return f;
+}
+
+/* Fold one convolution (and its BN) from the weight file into model->convs. */
+static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, int cout, int k,
+                                    const char *bn_key) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.conv.weight", name);
+    const bzn_wf_tensor *w = get_tensor(b, key, 4, (int[]){cout, cin, k, k});
+    const bzn_wf_tensor *bn[4] = {NULL, NULL, NULL, NULL};
+    static const char *bn_names[4] = {"weight", "bias", "running_mean", "running_var"};
+    if (bn_key)
+        for (int i = 0; i < 4; i++) {
+            snprintf(key, sizeof key, "%s.%s.%s", name, bn_key, bn_names[i]);
+            bn[i] = get_tensor(b, key, 1, (int[]){cout});
+        }
+    if (b->status != BZN_OK) return NULL;
+
+    bzn_model *m = b->model;
+    if (m->n_convs == m->cap_convs) {
+        int cap = m->cap_convs ? 2 * m->cap_convs : 256;
+        bzn_conv_weights *nc = realloc(m->convs, (size_t)cap * sizeof *nc);
+        if (!nc) {
+            bzn_builder_fail(b, BZN_ERR_NOMEM, "out of memory folding '%s'", name);
+            return NULL;
+        }
+        m->convs = nc;
+        m->cap_convs = cap;
+    }
+    bzn_conv_weights *cw = &m->convs[m->n_convs];
+    memset(cw, 0, sizeof *cw);
+    snprintf(cw->name, sizeof cw->name, "%s", name);
+    cw->cin = cin;
+    cw->cout = cout;
+    cw->k = k;
+    const size_t per_out = (size_t)cin * k * k;
+    cw->weight = malloc((size_t)cout * per_out * sizeof *cw->weight);
+    cw->bias = bn_key ? malloc((size_t)cout * sizeof *cw->bias) : NULL;
+    if (!cw->weight || (bn_key && !cw->bias)) {
+        free(cw->weight);
+        free(cw->bias);
+        bzn_builder_fail(b, BZN_ERR_NOMEM, "out of memory folding '%s'", name);
+        return NULL;
+    }
+    for (int o = 0; o < cout; o++) {
+        float s = 1.0f;
+        if (bn_key) {
+            const float gamma = tensor_at(bn[0], o), beta = tensor_at(bn[1], o);
+            const float mean = tensor_at(bn[2], o), var = tensor_at(bn[3], o);
+            if (!(var >= 0) || !isfinite(var) || !isfinite(gamma) || !isfinite(beta) || !isfinite(mean)) {
+                free(cw->weight);
+                free(cw->bias);
+                bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.%s': non-finite or negative statistics at channel %d",
+                                 name, bn_key, o);
+                return NULL;
+            }
+            s = gamma / sqrtf(var + BN_EPS);
+            cw->bias[o] = beta - s * mean;
+        }
+        for (size_t i = 0; i < per_out; i++) cw->weight[o * per_out + i] = s * tensor_at(w, o * per_out + i);
+    }
+    cw->params = (int64_t)cout * (int64_t)per_out + (bn_key ? 2 * cout : 0);
+    m->n_convs++;
+    return cw;
+}
+
+/* The folded weights of a convolution: folded now while loading, looked up afterwards. */
+static const bzn_conv_weights *conv_weights(bzn_builder *b, const char *name, int cin, int cout, int k,
+                                            const char *bn_key) {
+    for (int i = 0; i < b->model->n_convs; i++) {
+        const bzn_conv_weights *cw = &b->model->convs[i];
+        if (strcmp(cw->name, name) == 0) {
+            if (cw->cin != cin || cw->cout != cout || cw->k != k) {
+                bzn_builder_fail(b, BZN_ERR_ARG, "'%s' is used with a different shape", name);
+                return NULL;
+            }
+            return cw;
+        }
+    }
+    if (!b->create) {
+        bzn_builder_fail(b, BZN_ERR_ARG, "'%s' was not loaded with the model", name);
+        return NULL;
+    }
+    return fold(b, name, cin, cout, k, bn_key);
+}
+
+bzn_value bzn_conv(bzn_builder *b, const char *name, bzn_value x, int cout, int k, int stride, int pad,
+                   int dilation, const char *bn_key, bzn_act act, bzn_dst dst) {
+    bzn_value none = {0};
+    if (b->status != BZN_OK) return none;
+    const bzn_conv_weights *cw = conv_weights(b, name, x.c, cout, k, bn_key);
+    if (!cw) return none;
+    const int oh = bzn_out_size(x.h, k, stride, pad, dilation), ow = bzn_out_size(x.w, k, stride, pad, dilation);
+    if (oh < 1 || ow < 1) {
+        bzn_builder_fail(b, BZN_ERR_UNSUPPORTED, "'%s': input %dx%d is too small", name, x.w, x.h);
+        return none;
+    }
+    if (dst.buf < 0) dst = (bzn_dst){bzn_builder_buffer(b, cout, oh, ow), 0};
+    if (b->status != BZN_OK) return none;
+    bzn_node *n = bzn_graph_add(b->g, BZN_NODE_CONV, name);
+    if (!n) {
+        bzn_builder_fail(b, BZN_ERR_NOMEM, "out of memory building the graph");
+        return none;
+    }
+    n->in = x;
+    n->out = bzn_value_slice(b->g, dst.buf, dst.c0, cout);
+    n->conv = cw;
+    n->k = k;
+    n->stride = stride;
+    n->pad = pad;
+    n->dilation = dilation;
+    n->act = act;
+    n->params = cw->params;
+    n->macs = (int64_t)cout * oh * ow * x.c * k * k;
+    static const char *act_names[] = {"", " relu", " relu6"};
+    snprintf(n->op, sizeof n->op, "conv%dx%d s%d d%d%s%s", k, k, stride, dilation, bn_key ? " bn" : "",
+             act_names[act]);
+    return n->out;
+}
+
+bzn_value bzn_conv_layer(bzn_builder *b, const char *name, bzn_value x, int cout, int k, int stride,
+                         bzn_dst dst) {
+    return bzn_conv(b, name, x, cout, k, stride, k / 2, 1, "norm", BZN_ACT_RELU6, dst);
+}
+
+bzn_value bzn_basic_conv(bzn_builder *b, const char *name, bzn_value x, int cout, int k, bzn_dst dst) {
+    return bzn_conv(b, name, x, cout, k, 1, k / 2, 1, "bn", BZN_ACT_RELU, dst);
+}

@@ -1,0 +1,648 @@
+/*
+ * test_image.c - JPEG decoding, PNG writing, the PIL-compatible resize, colour masks.
+ *
+ * The resize and the decoder are compared with PIL (tests/ref/pil_resize.py run by
+ * $BZN_PYTHON) on the sample frames in samples/; those cases return early with a note
+ * when PIL is not available. Everything else needs only the C library.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blazeneo.h"
+#include "testutil.h"
+
+/* The sample frames (NeoPolyp-Small dev-test) and their sizes. */
+static const struct {
+    const char *name;
+    int width, height;
+} samples[] = {
+    {"16d4ca6160127cd1d5ff99c267599fc4.jpeg", 1280, 995},
+    {"9ccf01a1b73b5f8ef0693db713abd61d.jpeg", 1280, 977},
+    {"25605da2023387fd56c04414eaa922bc.jpeg", 1280, 959},
+    {"68f9d4c331587f9b9d49e2f4ee179798.jpeg", 1280, 969},
+};
+#define NSAMPLES ((int)(sizeof samples / sizeof samples[0]))
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+static const char *source_dir(void) {
+    const char *d = tu_env("BZN_SOURCE_DIR");
+    ck_assert_msg(d != NULL, "BZN_SOURCE_DIR is not set (run the tests through ctest)");
+    return d;
+}
+
+static const char *sample_path(int i) {
+    return tu_path(source_dir(), tu_path("samples", samples[i].name));
+}
+
+/* PIL is needed for the comparison tests; without it they pass with a note. */
+static int have_pil(const char *test) {
+    if (tu_have_python("PIL")) return 1;
+    fprintf(stderr, "note: %s skipped: BZN_PYTHON (%s) cannot import PIL\n", test,
+            tu_env("BZN_PYTHON") ? tu_env("BZN_PYTHON") : "unset");
+    return 0;
+}
+
+/* PIL's Image.open(path).convert("RGB").resize((w, h), BILINEAR) as w*h*3 bytes. */
+static uint8_t *pil_resize(const char *image, int w, int h, const char *tmpdir) {
+    const char *out = tu_path(tmpdir, "pil.raw");
+    const char *script = tu_path(source_dir(), "tests/ref/pil_resize.py");
+    int rc = tu_run("\"%s\" \"%s\" \"%s\" %d %d \"%s\"", tu_env("BZN_PYTHON"), script, image, w, h, out);
+    ck_assert_msg(rc == 0, "%s failed (exit %d) on %s %dx%d", script, rc, image, w, h);
+    size_t len = 0;
+    uint8_t *data = tu_read_file(out, &len);
+    ck_assert_msg(data != NULL, "cannot read %s", out);
+    ck_assert_msg(len == (size_t)w * h * 3, "%s wrote %zu bytes, expected %dx%dx3", script, len, w, h);
+    unlink(out);
+    return data;
+}
+
+/* Compare with the reference, print the histogram of |differences|, return the max. */
+static int compare_report(const char *what, const uint8_t *got, const uint8_t *want, size_t n) {
+    size_t hist[3] = {0, 0, 0}; /* |d| = 0, 1, more */
+    int maxd = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = abs((int)got[i] - (int)want[i]);
+        hist[d < 2 ? d : 2]++;
+        if (d > maxd) maxd = d;
+    }
+    printf("%-58s max |diff| %3d   |d|=0: %zu  |d|=1: %zu  |d|>1: %zu\n", what, maxd, hist[0], hist[1],
+           hist[2]);
+    fflush(stdout);
+    return maxd;
+}
+
+static void remove_dir(char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+                const char *p = tu_path(dir, e->d_name);
+                struct stat st;
+                if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+                    rmdir(p);
+                else
+                    unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+    free(dir);
+}
+
+static int count_entries(const char *dir) {
+    int n = 0;
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+    closedir(d);
+    return n;
+}
+
+/* Deterministic pseudo-random bytes. */
+static uint32_t lcg_state = 12345;
+static uint8_t rnd8(void) {
+    lcg_state = lcg_state * 1664525u + 1013904223u;
+    return (uint8_t)(lcg_state >> 24);
+}
+
+/* Read a PNG back with libpng's simplified API, in its stored format. */
+static uint8_t *read_png(const char *path, int *w, int *h, int *channels) {
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&pi, path)) return NULL;
+    uint8_t *buf = malloc(PNG_IMAGE_SIZE(pi));
+    if (!buf || !png_image_finish_read(&pi, NULL, buf, 0, NULL)) {
+        free(buf);
+        png_image_free(&pi);
+        return NULL;
+    }
+    *w = (int)pi.width;
+    *h = (int)pi.height;
+    *channels = (int)PNG_IMAGE_PIXEL_CHANNELS(pi.format);
+    return buf;
+}
+
+/* ---- decoding --------------------------------------------------------------------- */
+
+START_TEST(test_decode_samples) {
+    for (int i = 0; i < NSAMPLES; i++) {
+        bzn_image img;
+        bzn_error err = {0};
+        bzn_status st = bzn_image_load_jpeg(sample_path(i), &img, &err);
+        ck_assert_msg(st == BZN_OK, "%s: %s", samples[i].name, err.msg);
+        ck_assert_int_eq(img.width, samples[i].width);
+        ck_assert_int_eq(img.height, samples[i].height);
+        ck_assert_int_eq(img.channels, 3);
+        ck_assert_ptr_nonnull(img.pixels);
+
+        /* decoding from memory gives the same pixels */
+        size_t len = 0;
+        uint8_t *data = tu_read_file(sample_path(i), &len);
+        ck_assert_ptr_nonnull(data);
+        bzn_image mem;
+        ck_assert_int_eq(bzn_image_decode_jpeg(data, len, &mem, &err), BZN_OK);
+        ck_assert_int_eq(mem.width, img.width);
+        ck_assert_int_eq(mem.height, img.height);
+        ck_assert(memcmp(mem.pixels, img.pixels, (size_t)img.width * img.height * 3) == 0);
+        free(data);
+        bzn_image_free(&mem);
+        bzn_image_free(&img);
+        ck_assert_ptr_null(img.pixels);
+        bzn_image_free(&img); /* twice is harmless */
+    }
+    bzn_image_free(NULL);
+}
+END_TEST
+
+/* Our decode against PIL's (both use libjpeg; a same-size resize is PIL's plain decode). */
+START_TEST(test_decode_matches_pil) {
+    if (!have_pil("decode vs PIL")) return;
+    char *tmp = tu_tmpdir("image-pil-decode");
+    ck_assert_ptr_nonnull(tmp);
+    for (int i = 0; i < NSAMPLES; i++) {
+        bzn_image img;
+        bzn_error err = {0};
+        ck_assert_msg(bzn_image_load_jpeg(sample_path(i), &img, &err) == BZN_OK, "%s", err.msg);
+        uint8_t *ref = pil_resize(sample_path(i), img.width, img.height, tmp);
+        char what[128];
+        snprintf(what, sizeof what, "decode %.8s %dx%d", samples[i].name, img.width, img.height);
+        int maxd = compare_report(what, img.pixels, ref, (size_t)img.width * img.height * 3);
+        ck_assert_msg(maxd <= 1, "%s: decode differs from PIL by %d", samples[i].name, maxd);
+        free(ref);
+        bzn_image_free(&img);
+    }
+    remove_dir(tmp);
+}
+END_TEST
+
+/* Greyscale and CMYK JPEGs (made by PIL) come out as RGB like PIL's convert("RGB"). */
+START_TEST(test_decode_colour_spaces) {
+    if (!have_pil("grey/CMYK JPEG")) return;
+    char *tmp = tu_tmpdir("image-colour");
+    ck_assert_ptr_nonnull(tmp);
+    const char *modes[] = {"L", "CMYK"};
+    for (int m = 0; m < 2; m++) {
+        const char *jpg = tu_path(tmp, "conv.jpg");
+        const char *raw = tu_path(tmp, "conv.raw");
+        int rc = tu_run("\"%s\" -c 'import sys\nfrom PIL import Image\n"
+                        "im = Image.open(sys.argv[1]).convert(\"%s\").resize((160, 120))\n"
+                        "im.save(sys.argv[2], quality=90)\n"
+                        "open(sys.argv[3], \"wb\").write(Image.open(sys.argv[2]).convert(\"RGB\").tobytes())' "
+                        "\"%s\" \"%s\" \"%s\"",
+                        tu_env("BZN_PYTHON"), modes[m], sample_path(0), jpg, raw);
+        ck_assert_int_eq(rc, 0);
+        size_t len = 0;
+        uint8_t *ref = tu_read_file(raw, &len);
+        ck_assert_ptr_nonnull(ref);
+        ck_assert_uint_eq(len, 160 * 120 * 3);
+        bzn_image img;
+        bzn_error err = {0};
+        ck_assert_msg(bzn_image_load_jpeg(jpg, &img, &err) == BZN_OK, "%s JPEG: %s", modes[m], err.msg);
+        ck_assert_int_eq(img.width, 160);
+        ck_assert_int_eq(img.height, 120);
+        char what[64];
+        snprintf(what, sizeof what, "decode %s JPEG to RGB", modes[m]);
+        ck_assert_int_le(compare_report(what, img.pixels, ref, len), 1);
+        free(ref);
+        bzn_image_free(&img);
+    }
+    remove_dir(tmp);
+}
+END_TEST
+
+/* Load `bytes` from a file called `name` and expect failure with `want`. */
+static void expect_load_error(const char *dir, const char *name, const void *bytes, size_t len,
+                              bzn_status want, const char *must_contain) {
+    const char *path = tu_path(dir, name);
+    ck_assert_int_eq(tu_write_file(path, bytes, len), 0);
+    bzn_image img;
+    bzn_error err = {0};
+    bzn_status st = bzn_image_load_jpeg(path, &img, &err);
+    printf("  %-22s -> %-16s %s\n", name, bzn_status_name(st), err.msg);
+    fflush(stdout);
+    ck_assert_msg(st == want, "%s: got status %s (%s), expected %s", name, bzn_status_name(st), err.msg,
+                  bzn_status_name(want));
+    ck_assert_int_eq(err.status, want);
+    ck_assert_ptr_null(img.pixels);
+    ck_assert_msg(strstr(err.msg, path) != NULL, "message does not name the file: %s", err.msg);
+    if (must_contain)
+        ck_assert_msg(strstr(err.msg, must_contain) != NULL, "message lacks '%s': %s", must_contain, err.msg);
+
+    /* the same through the memory API */
+    bzn_error err2 = {0};
+    ck_assert_int_eq(bzn_image_decode_jpeg(bytes, len, &img, &err2), want);
+    ck_assert_ptr_null(img.pixels);
+    ck_assert(err2.msg[0] != '\0');
+    unlink(path);
+}
+
+START_TEST(test_decode_errors) {
+    char *tmp = tu_tmpdir("image-errors");
+    ck_assert_ptr_nonnull(tmp);
+    size_t len = 0;
+    uint8_t *jpg = tu_read_file(sample_path(0), &len);
+    ck_assert_ptr_nonnull(jpg);
+
+    const char *text = "hello, this is not an image\n";
+    expect_load_error(tmp, "cat.txt", text, strlen(text), BZN_ERR_FORMAT, "not a JPEG file (starts with 0x68 0x65)");
+    expect_load_error(tmp, "empty.jpg", "", 0, BZN_ERR_FORMAT, "empty");
+    expect_load_error(tmp, "one.jpg", "\xff", 1, BZN_ERR_FORMAT, "not a JPEG");
+    expect_load_error(tmp, "soi-only.jpg", "\xff\xd8", 2, BZN_ERR_FORMAT, NULL);
+    expect_load_error(tmp, "soi-eoi.jpg", "\xff\xd8\xff\xd9", 4, BZN_ERR_FORMAT, NULL);
+
+    /* truncated at several points, down to just the missing EOI marker */
+    const double cuts[] = {0.001, 0.10, 0.50, 0.99};
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "cut-%g.jpg", cuts[i] * 100);
+        expect_load_error(tmp, name, jpg, (size_t)(len * cuts[i]), BZN_ERR_FORMAT, NULL);
+    }
+    expect_load_error(tmp, "no-eoi.jpg", jpg, len - 2, BZN_ERR_FORMAT, NULL);
+
+    /* garbage after the SOI marker */
+    uint8_t garbage[4096];
+    garbage[0] = 0xFF;
+    garbage[1] = 0xD8;
+    for (size_t i = 2; i < sizeof garbage; i++) garbage[i] = rnd8();
+    expect_load_error(tmp, "garbage.jpg", garbage, sizeof garbage, BZN_ERR_FORMAT, NULL);
+    memset(garbage + 2, 0, sizeof garbage - 2);
+    expect_load_error(tmp, "zeros.jpg", garbage, sizeof garbage, BZN_ERR_FORMAT, NULL);
+
+    /* a PNG renamed .jpg */
+    uint8_t px[4 * 4 * 3] = {0};
+    const char *png = tu_path(tmp, "real.png");
+    bzn_error err = {0};
+    ck_assert_int_eq(bzn_image_write_png(png, px, 4, 4, 3, &err), BZN_OK);
+    size_t plen = 0;
+    uint8_t *pbytes = tu_read_file(png, &plen);
+    ck_assert_ptr_nonnull(pbytes);
+    expect_load_error(tmp, "renamed-png.jpg", pbytes, plen, BZN_ERR_FORMAT, "PNG");
+    free(pbytes);
+    unlink(png);
+
+    /* frame size in the SOF0 header patched: too large, and zero height */
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < len && !sof; i++)
+        if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) sof = i;
+    ck_assert_msg(sof != 0, "no SOF0 marker in the sample");
+    uint8_t *big = malloc(len);
+    ck_assert_ptr_nonnull(big);
+    memcpy(big, jpg, len);
+    big[sof + 5] = 0x4E; /* height 20000 */
+    big[sof + 6] = 0x20;
+    big[sof + 7] = 0x4E; /* width 20000 */
+    big[sof + 8] = 0x20;
+    expect_load_error(tmp, "huge.jpg", big, len, BZN_ERR_UNSUPPORTED, "20000x20000");
+    memcpy(big, jpg, len);
+    big[sof + 5] = 0;
+    big[sof + 6] = 0;
+    expect_load_error(tmp, "zero-height.jpg", big, len, BZN_ERR_FORMAT, NULL);
+
+    /* damaged entropy-coded data: must not crash; either decodes or is FORMAT */
+    for (int k = 0; k < 8; k++) {
+        memcpy(big, jpg, len);
+        size_t at = len / 3 + (size_t)k * len / 16;
+        for (int j = 0; j < 64; j++) big[at + (size_t)j] = rnd8();
+        bzn_image img;
+        bzn_status st = bzn_image_decode_jpeg(big, len, &img, &err);
+        ck_assert_msg(st == BZN_OK || st == BZN_ERR_FORMAT, "damaged data: %s", err.msg);
+        if (st == BZN_OK) {
+            ck_assert_int_eq(img.width, 1280);
+            bzn_image_free(&img);
+        } else {
+            ck_assert_ptr_null(img.pixels);
+        }
+    }
+    free(big);
+
+    /* missing file, directory, bad arguments */
+    bzn_image img;
+    ck_assert_int_eq(bzn_image_load_jpeg(tu_path(tmp, "missing.jpg"), &img, &err), BZN_ERR_IO);
+    ck_assert_msg(strstr(err.msg, "missing.jpg") && strstr(err.msg, "No such file"), "%s", err.msg);
+    ck_assert_int_eq(bzn_image_load_jpeg(tmp, &img, &err), BZN_ERR_IO);
+    ck_assert_ptr_null(img.pixels);
+    ck_assert_int_eq(bzn_image_load_jpeg(NULL, &img, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_load_jpeg(sample_path(0), NULL, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_decode_jpeg(NULL, 10, &img, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_decode_jpeg(NULL, 0, &img, NULL), BZN_ERR_FORMAT);
+    ck_assert_int_eq(bzn_image_decode_jpeg(jpg, len / 2, &img, NULL), BZN_ERR_FORMAT); /* err may be NULL */
+
+    free(jpg);
+    remove_dir(tmp);
+}
+END_TEST
+
+/* ---- resize against PIL ------------------------------------------------------------- */
+
+START_TEST(test_resize_matches_pil) {
+    if (!have_pil("resize vs PIL")) return;
+    char *tmp = tu_tmpdir("image-pil-resize");
+    ck_assert_ptr_nonnull(tmp);
+    static const int sizes[][2] = {{352, 352}, {256, 256}, {96, 64}, {2000, 200}, {1, 1}};
+    bzn_error err = {0};
+    for (int i = 0; i < NSAMPLES; i++) {
+        bzn_image img;
+        ck_assert_msg(bzn_image_load_jpeg(sample_path(i), &img, &err) == BZN_OK, "%s", err.msg);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            int w = sizes[s][0], h = sizes[s][1];
+            uint8_t *out = malloc((size_t)w * h * 3);
+            ck_assert_ptr_nonnull(out);
+            ck_assert_msg(bzn_resize_bilinear(img.pixels, img.width, img.height, img.width * 3, 3, out, w, h,
+                                              &err) == BZN_OK,
+                          "%s", err.msg);
+            uint8_t *ref = pil_resize(sample_path(i), w, h, tmp);
+            char what[128];
+            snprintf(what, sizeof what, "resize %.8s %dx%d -> %dx%d", samples[i].name, img.width,
+                     img.height, w, h);
+            ck_assert_int_le(compare_report(what, out, ref, (size_t)w * h * 3), 1);
+            free(ref);
+            free(out);
+        }
+        bzn_image_free(&img);
+    }
+
+    /* Upscaling: a 200x150 crop of a frame to 2000x1500, and tiny noise images; the
+     * inputs go to PIL as PNG files written by bzn_image_write_png. */
+    bzn_image img;
+    ck_assert_int_eq(bzn_image_load_jpeg(sample_path(0), &img, &err), BZN_OK);
+    struct {
+        int sw, sh, dw, dh, crop;
+    } cases[] = {
+        {200, 150, 2000, 1500, 1}, {13, 7, 96, 64, 0}, {13, 7, 5, 3, 0},
+        {13, 7, 1, 1, 0},          {1, 1, 7, 5, 0},    {9, 11, 400, 2, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int sw = cases[c].sw, sh = cases[c].sh, dw = cases[c].dw, dh = cases[c].dh;
+        uint8_t *src = malloc((size_t)sw * sh * 3);
+        ck_assert_ptr_nonnull(src);
+        for (int y = 0; y < sh; y++)
+            for (int x = 0; x < sw * 3; x++)
+                src[(size_t)y * sw * 3 + x] =
+                    cases[c].crop ? img.pixels[(size_t)(400 + y) * img.width * 3 + (size_t)(500 * 3 + x)] : rnd8();
+        const char *png = tu_path(tmp, "src.png");
+        ck_assert_int_eq(bzn_image_write_png(png, src, sw, sh, 3, &err), BZN_OK);
+        uint8_t *out = malloc((size_t)dw * dh * 3);
+        ck_assert_ptr_nonnull(out);
+        ck_assert_int_eq(bzn_resize_bilinear(src, sw, sh, sw * 3, 3, out, dw, dh, &err), BZN_OK);
+        uint8_t *ref = pil_resize(png, dw, dh, tmp);
+        char what[128];
+        snprintf(what, sizeof what, "resize %s %dx%d -> %dx%d", cases[c].crop ? "crop" : "noise", sw, sh, dw, dh);
+        ck_assert_int_le(compare_report(what, out, ref, (size_t)dw * dh * 3), 1);
+        free(ref);
+        free(out);
+        free(src);
+        unlink(png);
+    }
+    bzn_image_free(&img);
+    remove_dir(tmp);
+}
+END_TEST
+
+/* ---- resize properties (no PIL needed) ---------------------------------------------- */
+
+static uint8_t *resize_or_fail(const uint8_t *src, int sw, int sh, int stride, int ch, int dw, int dh) {
+    uint8_t *out = malloc((size_t)dw * dh * ch);
+    ck_assert_ptr_nonnull(out);
+    bzn_error err = {0};
+    ck_assert_msg(bzn_resize_bilinear(src, sw, sh, stride, ch, out, dw, dh, &err) == BZN_OK, "%s", err.msg);
+    return out;
+}
+
+START_TEST(test_resize_properties) {
+    static const int sizes[][4] = {{37, 23, 352, 352}, {640, 480, 352, 352}, {50, 40, 50, 17},
+                                   {50, 40, 13, 40},   {50, 40, 50, 40},     {1, 9, 3, 2}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int sw = sizes[s][0], sh = sizes[s][1], dw = sizes[s][2], dh = sizes[s][3];
+        for (int ch = 1; ch <= 4; ch++) {
+            /* noise image with a padded stride */
+            int stride = sw * ch + 13;
+            uint8_t *src = malloc((size_t)stride * sh);
+            ck_assert_ptr_nonnull(src);
+            for (size_t i = 0; i < (size_t)stride * sh; i++) src[i] = rnd8();
+            uint8_t *out = resize_or_fail(src, sw, sh, stride, ch, dw, dh);
+
+            /* every channel is resized on its own: same as a 1-channel resize */
+            uint8_t *plane = malloc((size_t)sw * sh);
+            ck_assert_ptr_nonnull(plane);
+            for (int c = 0; c < ch; c++) {
+                for (int y = 0; y < sh; y++)
+                    for (int x = 0; x < sw; x++) plane[(size_t)y * sw + x] = src[(size_t)y * stride + (size_t)x * ch + c];
+                uint8_t *po = resize_or_fail(plane, sw, sh, sw, 1, dw, dh);
+                for (size_t i = 0; i < (size_t)dw * dh; i++)
+                    ck_assert_msg(po[i] == out[i * ch + c], "%dx%d->%dx%d ch %d/%d pixel %zu", sw, sh, dw, dh,
+                                  c, ch, i);
+                free(po);
+            }
+            if (sw == dw && sh == dh) /* same size: an exact copy */
+                for (int y = 0; y < sh; y++)
+                    ck_assert(memcmp(out + (size_t)y * sw * ch, src + (size_t)y * stride, (size_t)sw * ch) == 0);
+            free(plane);
+            free(out);
+
+            /* a constant image stays constant */
+            memset(src, 255, (size_t)stride * sh);
+            out = resize_or_fail(src, sw, sh, stride, ch, dw, dh);
+            for (size_t i = 0; i < (size_t)dw * dh * ch; i++) ck_assert_int_eq(out[i], 255);
+            free(out);
+            memset(src, 77, (size_t)stride * sh);
+            out = resize_or_fail(src, sw, sh, stride, ch, dw, dh);
+            for (size_t i = 0; i < (size_t)dw * dh * ch; i++) ck_assert_int_eq(out[i], 77);
+            free(out);
+            free(src);
+        }
+    }
+
+    /* invalid arguments */
+    uint8_t a[64] = {0}, b[64];
+    bzn_error err = {0};
+    ck_assert_int_eq(bzn_resize_bilinear(NULL, 4, 4, 12, 3, b, 2, 2, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_resize_bilinear(a, 4, 4, 12, 3, NULL, 2, 2, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_resize_bilinear(a, 4, 4, 12, 0, b, 2, 2, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_resize_bilinear(a, 4, 4, 12, 5, b, 2, 2, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_resize_bilinear(a, 4, 4, 11, 3, b, 2, 2, &err), BZN_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "stride") != NULL, "%s", err.msg);
+    ck_assert_int_eq(bzn_resize_bilinear(a, 0, 4, 12, 3, b, 2, 2, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_resize_bilinear(a, 4, 4, 12, 3, b, 2, -1, NULL), BZN_ERR_ARG);
+}
+END_TEST
+
+/* ---- PNG writer ----------------------------------------------------------------------- */
+
+START_TEST(test_png_round_trip) {
+    char *tmp = tu_tmpdir("image-png");
+    ck_assert_ptr_nonnull(tmp);
+    bzn_error err = {0};
+    static const int sizes[][2] = {{1, 1}, {7, 3}, {352, 352}, {1280, 995}};
+    for (int ch = 1; ch <= 3; ch += 2)
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            int w = sizes[s][0], h = sizes[s][1];
+            size_t n = (size_t)w * h * ch;
+            uint8_t *px = malloc(n);
+            ck_assert_ptr_nonnull(px);
+            for (size_t i = 0; i < n; i++) px[i] = rnd8();
+            const char *path = tu_path(tmp, "rt.png");
+            ck_assert_msg(bzn_image_write_png(path, px, w, h, ch, &err) == BZN_OK, "%s", err.msg);
+            int rw, rh, rc;
+            uint8_t *back = read_png(path, &rw, &rh, &rc);
+            ck_assert_msg(back != NULL, "libpng cannot read %s back", path);
+            ck_assert_int_eq(rw, w);
+            ck_assert_int_eq(rh, h);
+            ck_assert_int_eq(rc, ch);
+            ck_assert(memcmp(back, px, n) == 0);
+            struct stat st;
+            ck_assert_int_eq(stat(path, &st), 0);
+            ck_assert_int_eq(st.st_mode & 0777, 0644);
+            ck_assert_int_eq(count_entries(tmp), 1); /* no temporary file left behind */
+            free(back);
+            free(px);
+        }
+    remove_dir(tmp);
+}
+END_TEST
+
+START_TEST(test_png_errors) {
+    char *tmp = tu_tmpdir("image-png-err");
+    ck_assert_ptr_nonnull(tmp);
+    bzn_error err = {0};
+    uint8_t px[12 * 8 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)i;
+
+    /* a good file first: every failed write below must leave it as it is */
+    const char *path = tu_path(tmp, "keep.png");
+    ck_assert_int_eq(bzn_image_write_png(path, px, 12, 8, 3, &err), BZN_OK);
+    size_t len0 = 0;
+    uint8_t *orig = tu_read_file(path, &len0);
+    ck_assert_ptr_nonnull(orig);
+
+    ck_assert_int_eq(bzn_image_write_png(path, px, 0, 0, 3, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_write_png(path, px, 12, -8, 1, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_write_png(path, px, 12, 8, 2, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_write_png(path, px, 12, 8, 4, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_write_png(path, NULL, 12, 8, 3, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_write_png(NULL, px, 12, 8, 3, &err), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_image_write_png("", px, 12, 8, 3, NULL), BZN_ERR_ARG);
+
+    /* rejected by libpng after the temporary file exists (over its width limit) */
+    uint8_t *wide = calloc(1000001, 1);
+    ck_assert_ptr_nonnull(wide);
+    ck_assert_int_eq(bzn_image_write_png(path, wide, 1000001, 1, 1, &err), BZN_ERR_ARG);
+    printf("  too wide: %s\n", err.msg);
+    free(wide);
+
+    size_t len1 = 0;
+    uint8_t *now = tu_read_file(path, &len1);
+    ck_assert_ptr_nonnull(now);
+    ck_assert(len1 == len0 && memcmp(now, orig, len0) == 0);
+    ck_assert_int_eq(count_entries(tmp), 1); /* temporary files removed */
+    free(now);
+
+    /* a folder that does not exist */
+    ck_assert_int_eq(bzn_image_write_png(tu_path(tmp, "nope/out.png"), px, 12, 8, 3, &err), BZN_ERR_IO);
+    ck_assert_msg(strstr(err.msg, "nope/out.png") != NULL, "%s", err.msg);
+    printf("  missing folder: %s\n", err.msg);
+
+    /* the destination is a folder: rename fails, the folder and its content survive */
+    const char *dir = tu_path(tmp, "dir.png");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    ck_assert_int_eq(tu_write_file(tu_path(dir, "inside"), "x", 1), 0);
+    ck_assert_int_eq(bzn_image_write_png(dir, px, 12, 8, 3, &err), BZN_ERR_IO);
+    printf("  onto a folder: %s\n", err.msg);
+    struct stat st;
+    ck_assert_int_eq(stat(dir, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq(count_entries(tmp), 2); /* keep.png and dir.png only */
+    unlink(tu_path(dir, "inside"));
+
+    /* overwriting works and replaces the content */
+    uint8_t grey[5 * 4] = {1, 2, 3};
+    ck_assert_int_eq(bzn_image_write_png(path, grey, 5, 4, 1, &err), BZN_OK);
+    int w, h, c;
+    uint8_t *back = read_png(path, &w, &h, &c);
+    ck_assert_ptr_nonnull(back);
+    ck_assert(w == 5 && h == 4 && c == 1 && memcmp(back, grey, sizeof grey) == 0);
+    free(back);
+    free(orig);
+    remove_dir(tmp);
+}
+END_TEST
+
+/* ---- colour masks ----------------------------------------------------------------------- */
+
+START_TEST(test_colorize_overlay) {
+    const uint8_t classes[] = {0, 1, 2, 3, 255};
+    uint8_t rgb[5 * 3];
+    memset(rgb, 99, sizeof rgb);
+    bzn_colorize(classes, 5, rgb);
+    const uint8_t want[5 * 3] = {255, 0, 0, 0, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    ck_assert(memcmp(rgb, want, sizeof want) == 0);
+    bzn_colorize(NULL, 5, rgb); /* no crash */
+
+    const uint8_t frame[5 * 3] = {100, 100, 100, 100, 100, 100, 100, 100, 100, 10, 20, 30, 10, 20, 30};
+    uint8_t out[5 * 3];
+    bzn_overlay(frame, classes, 5, 0.5f, out);
+    const uint8_t half[5 * 3] = {178, 50, 50, 50, 178, 50, 100, 100, 100, 10, 20, 30, 10, 20, 30};
+    ck_assert(memcmp(out, half, sizeof half) == 0);
+
+    const uint8_t cls2[] = {0, 1};
+    const uint8_t f2[6] = {10, 10, 10, 10, 10, 10};
+    bzn_overlay(f2, cls2, 2, 0.25f, out); /* 0.75 * 10 + 0.25 * 255 = 71.25 */
+    const uint8_t quarter[6] = {71, 8, 8, 8, 71, 8};
+    ck_assert(memcmp(out, quarter, 6) == 0);
+    bzn_overlay(f2, cls2, 2, 0.0f, out);
+    ck_assert(memcmp(out, f2, 6) == 0);
+    bzn_overlay(f2, cls2, 2, 1.0f, out);
+    ck_assert(memcmp(out, want, 6) == 0);
+    bzn_overlay(f2, cls2, 2, 7.0f, out); /* clamped to 1 */
+    ck_assert(memcmp(out, want, 6) == 0);
+    bzn_overlay(f2, cls2, 2, -1.0f, out); /* clamped to 0 */
+    ck_assert(memcmp(out, f2, 6) == 0);
+
+    uint8_t inplace[6] = {10, 10, 10, 10, 10, 10};
+    bzn_overlay(inplace, cls2, 2, 0.25f, inplace);
+    ck_assert(memcmp(inplace, quarter, 6) == 0);
+    bzn_overlay(NULL, cls2, 2, 0.5f, out); /* no crash */
+}
+END_TEST
+
+/* One test case per test, each with a generous timeout (valgrind runs are slow). */
+#define ADD_CASE(suite, fn)                     \
+    do {                                        \
+        TCase *tc_ = tcase_create(#fn);         \
+        tcase_set_timeout(tc_, 600);            \
+        tcase_add_test(tc_, fn);                \
+        suite_add_tcase(suite, tc_);            \
+    } while (0)
+
+static Suite *image_suite(void) {
+    Suite *s = suite_create("image");
+    ADD_CASE(s, test_decode_samples);
+    ADD_CASE(s, test_decode_matches_pil);
+    ADD_CASE(s, test_decode_colour_spaces);
+    ADD_CASE(s, test_decode_errors);
+    ADD_CASE(s, test_resize_matches_pil);
+    ADD_CASE(s, test_resize_properties);
+    ADD_CASE(s, test_png_round_trip);
+    ADD_CASE(s, test_png_errors);
+    ADD_CASE(s, test_colorize_overlay);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(image_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
