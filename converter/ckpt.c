@@ -463,8 +463,8 @@ bzn_status bzn_ckpt_read_file(const char *path, bzn_ckpt *out, bzn_error *err) {
     out->tensors = NULL;
     out->count = 0;
     if (!path) return bzn_fail(err, BZN_ERR_ARG, "bzn_ckpt_read_file: path is NULL");
-    uint8_t *buf;
-    size_t len;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     bzn_status st = slurp(path, &buf, &len, err);
     if (st) return st;
     st = bzn_ckpt_read_memory(buf, len, out, err);

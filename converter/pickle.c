@@ -294,7 +294,7 @@ static bzn_status pop_mark(pk_vm *vm, size_t *start) {
 /* ---- memo ------------------------------------------------------------------------ */
 
 static bzn_status memo_put(pk_vm *vm, uint64_t idx) {
-    pk_obj *o;
+    pk_obj *o = NULL;
     bzn_status st = top(vm, &o);
     if (st) return st;
     /* Pickles number memo entries 0, 1, 2, ...: an index can't exceed the opcode count. */
@@ -490,9 +490,9 @@ static bzn_status reduce(pk_vm *vm, pk_obj *fn, pk_obj *args, int depth, pk_obj 
 
 static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
     bzn_status st = BZN_OK;
-    pk_obj *a, *b, *c, *o;
-    uint64_t v;
-    size_t start;
+    pk_obj *a = NULL, *b = NULL, *c = NULL, *o = NULL;
+    uint64_t v = 0;
+    size_t start = 0;
     vm->op_at = vm->pos;
     uint8_t op = vm->data[vm->pos++];
     switch (op) {
@@ -651,7 +651,9 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
     case OP_LIST:
     case OP_FROZENSET:
         if ((st = pop_mark(vm, &start))) return st;
-        st = new_seq(vm, op == OP_LIST ? PK_LIST : PK_TUPLE, vm->stack + start, vm->sp - start, &o);
+        /* (the stack may still be unallocated: no pointer arithmetic on NULL) */
+        st = new_seq(vm, op == OP_LIST ? PK_LIST : PK_TUPLE, vm->sp > start ? vm->stack + start : NULL,
+                     vm->sp - start, &o);
         vm->sp = start;
         if (st) return st;
         return push(vm, o);

@@ -172,6 +172,24 @@ typedef struct {
 bzn_status bzn_convert_checkpoint(const char *in_path, const char *out_path, const bzn_convert_options *opt,
                                   bzn_convert_report *report, bzn_error *err);
 
+/* ---- accuracy (the paper's eq. 7-8, micro-averaged over every pixel of a set) ------- */
+
+enum { BZN_CLASS_NEO = 0, BZN_CLASS_NON = 1, BZN_CLASS_BACKGROUND = 2 };
+enum { BZN_METRIC_SEG = 0, BZN_METRIC_NEO = 1, BZN_METRIC_NON = 2 };
+
+typedef struct {
+    uint64_t tp[3], fp[3], fn[3]; /* indexed by BZN_METRIC_*: seg (polyp), neo, non */
+} bzn_confusion;
+
+/* Ground-truth colour mask (RGB) to classes: neoplastic where R >= 128 and G < 128,
+ * non-neoplastic where G >= 128 and R < 128, else background. */
+void bzn_mask_to_classes(const uint8_t *rgb, size_t n, uint8_t *classes);
+/* Add one image's predicted and true class maps (same size) to the counts. */
+void bzn_confusion_add(bzn_confusion *c, const uint8_t *pred, const uint8_t *truth, size_t n);
+/* Dice = 2TP / (2TP + FP + FN), IoU = TP / (TP + FP + FN); 1 when there is nothing to find. */
+double bzn_dice(const bzn_confusion *c, int metric);
+double bzn_iou(const bzn_confusion *c, int metric);
+
 /* ---- images (JPEG in, PNG out, the spec's resize) --------------------------------- */
 
 typedef struct {

@@ -17,7 +17,10 @@
 static bzn_value up(bzn_builder *b, const char *agg, const char *which, bzn_value x, int factor) {
     char n[BZN_NAME_MAX];
     snprintf(n, sizeof n, "%s.%s", agg, which);
-    return bzn_upsample(b, n, x, factor, BZN_DST_NEW);
+    bzn_value v = bzn_upsample(b, n, x, factor, BZN_DST_NEW);
+    snprintf(n, sizeof n, "%s.%s.0", agg, which); /* the Upsample inside the authors' Sequential */
+    bzn_alias(b, n);
+    return v;
 }
 
 /* cat(a, b[, c]) as one value */

@@ -1,0 +1,269 @@
+/*
+ * test_ops.c - every operation of every backend against the plain C reference backend,
+ * over sweeps of shapes, strides, dilations, kernel sizes, paddings, multi-part inputs and
+ * activations (in the spirit of ggml's test-backend-ops). The reference itself is checked
+ * against hand-computed values first.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "testutil.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+static float *rand_buf(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+static bzn_backend *make(int which) {
+    bzn_backend *b = NULL;
+    bzn_error e;
+    bzn_status s = which ? bzn_backend_cpu_create(which == 2 ? 2 : 1, &b, &e) : bzn_backend_ref_create(&b, &e);
+    ck_assert_int_eq(s, BZN_OK);
+    return b;
+}
+
+/* max |a - b| relative to max(1, max |b|) */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double m = 1, d = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+        double x = fabs((double)a[i] - b[i]);
+        if (x > d || isnan(x)) d = x;
+    }
+    return d / m;
+}
+
+/* ---- the reference against hand-computed values ----------------------------------- */
+
+START_TEST(ref_conv_known) {
+    bzn_backend *r = make(0);
+    /* 1 channel 3x3 input 1..9, 3x3 kernel of ones, pad 1: each output sums its neighbourhood */
+    float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[9], out[9], bias = 0.5f;
+    for (int i = 0; i < 9; i++) w[i] = 1;
+    bzn_conv_args a = {.n_in = 1, .in_c = 1, .in_h = 3, .in_w = 3, .out = out, .out_c = 1, .out_h = 3, .out_w = 3,
+                       .weight = w, .bias = &bias, .k = 3, .stride = 1, .pad = 1, .dilation = 1};
+    a.in[0] = (bzn_segment){x, 1};
+    r->conv(r->ctx, &a, NULL);
+    const float want[9] = {12.5f, 21.5f, 16.5f, 27.5f, 45.5f, 33.5f, 24.5f, 39.5f, 28.5f};
+    for (int i = 0; i < 9; i++) ck_assert_float_eq_tol(out[i], want[i], 1e-6);
+    /* ReLU6 clamps */
+    a.act = BZN_ACT_RELU6;
+    r->conv(r->ctx, &a, NULL);
+    for (int i = 0; i < 9; i++) ck_assert_float_eq(out[i], 6.0f);
+    r->destroy(r);
+}
+END_TEST
+
+START_TEST(ref_upsample_known) {
+    bzn_backend *r = make(0);
+    /* PyTorch: F.interpolate([[0, 1]], scale_factor=2, mode="bilinear") = [0, .25, .75, 1] per row */
+    float x[2] = {0, 1}, out[8];
+    bzn_upsample_args a = {x, out, 1, 1, 2, 2};
+    r->upsample(r->ctx, &a);
+    const float want[4] = {0, 0.25f, 0.75f, 1};
+    for (int y = 0; y < 2; y++)
+        for (int i = 0; i < 4; i++) ck_assert_float_eq_tol(out[y * 4 + i], want[i], 1e-7);
+    r->destroy(r);
+}
+END_TEST
+
+START_TEST(ref_maxpool_known) {
+    bzn_backend *r = make(0);
+    /* padding never wins: all-negative input keeps negative maxima at the border */
+    float x[16], out[4];
+    for (int i = 0; i < 16; i++) x[i] = -(float)(i + 1);
+    bzn_pool_args a = {x, out, 1, 4, 4, 2, 2, 3, 2, 1};
+    r->maxpool(r->ctx, &a);
+    ck_assert_float_eq(out[0], -1.0f);
+    ck_assert_float_eq(out[1], -2.0f);
+    ck_assert_float_eq(out[2], -5.0f);
+    ck_assert_float_eq(out[3], -6.0f);
+    r->destroy(r);
+}
+END_TEST
+
+/* ---- backends against the reference -------------------------------------------------- */
+
+typedef struct {
+    int cin, cout, h, w, k, stride, pad, dil, segs, act, bias;
+} conv_case;
+
+static void run_conv_case(bzn_backend *be, const conv_case *c) {
+    bzn_backend *ref = make(0);
+    const int oh = bzn_out_size(c->h, c->k, c->stride, c->pad, c->dil);
+    const int ow = bzn_out_size(c->w, c->k, c->stride, c->pad, c->dil);
+    ck_assert(oh > 0 && ow > 0);
+    const size_t plane = (size_t)c->h * c->w, out_n = (size_t)c->cout * oh * ow;
+    float *w = rand_buf((size_t)c->cout * c->cin * c->k * c->k), *bias = rand_buf((size_t)c->cout);
+    bzn_conv_args a = {.in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh, .out_w = ow,
+                       .weight = w, .bias = c->bias ? bias : NULL, .k = c->k, .stride = c->stride, .pad = c->pad,
+                       .dilation = c->dil, .act = (bzn_act)c->act};
+    /* split the input channels into `segs` separately allocated pieces */
+    float *pieces[BZN_MAX_SEGMENTS];
+    int left = c->cin;
+    a.n_in = 0;
+    for (int s = 0; s < c->segs; s++) {
+        int ch = s == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
+        if (ch > left) ch = left;
+        if (ch == 0) break;
+        pieces[a.n_in] = rand_buf((size_t)ch * plane);
+        a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch};
+        a.n_in++;
+        left -= ch;
+    }
+    /* the output sits in the middle of a bigger buffer with sentinels around it */
+    const size_t guard = 37;
+    float *big = malloc((out_n + 2 * guard) * sizeof *big), *want = malloc(out_n * sizeof *want);
+    for (size_t i = 0; i < out_n + 2 * guard; i++) big[i] = 1234.5f;
+    void *scratch = NULL;
+    size_t sb = be->conv_scratch(be->ctx, &a);
+    if (sb) ck_assert_int_eq(posix_memalign(&scratch, 64, sb), 0);
+    a.out = big + guard;
+    be->conv(be->ctx, &a, scratch);
+    a.out = want;
+    ref->conv(ref->ctx, &a, NULL);
+    double err = rel_err(big + guard, want, out_n);
+    for (size_t i = 0; i < guard; i++) {
+        ck_assert_float_eq(big[i], 1234.5f);
+        ck_assert_float_eq(big[guard + out_n + i], 1234.5f);
+    }
+    ck_assert_msg(err < 1e-5, "%s conv cin %d cout %d %dx%d k%d s%d p%d d%d segs %d act %d: rel err %g", be->name,
+                  c->cin, c->cout, c->h, c->w, c->k, c->stride, c->pad, c->dil, a.n_in, c->act, err);
+    for (int s = 0; s < a.n_in; s++) free(pieces[s]);
+    free(big);
+    free(want);
+    free(w);
+    free(bias);
+    free(scratch);
+    ref->destroy(ref);
+}
+
+START_TEST(conv_sweep) {
+    bzn_backend *be = make(1 + _i); /* CPU with 1 and 2 threads */
+    static const int ks[] = {1, 3, 5}, strides[] = {1, 2}, dils[] = {1, 3, 5};
+    static const int sizes[][2] = {{7, 7}, {14, 14}, {11, 6}, {1, 1}, {78, 14}};
+    static const int chans[][2] = {{3, 32}, {14, 24}, {33, 1}, {64, 3}};
+    int n = 0;
+    for (size_t ki = 0; ki < 3; ki++)
+        for (size_t si = 0; si < 2; si++)
+            for (size_t di = 0; di < 3; di++) {
+                if (ks[ki] != 3 && dils[di] != 1) continue; /* BlazeNeo dilates only 3x3 kernels */
+                for (size_t zi = 0; zi < sizeof sizes / sizeof *sizes; zi++) {
+                    const int k = ks[ki], d = dils[di];
+                    conv_case c = {.k = k, .stride = strides[si], .dil = d, .h = sizes[zi][0], .w = sizes[zi][1]};
+                    const size_t chi = (ki + si + di + zi) % 4;
+                    c.cin = chans[chi][0];
+                    c.cout = chans[chi][1];
+                    c.pad = (n % 3 == 0) ? 0 : d * (k / 2); /* unpadded and "same" */
+                    c.segs = 1 + n % 3;
+                    c.act = n % 3;
+                    c.bias = n % 2;
+                    if (bzn_out_size(c.h, k, c.stride, c.pad, d) < 1) c.pad = d * (k / 2);
+                    run_conv_case(be, &c);
+                    n++;
+                }
+            }
+    ck_assert_int_ge(n, 50);
+    be->destroy(be);
+}
+END_TEST
+
+/* sizes big enough for the multi-threaded GEMM split, and BlazeNeo's real shapes */
+START_TEST(conv_blazeneo_shapes) {
+    bzn_backend *be = make(2);
+    static const conv_case cases[] = {
+        {3, 32, 64, 64, 3, 2, 1, 1, 1, BZN_ACT_RELU6, 1},   /* encoder.base.0 */
+        {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1}, /* a HarDBlock layer reading 3 pieces */
+        {262, 256, 11, 11, 1, 1, 0, 1, 1, BZN_ACT_RELU6, 1},/* transition 1x1 */
+        {320, 32, 11, 11, 1, 1, 0, 1, 4, BZN_ACT_NONE, 0},  /* 1x1 over a 4-piece concatenation */
+        {32, 32, 22, 22, 3, 1, 3, 3, 1, BZN_ACT_NONE, 0},   /* rfb branch2.2 */
+        {32, 32, 22, 22, 3, 1, 5, 5, 1, BZN_ACT_NONE, 0},   /* rfb branch3.2 */
+        {32, 32, 22, 22, 5, 1, 2, 1, 1, BZN_ACT_NONE, 0},   /* rfb branch3.1 */
+        {96, 32, 44, 44, 3, 1, 1, 1, 3, BZN_ACT_RELU, 1},   /* agg block_33.0 (DIA/DHA) */
+        {32, 3, 44, 44, 3, 1, 1, 1, 1, BZN_ACT_NONE, 0},    /* head */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(be, &cases[i]);
+    be->destroy(be);
+}
+END_TEST
+
+START_TEST(pool_and_upsample_sweep) {
+    bzn_backend *ref = make(0), *be = make(1 + _i);
+    static const int sizes[][2] = {{1, 1}, {2, 2}, {7, 5}, {11, 11}, {44, 22}, {88, 88}};
+    static const int pools[][3] = {{2, 2, 0}, {3, 2, 1}};
+    for (size_t zi = 0; zi < sizeof sizes / sizeof *sizes; zi++) {
+        const int h = sizes[zi][0], w = sizes[zi][1], c = 5;
+        float *x = rand_buf((size_t)c * h * w);
+        for (size_t pi = 0; pi < 2; pi++) {
+            const int k = pools[pi][0], s = pools[pi][1], p = pools[pi][2];
+            const int oh = bzn_out_size(h, k, s, p, 1), ow = bzn_out_size(w, k, s, p, 1);
+            if (oh < 1 || ow < 1) continue;
+            float *o1 = malloc((size_t)c * oh * ow * sizeof *o1), *o2 = malloc((size_t)c * oh * ow * sizeof *o2);
+            bzn_pool_args a = {x, o1, c, h, w, oh, ow, k, s, p};
+            be->maxpool(be->ctx, &a);
+            a.out = o2;
+            ref->maxpool(ref->ctx, &a);
+            ck_assert_msg(memcmp(o1, o2, (size_t)c * oh * ow * sizeof *o1) == 0, "maxpool %dx%d k%d s%d p%d", h, w, k,
+                          s, p);
+            free(o1);
+            free(o2);
+        }
+        for (int f = 2; f <= 8; f *= 2) {
+            const size_t n = (size_t)c * h * f * w * f;
+            float *o1 = malloc(n * sizeof *o1), *o2 = malloc(n * sizeof *o2);
+            bzn_upsample_args a = {x, o1, c, h, w, f};
+            be->upsample(be->ctx, &a);
+            a.out = o2;
+            ref->upsample(ref->ctx, &a);
+            ck_assert_msg(rel_err(o1, o2, n) < 1e-6, "upsample x%d of %dx%d", f, h, w);
+            free(o1);
+            free(o2);
+        }
+        free(x);
+    }
+    ref->destroy(ref);
+    be->destroy(be);
+}
+END_TEST
+
+START_TEST(bad_thread_count) {
+    bzn_backend *b = NULL;
+    bzn_error e;
+    ck_assert_int_eq(bzn_backend_cpu_create(-3, &b, &e), BZN_ERR_ARG);
+    ck_assert_ptr_null(b);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("reference");
+    tcase_add_test(tc, ref_conv_known);
+    tcase_add_test(tc, ref_upsample_known);
+    tcase_add_test(tc, ref_maxpool_known);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cpu-vs-reference");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, conv_sweep, 0, 2);
+    tcase_add_test(tc, conv_blazeneo_shapes);
+    tcase_add_loop_test(tc, pool_and_upsample_sweep, 0, 2);
+    tcase_add_test(tc, bad_thread_count);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
