@@ -34,20 +34,20 @@
 #include "blazeneo.h"
 #include "error.h"
 
-#define MAX_DIMENSION 16384                    /* pixels, each side: bounds memory use */
-#define MAX_FILE_BYTES ((size_t)256 << 20)      /* refuse bigger files outright */
-#define MAX_SCANS 500                           /* progressive scans (anti-DoS, like TurboJPEG) */
+#define MAX_DIMENSION  16384               /* pixels, each side: bounds memory use */
+#define MAX_FILE_BYTES ((size_t)256 << 20) /* refuse bigger files outright */
+#define MAX_SCANS      500                 /* progressive scans (anti-DoS, like TurboJPEG) */
 
 /* Everything one decode needs. cinfo is written by libjpeg; the rest by us. */
 typedef struct {
     struct jpeg_decompress_struct cinfo;
     struct jpeg_error_mgr jerr;
     struct jpeg_progress_mgr progress;
-    jmp_buf jump;          /* where the error handlers return to */
-    bzn_status status;     /* what to report after a failure */
+    jmp_buf jump;      /* where the error handlers return to */
+    bzn_status status; /* what to report after a failure */
     char msg[JMSG_LENGTH_MAX + 64];
-    uint8_t *pixels;       /* the output image (ours; freed by the caller on failure) */
-    uint8_t *cmyk_row;     /* one CMYK scanline, for CMYK/YCCK input */
+    uint8_t *pixels;   /* the output image (ours; freed by the caller on failure) */
+    uint8_t *cmyk_row; /* one CMYK scanline, for CMYK/YCCK input */
 } jpeg_job;
 
 static jpeg_job *job_of(j_common_ptr cinfo) {
@@ -64,7 +64,14 @@ static void format_libjpeg_message(j_common_ptr cinfo, char *out) {
 /* Fatal error: remember the message, then abandon the decode. Never returns. */
 static void on_error_exit(j_common_ptr cinfo) {
     jpeg_job *job = job_of(cinfo);
-    job->status = cinfo->err->msg_code == JERR_OUT_OF_MEMORY ? BZN_ERR_NOMEM : BZN_ERR_FORMAT;
+    switch (cinfo->err->msg_code) {
+    case JERR_OUT_OF_MEMORY: job->status = BZN_ERR_NOMEM; break;
+    case JERR_BAD_PRECISION:   /* 12-bit samples */
+    case JERR_SOF_UNSUPPORTED: /* lossless and hierarchical JPEG */
+        job->status = BZN_ERR_UNSUPPORTED;
+        break;
+    default: job->status = BZN_ERR_FORMAT;
+    }
     format_libjpeg_message(cinfo, job->msg);
     longjmp(job->jump, 1);
 }
@@ -275,7 +282,8 @@ static bzn_status read_file(const char *path, uint8_t **out, size_t *out_len, bz
         if (n == 0) {
             if (ferror(f)) {
                 int e = errno;
-                st = bzn_fail(err, BZN_ERR_IO, "cannot read '%s': %s", path, errno_text(e, ebuf, sizeof ebuf));
+                st = bzn_fail(err, BZN_ERR_IO, "cannot read '%s': %s", path,
+                              errno_text(e, ebuf, sizeof ebuf));
             }
             break;
         }

@@ -30,8 +30,8 @@
 typedef struct {
     jmp_buf jump;
     char msg[256];
-    char warning[128];   /* the first warning: often explains the error that follows */
-    int in_header;       /* 1 while libpng checks the header: its errors mean bad arguments */
+    char warning[128]; /* the first warning: often explains the error that follows */
+    int in_header;     /* 1 while libpng checks the header: its errors mean bad arguments */
     png_structp png;
     png_infop info;
     FILE *fp;

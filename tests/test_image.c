@@ -186,21 +186,25 @@ START_TEST(test_decode_matches_pil) {
 }
 END_TEST
 
-/* Greyscale and CMYK JPEGs (made by PIL) come out as RGB like PIL's convert("RGB"). */
+/* Greyscale, CMYK and progressive JPEGs (made by PIL from a sample) decode to the same RGB
+ * as PIL's Image.open(...).convert("RGB"). */
 START_TEST(test_decode_colour_spaces) {
-    if (!have_pil("grey/CMYK JPEG")) return;
+    if (!have_pil("grey/CMYK/progressive JPEG")) return;
     char *tmp = tu_tmpdir("image-colour");
     ck_assert_ptr_nonnull(tmp);
-    const char *modes[] = {"L", "CMYK"};
-    for (int m = 0; m < 2; m++) {
+    static const struct {
+        const char *mode, *save_options;
+    } kinds[] = {{"L", ""}, {"CMYK", ""}, {"RGB", ", progressive=True"}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         const char *jpg = tu_path(tmp, "conv.jpg");
         const char *raw = tu_path(tmp, "conv.raw");
         int rc = tu_run("\"%s\" -c 'import sys\nfrom PIL import Image\n"
                         "im = Image.open(sys.argv[1]).convert(\"%s\").resize((160, 120))\n"
-                        "im.save(sys.argv[2], quality=90)\n"
-                        "open(sys.argv[3], \"wb\").write(Image.open(sys.argv[2]).convert(\"RGB\").tobytes())' "
-                        "\"%s\" \"%s\" \"%s\"",
-                        tu_env("BZN_PYTHON"), modes[m], sample_path(0), jpg, raw);
+                        "im.save(sys.argv[2], quality=90%s)\n"
+                        "im = Image.open(sys.argv[2]).convert(\"RGB\")\n"
+                        "open(sys.argv[3], \"wb\").write(im.tobytes())' \"%s\" \"%s\" \"%s\"",
+                        tu_env("BZN_PYTHON"), kinds[k].mode, kinds[k].save_options, sample_path(0), jpg,
+                        raw);
         ck_assert_int_eq(rc, 0);
         size_t len = 0;
         uint8_t *ref = tu_read_file(raw, &len);
@@ -208,14 +212,19 @@ START_TEST(test_decode_colour_spaces) {
         ck_assert_uint_eq(len, 160 * 120 * 3);
         bzn_image img;
         bzn_error err = {0};
-        ck_assert_msg(bzn_image_load_jpeg(jpg, &img, &err) == BZN_OK, "%s JPEG: %s", modes[m], err.msg);
+        ck_assert_msg(bzn_image_load_jpeg(jpg, &img, &err) == BZN_OK, "%s JPEG: %s", kinds[k].mode,
+                      err.msg);
         ck_assert_int_eq(img.width, 160);
         ck_assert_int_eq(img.height, 120);
+        ck_assert_int_eq(img.channels, 3);
         char what[64];
-        snprintf(what, sizeof what, "decode %s JPEG to RGB", modes[m]);
+        snprintf(what, sizeof what, "decode %s%s JPEG to RGB", kinds[k].mode,
+                 kinds[k].save_options[0] ? " progressive" : "");
         ck_assert_int_le(compare_report(what, img.pixels, ref, len), 1);
         free(ref);
         bzn_image_free(&img);
+        unlink(jpg);
+        unlink(raw);
     }
     remove_dir(tmp);
 }
@@ -255,7 +264,8 @@ START_TEST(test_decode_errors) {
     ck_assert_ptr_nonnull(jpg);
 
     const char *text = "hello, this is not an image\n";
-    expect_load_error(tmp, "cat.txt", text, strlen(text), BZN_ERR_FORMAT, "not a JPEG file (starts with 0x68 0x65)");
+    expect_load_error(tmp, "cat.txt", text, strlen(text), BZN_ERR_FORMAT,
+                      "not a JPEG file (starts with 0x68 0x65)");
     expect_load_error(tmp, "empty.jpg", "", 0, BZN_ERR_FORMAT, "empty");
     expect_load_error(tmp, "one.jpg", "\xff", 1, BZN_ERR_FORMAT, "not a JPEG");
     expect_load_error(tmp, "soi-only.jpg", "\xff\xd8", 2, BZN_ERR_FORMAT, NULL);
@@ -363,8 +373,8 @@ START_TEST(test_resize_matches_pil) {
                           "%s", err.msg);
             uint8_t *ref = pil_resize(sample_path(i), w, h, tmp);
             char what[128];
-            snprintf(what, sizeof what, "resize %.8s %dx%d -> %dx%d", samples[i].name, img.width,
-                     img.height, w, h);
+            snprintf(what, sizeof what, "resize %.8s %dx%d -> %dx%d", samples[i].name, img.width, img.height,
+                     w, h);
             ck_assert_int_le(compare_report(what, out, ref, (size_t)w * h * 3), 1);
             free(ref);
             free(out);
@@ -389,7 +399,8 @@ START_TEST(test_resize_matches_pil) {
         for (int y = 0; y < sh; y++)
             for (int x = 0; x < sw * 3; x++)
                 src[(size_t)y * sw * 3 + x] =
-                    cases[c].crop ? img.pixels[(size_t)(400 + y) * img.width * 3 + (size_t)(500 * 3 + x)] : rnd8();
+                    cases[c].crop ? img.pixels[(size_t)(400 + y) * img.width * 3 + (size_t)(500 * 3 + x)]
+                                  : rnd8();
         const char *png = tu_path(tmp, "src.png");
         ck_assert_int_eq(bzn_image_write_png(png, src, sw, sh, 3, &err), BZN_OK);
         uint8_t *out = malloc((size_t)dw * dh * 3);
@@ -397,7 +408,8 @@ START_TEST(test_resize_matches_pil) {
         ck_assert_int_eq(bzn_resize_bilinear(src, sw, sh, sw * 3, 3, out, dw, dh, &err), BZN_OK);
         uint8_t *ref = pil_resize(png, dw, dh, tmp);
         char what[128];
-        snprintf(what, sizeof what, "resize %s %dx%d -> %dx%d", cases[c].crop ? "crop" : "noise", sw, sh, dw, dh);
+        snprintf(what, sizeof what, "resize %s %dx%d -> %dx%d", cases[c].crop ? "crop" : "noise", sw, sh, dw,
+                 dh);
         ck_assert_int_le(compare_report(what, out, ref, (size_t)dw * dh * 3), 1);
         free(ref);
         free(out);
@@ -437,17 +449,19 @@ START_TEST(test_resize_properties) {
             ck_assert_ptr_nonnull(plane);
             for (int c = 0; c < ch; c++) {
                 for (int y = 0; y < sh; y++)
-                    for (int x = 0; x < sw; x++) plane[(size_t)y * sw + x] = src[(size_t)y * stride + (size_t)x * ch + c];
+                    for (int x = 0; x < sw; x++)
+                        plane[(size_t)y * sw + x] = src[(size_t)y * stride + (size_t)x * ch + c];
                 uint8_t *po = resize_or_fail(plane, sw, sh, sw, 1, dw, dh);
                 size_t bad = 0;
                 while (bad < (size_t)dw * dh && po[bad] == out[bad * ch + c]) bad++;
-                ck_assert_msg(bad == (size_t)dw * dh, "%dx%d->%dx%d channel %d of %d differs at pixel %zu", sw,
-                              sh, dw, dh, c, ch, bad);
+                ck_assert_msg(bad == (size_t)dw * dh, "%dx%d->%dx%d channel %d of %d differs at pixel %zu",
+                              sw, sh, dw, dh, c, ch, bad);
                 free(po);
             }
             if (sw == dw && sh == dh) /* same size: an exact copy */
                 for (int y = 0; y < sh; y++)
-                    ck_assert(memcmp(out + (size_t)y * sw * ch, src + (size_t)y * stride, (size_t)sw * ch) == 0);
+                    ck_assert(memcmp(out + (size_t)y * sw * ch, src + (size_t)y * stride, (size_t)sw * ch) ==
+                              0);
             free(plane);
             free(out);
 
@@ -618,12 +632,12 @@ START_TEST(test_colorize_overlay) {
 END_TEST
 
 /* One test case per test, each with a generous timeout (valgrind runs are slow). */
-#define ADD_CASE(suite, fn)                     \
-    do {                                        \
-        TCase *tc_ = tcase_create(#fn);         \
-        tcase_set_timeout(tc_, 600);            \
-        tcase_add_test(tc_, fn);                \
-        suite_add_tcase(suite, tc_);            \
+#define ADD_CASE(suite, fn)                                                                        \
+    do {                                                                                           \
+        TCase *tc_ = tcase_create(#fn);                                                            \
+        tcase_set_timeout(tc_, 600);                                                               \
+        tcase_add_test(tc_, fn);                                                                   \
+        suite_add_tcase(suite, tc_);                                                               \
     } while (0)
 
 static Suite *image_suite(void) {

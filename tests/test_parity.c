@@ -58,7 +58,7 @@ static int find_layer(const bzn_ctx *c, const char *name) {
 }
 
 static void check_case(const char *name, bzn_backend_kind backend) {
-    char dir[1200], path[4096];
+    char dir[2048], path[4096];
     snprintf(dir, sizeof dir, "%s/%s", parity_dir, name);
     bzn_error e;
     bzn_convert_report rep;
@@ -153,7 +153,7 @@ END_TEST
 /* Variants must be told apart by the converter exactly as PyTorch built them. */
 START_TEST(variant_detection) {
     for (int i = 0; i < n_cases; i++) {
-        char dir[1200], path[4096];
+        char dir[2048], path[4096];
         snprintf(dir, sizeof dir, "%s/%s", parity_dir, cases[i]);
         snprintf(path, sizeof path, "%s/model-detect.bzn", dir);
         bzn_error e;

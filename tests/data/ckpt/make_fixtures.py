@@ -10,7 +10,8 @@ Two kinds of files are written:
   * hand-made ones (odd zips, broken pickles), written by `write_ckpt` below, which lays
     out a zip exactly like torch.save does (<folder>/data.pkl, <folder>/data/<key>) but
     lets us put anything in the pickle or the storages.
-The output is deterministic: running the script again gives the same bytes.
+The output is deterministic (running the script again gives the same bytes), except for
+legacy.pth, whose storage keys are memory addresses.
 """
 import argparse
 import collections
@@ -83,11 +84,16 @@ def write_zip(name, entries, compression=zipfile.ZIP_STORED):
             z.writestr(info, data)
 
 
-def write_ckpt(name, folder, pickle_bytes, storages, compression=zipfile.ZIP_STORED):
+def write_ckpt(name, folder, pickle_bytes, storages, compression=zipfile.ZIP_STORED, extra=None):
     entries = [(folder + "/data.pkl", pickle_bytes)]
     entries += [(folder + "/data/" + k, v) for k, v in storages.items()]
+    entries += [(folder + "/" + k, v) for k, v in (extra or {}).items()]
     entries.append((folder + "/version", b"3\n"))
     write_zip(name, entries, compression)
+
+
+def float_storage(key, numel):
+    return FakeStorage(torch.FloatStorage, key, numel)
 
 
 def floats(values):
@@ -218,13 +224,31 @@ def main():
         entries = [(n.replace("archive/", "zip64/"), z.read(n)) for n in z.namelist()]
     write_zip64("zip64.pth", entries)
 
+    # 9. rarer constructions: a tensor subclass (_rebuild_from_type_v2 wrapping
+    #    _rebuild_tensor_v2) inside an OrderedDict built from a list of pairs
+    class FromType(FakeTensor):
+        def __reduce__(self):
+            return (torch._tensor._rebuild_from_type_v2,
+                    (torch._utils._rebuild_tensor_v2, torch.Tensor, self.args, {}))
+
+    class PairsDict:
+        def __init__(self, pairs):
+            self.pairs = pairs
+
+        def __reduce__(self):
+            return (collections.OrderedDict, (self.pairs,))
+
+    write_ckpt("from_type.pth", "ft", dumps(PairsDict([
+        ("x", FromType(float_storage("0", 4), 1, [3], [1])),
+        ("y", FakeTensor(float_storage("0", 4), 0, [2, 2], [1, 2])),
+    ])), {"0": floats([0.5, 1.5, 2.5, 3.5])})
+
     # ---- broken ones ----
     with open(out("empty.pth"), "wb"):
         pass
     torch_save(small_state_dict(), "legacy.pth", _use_new_zipfile_serialization=False)
     write_zip("deflate.pth", entries, compression=zipfile.ZIP_DEFLATED)
 
-    float_storage = lambda key, n: FakeStorage(torch.FloatStorage, key, n)
     # the persistent id says 6 floats, the entry has 5
     write_ckpt("bad_storage_size.pth", "bad", dumps({"w": FakeTensor(float_storage("0", 6), 0, [6], [1])}),
                {"0": floats(range(5))})
@@ -242,6 +266,17 @@ def main():
     write_ckpt("qtensor.pth", "q", dumps({"w": FakeTensor(float_storage("0", 6), 0, [6], [1],
                                                          fn=torch._utils._rebuild_qtensor)}),
                {"0": floats(range(6))})
+    # views whose extent overflows int64 through the strides alone
+    write_ckpt("stride_overflow.pth", "sovf",
+               dumps({"w": FakeTensor(float_storage("0", 6), 0, [3, 2], [2 ** 62, 2 ** 62])}),
+               {"0": floats(range(6))})
+    # a 4 GiB broadcast view of one float: refused (memory is bounded by the file size)
+    write_ckpt("broadcast_bomb.pth", "bomb",
+               dumps({"w": FakeTensor(float_storage("0", 1), 0, [2 ** 20, 2 ** 10], [0, 0])}),
+               {"0": floats([1.0])})
+    # written on a big-endian machine (torch >= 2.1 records the byte order)
+    write_ckpt("byteorder_big.pth", "be", dumps({"w": FakeTensor(float_storage("0", 1), 0, [1], [1])}),
+               {"0": floats([1.0])}, extra={"byteorder": b"big"})
     # an opcode this VM does not run: INT ('I', protocol 0) at offset 11
     write_ckpt("bad_opcode.pth", "op", b"\x80\x02}q\x00X\x01\x00\x00\x00aI42\ns.", {})
     # a pickle of a dict without tensors

@@ -1,0 +1,100 @@
+/*
+ * test_accuracy.c - the shipped model on NeoPolyp-Small dev-test (100 frames never seen in
+ * training) must reproduce PyTorch's accuracy (../shared/models/README.md) within 0.002
+ * Dice and IoU for seg, neo and non, under the spec's protocol: PIL-style resize to 352,
+ * argmax, nearest-neighbour class map back to the mask's size, micro-averaged counts.
+ * Skipped when ../shared is absent.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blazeneo.h"
+#include "testutil.h"
+
+/* PyTorch 1.13 FP32 reference, ../shared/models/README.md */
+static const double ref_dice[3] = {0.8414, 0.8721, 0.3231};
+static const double ref_iou[3] = {0.7263, 0.7732, 0.1927};
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void run_devtest(const char *model_path, bzn_backend_kind backend) {
+    const char *shared = tu_env("BZN_SHARED_DIR");
+    char images[2048], masks[2048];
+    snprintf(images, sizeof images, "%s/data/neopolyp-small/dev-test/images", shared);
+    snprintf(masks, sizeof masks, "%s/data/neopolyp-small/dev-test/masks", shared);
+    bzn_error e;
+    bzn_model *m;
+    ck_assert_msg(bzn_model_open(model_path, &m, &e) == BZN_OK, "%s", e.msg);
+    bzn_ctx_options o = bzn_ctx_default_options(m);
+    o.backend = backend;
+    bzn_ctx *c;
+    ck_assert_int_eq(bzn_ctx_create(m, &o, &c, &e), BZN_OK);
+
+    DIR *d = opendir(images);
+    ck_assert_ptr_nonnull(d);
+    char *names[512];
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 512)
+        if (de->d_name[0] != '.') names[n++] = strdup(de->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    ck_assert_int_eq(n, 100);
+
+    bzn_confusion conf = {0};
+    for (int i = 0; i < n; i++) {
+        char ip[4096], mp[4096];
+        snprintf(ip, sizeof ip, "%s/%s", images, names[i]);
+        snprintf(mp, sizeof mp, "%s/%s", masks, names[i]); /* masks share the image's file name */
+        bzn_image img, mask;
+        ck_assert_msg(bzn_image_load_jpeg(ip, &img, &e) == BZN_OK, "%s", e.msg);
+        ck_assert_msg(bzn_image_load_jpeg(mp, &mask, &e) == BZN_OK, "%s", e.msg);
+        const size_t np = (size_t)mask.width * mask.height;
+        uint8_t *pred = malloc(np), *truth = malloc(np);
+        ck_assert_int_eq(bzn_run_rgb(c, img.pixels, img.width, img.height, img.width * 3, &e), BZN_OK);
+        ck_assert_int_eq(bzn_class_map(c, pred, mask.width, mask.height, &e), BZN_OK);
+        bzn_mask_to_classes(mask.pixels, np, truth);
+        bzn_confusion_add(&conf, pred, truth, np);
+        free(pred);
+        free(truth);
+        bzn_image_free(&img);
+        bzn_image_free(&mask);
+        free(names[i]);
+    }
+    static const char *label[3] = {"seg", "neo", "non"};
+    for (int k = 0; k < 3; k++) {
+        double dice = bzn_dice(&conf, k), iou = bzn_iou(&conf, k);
+        fprintf(stderr, "  %s: Dice %.4f (PyTorch %.4f)  IoU %.4f (PyTorch %.4f)\n", label[k], dice, ref_dice[k], iou,
+                ref_iou[k]);
+        ck_assert_msg(dice > ref_dice[k] - 0.002 && dice < ref_dice[k] + 0.002, "Dice %s %.4f", label[k], dice);
+        ck_assert_msg(iou > ref_iou[k] - 0.002 && iou < ref_iou[k] + 0.002, "IoU %s %.4f", label[k], iou);
+    }
+    bzn_ctx_free(c);
+    bzn_model_free(m);
+}
+
+/* the shipped f16-stored model (the weights are exactly on the f16 grid, so it is the same network) */
+START_TEST(shipped_model_devtest) {
+    run_devtest(tu_path(tu_env("BZN_SOURCE_DIR"), "models/blazeneo-dha-neopolyp-small-f16.bzn"), BZN_BACKEND_CPU);
+}
+END_TEST
+
+int main(void) {
+    if (!tu_have_shared()) {
+        fprintf(stderr, "test_accuracy: skipped (../shared with the model and dev-test data is absent)\n");
+        return TU_SKIP;
+    }
+    Suite *s = suite_create("accuracy");
+    TCase *tc = tcase_create("dev-test");
+    tcase_set_timeout(tc, 1200);
+    tcase_add_test(tc, shipped_model_devtest);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
