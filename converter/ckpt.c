@@ -217,9 +217,9 @@ static int64_t shape_numel(const int64_t *shape, int ndim) {
 
 /* Copy tensor t (named name) out of its storage into o, contiguous and row-major. */
 static bzn_status materialise(reader *r, const pk_obj *t, bzn_ck_tensor *o, bzn_error *err) {
-    const pk_obj *s = t->u.tensor.storage;
-    const int ndim = t->u.tensor.ndim;
-    const int64_t *shape = t->u.tensor.shape, *stride = t->u.tensor.stride;
+    const pk_obj *s = t->u.tensor->storage;
+    const int ndim = t->u.tensor->ndim;
+    const int64_t *shape = t->u.tensor->shape, *stride = t->u.tensor->stride;
     const size_t esize = bzn_ck_dtype_size(s->u.storage.dtype);
     const char *key = s->u.storage.key;
     const size_t key_len = s->u.storage.key_len;
@@ -256,7 +256,7 @@ static bzn_status materialise(reader *r, const pk_obj *t, bzn_ck_tensor *o, bzn_
 
     /* Highest storage element read: offset + sum (shape[i] - 1) * stride[i]; all terms are
      * non-negative (pickle.c checked), so checking against INT64_MAX suffices. */
-    uint64_t last = (uint64_t)t->u.tensor.offset;
+    uint64_t last = (uint64_t)t->u.tensor->offset;
     for (int i = 0; i < ndim; i++) {
         uint64_t span = (uint64_t)(shape[i] - 1), st_i = (uint64_t)stride[i];
         if (st_i && span > ((uint64_t)INT64_MAX - last) / st_i)
@@ -268,7 +268,7 @@ static bzn_status materialise(reader *r, const pk_obj *t, bzn_ck_tensor *o, bzn_
                         "%llu (offset %lld, up to element %llu)", o->name, shown(key_len), key,
                         (unsigned long long)(storage_numel * esize),
                         (unsigned long long)((last + 1) <= UINT64_MAX / esize ? (last + 1) * esize : UINT64_MAX),
-                        (long long)t->u.tensor.offset, (unsigned long long)last);
+                        (long long)t->u.tensor->offset, (unsigned long long)last);
 
     if (o->nbytes > r->bytes_left)
         return bzn_fail(err, BZN_ERR_UNSUPPORTED, "tensor '%s': the tensors would need far more memory than the "
@@ -284,7 +284,7 @@ static bzn_status materialise(reader *r, const pk_obj *t, bzn_ck_tensor *o, bzn_
         if (shape[i] != 1 && stride[i] != expect) contiguous = 0;
         expect *= shape[i];
     }
-    const uint8_t *base = bytes + (size_t)t->u.tensor.offset * esize;
+    const uint8_t *base = bytes + (size_t)t->u.tensor->offset * esize;
     if (contiguous) {
         memcpy(o->data, base, o->nbytes);
         return BZN_OK;
@@ -348,9 +348,13 @@ static bzn_status collect(reader *r, const pk_obj *sd, bzn_error *err) {
         }
         /* other values (ints, strings, nested dicts, unknown objects) are skipped */
     }
-    if (n == 0)
+    if (n == 0) {
+        /* torch.save({"model": model}) pickles the whole nn.Module: say so */
+        const pk_obj *m = pk_dict_get(sd, "model");
+        if (m && m->kind == PK_OBJECT && m->u.object.cls) return not_a_state_dict(m, err);
         return bzn_fail(err, BZN_ERR_UNSUPPORTED, "no tensors found: the checkpoint's dict has %zu entries and "
                         "none is a tensor", sd->u.dict.len);
+    }
     if (n > (size_t)INT32_MAX) return bzn_fail(err, BZN_ERR_UNSUPPORTED, "too many tensors");
 
     r->out.tensors = calloc(n, sizeof *r->out.tensors);

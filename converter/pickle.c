@@ -128,6 +128,7 @@ void pk_free(pk_vm *vm) {
     while (o) {
         pk_obj *next = o->arena_next;
         if (o->kind == PK_TUPLE || o->kind == PK_LIST) free(o->u.seq.items);
+        if (o->kind == PK_TENSOR) free(o->u.tensor);
         if (o->kind == PK_DICT) {
             free(o->u.dict.keys);
             free(o->u.dict.values);
@@ -410,16 +411,17 @@ static bzn_status rebuild_tensor(pk_vm *vm, const pk_obj *args, pk_obj **out) {
     if (a[1]->kind != PK_INT || a[1]->u.integer < 0)
         return fail_at(vm, BZN_ERR_FORMAT, "_rebuild_tensor: storage offset is not a non-negative int");
     pk_obj *t = new_obj(vm, PK_TENSOR);
-    if (!t) return nomem(vm);
-    t->u.tensor.storage = a[0];
-    t->u.tensor.offset = a[1]->u.integer;
-    int nd_shape, nd_stride;
-    bzn_status st = int_tuple(vm, a[2], t->u.tensor.shape, &nd_shape, "size");
-    if (!st) st = int_tuple(vm, a[3], t->u.tensor.stride, &nd_stride, "stride");
+    if (!t || !(t->u.tensor = calloc(1, sizeof *t->u.tensor))) return nomem(vm);
+    pk_tensor *tt = t->u.tensor;
+    tt->storage = a[0];
+    tt->offset = a[1]->u.integer;
+    int nd_shape = 0, nd_stride = 0;
+    bzn_status st = int_tuple(vm, a[2], tt->shape, &nd_shape, "size");
+    if (!st) st = int_tuple(vm, a[3], tt->stride, &nd_stride, "stride");
     if (st) return st;
     if (nd_shape != nd_stride)
         return fail_at(vm, BZN_ERR_FORMAT, "_rebuild_tensor: size and stride differ in length");
-    t->u.tensor.ndim = nd_shape;
+    tt->ndim = nd_shape;
     *out = t;
     return BZN_OK;
 }

@@ -45,6 +45,14 @@ typedef enum {
 
 typedef struct pk_obj pk_obj;
 
+/* A tensor view of a storage (kept apart from pk_obj because it is large and rare). */
+typedef struct {
+    pk_obj *storage;                /* a PK_STORAGE */
+    int64_t offset;                 /* storage offset, in elements */
+    int ndim;
+    int64_t shape[PK_MAX_DIMS], stride[PK_MAX_DIMS];
+} pk_tensor;
+
 struct pk_obj {
     pk_kind kind;
     pk_obj *arena_next; /* every object of a VM, for pk_free */
@@ -62,12 +70,7 @@ struct pk_obj {
             const char *key; size_t key_len; /* the zip entry is <folder>/data/<key> */
             int64_t numel;                  /* elements, as the persistent id says */
         } storage;
-        struct {
-            pk_obj *storage;                /* a PK_STORAGE */
-            int64_t offset;                 /* storage offset, in elements */
-            int ndim;
-            int64_t shape[PK_MAX_DIMS], stride[PK_MAX_DIMS];
-        } tensor;
+        pk_tensor *tensor;                  /* PK_TENSOR */
         struct {
             pk_obj *cls;     /* the PK_GLOBAL that was called, or NULL */
             const char *what; /* short description (static string) */

@@ -446,6 +446,8 @@ START_TEST(test_error_fixtures) {
     load_fails("bad_opcode.pth", BZN_ERR_UNSUPPORTED, "unsupported pickle opcode 0x49 (INT) at offset 11");
     load_fails("bad_opcode.pth", BZN_ERR_UNSUPPORTED, "op/data.pkl: ");
     load_fails("no_tensors.pth", BZN_ERR_UNSUPPORTED, "no tensors");
+    load_fails("full_model.pth", BZN_ERR_UNSUPPORTED, "pickled __main__.Tiny object, not a state dict; save "
+                                                      "model.state_dict() instead");
     load_fails("stride_overflow.pth", BZN_ERR_FORMAT, "strides overflow");
     load_fails("broadcast_bomb.pth", BZN_ERR_UNSUPPORTED, "far more memory");
     load_fails("byteorder_big.pth", BZN_ERR_UNSUPPORTED, "big-endian");

@@ -11,7 +11,7 @@ Two kinds of files are written:
     out a zip exactly like torch.save does (<folder>/data.pkl, <folder>/data/<key>) but
     lets us put anything in the pickle or the storages.
 The output is deterministic (running the script again gives the same bytes), except for
-legacy.pth, whose storage keys are memory addresses.
+legacy.pth, whose storage keys are memory addresses: it is only written when missing.
 """
 import argparse
 import collections
@@ -246,7 +246,8 @@ def main():
     # ---- broken ones ----
     with open(out("empty.pth"), "wb"):
         pass
-    torch_save(small_state_dict(), "legacy.pth", _use_new_zipfile_serialization=False)
+    if not os.path.exists(out("legacy.pth")):  # its bytes differ on every run: keep the committed one
+        torch_save(small_state_dict(), "legacy.pth", _use_new_zipfile_serialization=False)
     write_zip("deflate.pth", entries, compression=zipfile.ZIP_DEFLATED)
 
     # the persistent id says 6 floats, the entry has 5
@@ -279,6 +280,8 @@ def main():
                {"0": floats([1.0])}, extra={"byteorder": b"big"})
     # an opcode this VM does not run: INT ('I', protocol 0) at offset 11
     write_ckpt("bad_opcode.pth", "op", b"\x80\x02}q\x00X\x01\x00\x00\x00aI42\ns.", {})
+    # a whole nn.Module instead of its state dict
+    torch_save(Tiny(), "full_model.pth")
     # a pickle of a dict without tensors
     write_ckpt("no_tensors.pth", "none", dumps({"epoch": 3, "name": "x"}), {})
 
