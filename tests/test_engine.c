@@ -1,0 +1,235 @@
+/*
+ * test_engine.c - the library API and the engine's invariants: argument checking with clear
+ * messages, the activation memory plan (no two live tensors share bytes, and sharing does
+ * happen), determinism, contexts used from several threads, and model loading from memory.
+ */
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blazeneo.h"
+#include "graph.h"
+#include "model.h"
+#include "network.h"
+#include "testutil.h"
+
+static bzn_model *model;
+
+static const char *shipped(void) {
+    return tu_path(tu_env("BZN_SOURCE_DIR"), "models/blazeneo-dha-neopolyp-small-f16.bzn");
+}
+
+static float *random_input(int h, int w, unsigned seed) {
+    float *x = malloc((size_t)3 * h * w * sizeof *x);
+    for (size_t i = 0; i < (size_t)3 * h * w; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)(seed >> 8) / (float)(1u << 24) * 4.0f - 2.0f;
+    }
+    return x;
+}
+
+START_TEST(bad_sizes) {
+    static const int sizes[][2] = {{33, 33}, {0, 352}, {352, 16}, {8224, 352}, {-32, 64}, {352, 100}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        bzn_ctx_options o = bzn_ctx_default_options(model);
+        o.height = sizes[i][0];
+        o.width = sizes[i][1];
+        bzn_ctx *c = (bzn_ctx *)1;
+        bzn_error e = {0};
+        ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_ERR_UNSUPPORTED);
+        ck_assert_ptr_null(c);
+        ck_assert_ptr_nonnull(strstr(e.msg, "multiples of 32"));
+    }
+    bzn_ctx_options o = bzn_ctx_default_options(model);
+    o.backend = (bzn_backend_kind)42;
+    bzn_ctx *c;
+    bzn_error e;
+    ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_ERR_UNSUPPORTED);
+    ck_assert_int_eq(bzn_ctx_create(NULL, &o, &c, &e), BZN_ERR_ARG);
+    bzn_model *none;
+    ck_assert_int_eq(bzn_model_open(NULL, &none, &e), BZN_ERR_ARG);
+}
+END_TEST
+
+START_TEST(misuse_before_and_after_run) {
+    bzn_ctx_options o = bzn_ctx_default_options(model);
+    o.height = 64;
+    o.width = 96;
+    bzn_ctx *c;
+    bzn_error e;
+    ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_OK);
+    const float *logits;
+    int C, H, W;
+    ck_assert_int_eq(bzn_logits(c, BZN_OUT_MAIN, &logits, &C, &H, &W, &e), BZN_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "no frame"));
+    uint8_t px[3 * 10 * 10] = {0};
+    ck_assert_int_eq(bzn_run_rgb(c, px, 10, 10, 20, &e), BZN_ERR_ARG); /* stride too small */
+    ck_assert_int_eq(bzn_run_rgb(c, px, 0, 10, 30, &e), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_run_rgb(c, NULL, 10, 10, 30, &e), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_run_rgb(c, px, 10, 10, 30, &e), BZN_OK);
+    ck_assert_int_eq(bzn_logits(c, BZN_OUT_MAIN, &logits, &C, &H, &W, &e), BZN_OK);
+    ck_assert_int_eq(C, 3);
+    ck_assert_int_eq(H, 64);
+    ck_assert_int_eq(W, 96);
+    /* the aux head was not asked for */
+    ck_assert_int_eq(bzn_logits(c, BZN_OUT_AUX, &logits, &C, &H, &W, &e), BZN_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "auxiliary"));
+    /* intermediate tensors share memory unless kept */
+    float *buf = malloc(64 * 96 * 64 * sizeof *buf);
+    ck_assert_int_eq(bzn_ctx_layer_output(c, 3, buf, 64 * 96 * 64, &e), BZN_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "keep_intermediates"));
+    ck_assert_int_eq(bzn_ctx_layer_output(c, 0, buf, 1, &e), BZN_ERR_ARG); /* too small */
+    ck_assert_int_eq(bzn_ctx_layer_output(c, 100000, buf, 1, &e), BZN_ERR_ARG);
+    float probs[3 * 64 * 96];
+    ck_assert_int_eq(bzn_probabilities(c, BZN_OUT_MAIN, probs, 10, &e), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_probabilities(c, BZN_OUT_MAIN, probs, sizeof probs / sizeof *probs, &e), BZN_OK);
+    for (int i = 0; i < 64 * 96; i++) {
+        float s = probs[i] + probs[64 * 96 + i] + probs[2 * 64 * 96 + i];
+        ck_assert_float_eq_tol(s, 1.0f, 1e-5f);
+    }
+    uint8_t cls[50 * 70];
+    ck_assert_int_eq(bzn_class_map(c, cls, 70, 50, &e), BZN_OK);
+    for (int i = 0; i < 50 * 70; i++) ck_assert_uint_le(cls[i], 2);
+    ck_assert_int_eq(bzn_class_map(c, cls, 0, 50, &e), BZN_ERR_ARG);
+    free(buf);
+    bzn_ctx_free(c);
+}
+END_TEST
+
+/* No two buffers that are alive at the same time share a byte; liveness does save memory. */
+START_TEST(memory_plan) {
+    static const int sizes[][2] = {{352, 352}, {64, 96}, {256, 512}};
+    for (size_t s = 0; s < 3; s++) {
+        for (int keep = 0; keep < 2; keep++) {
+            bzn_graph g;
+            bzn_error e;
+            ck_assert_int_eq(bzn_network_build(model, 0, sizes[s][0], sizes[s][1], 1, &g, &e), BZN_OK);
+            size_t arena = bzn_graph_plan(&g, keep), naive = 0;
+            for (int i = 0; i < g.n_bufs; i++) {
+                const bzn_buffer *a = &g.bufs[i];
+                size_t na = (size_t)a->c * a->h * a->w;
+                naive += na;
+                ck_assert(a->offset + na <= arena);
+                ck_assert_int_eq(a->offset % 16, 0);
+                for (int j = i + 1; j < g.n_bufs; j++) {
+                    const bzn_buffer *b = &g.bufs[j];
+                    size_t nb = (size_t)b->c * b->h * b->w;
+                    int live_together = !(a->last < b->first || b->last < a->first);
+                    int share = a->offset < b->offset + nb && b->offset < a->offset + na;
+                    ck_assert_msg(!(live_together && share), "buffers %d and %d overlap while both alive", i, j);
+                }
+            }
+            if (!keep) ck_assert_msg(arena * 3 < naive, "arena %zu floats vs %zu unplanned", arena, naive);
+            if (s == 0 && !keep)
+                fprintf(stderr, "  352x352: arena %.1f MB, %.1f MB without sharing\n", arena * 4 / 1e6, naive * 4 / 1e6);
+            bzn_graph_free(&g);
+        }
+    }
+}
+END_TEST
+
+typedef struct {
+    const float *input;
+    float *logits;
+    int h, w;
+    bzn_backend_kind backend;
+    int keep, threads;
+} job;
+
+static void *run_job(void *arg) {
+    job *j = arg;
+    bzn_ctx_options o = bzn_ctx_default_options(model);
+    o.height = j->h;
+    o.width = j->w;
+    o.backend = j->backend;
+    o.keep_intermediates = j->keep;
+    o.threads = j->threads;
+    bzn_ctx *c;
+    if (bzn_ctx_create(model, &o, &c, NULL) != BZN_OK) return NULL;
+    const float *x;
+    int C, H, W;
+    for (int rep = 0; rep < 2; rep++) /* a second run must not depend on the first */
+        if (bzn_run_tensor(c, j->input, NULL) != BZN_OK || bzn_logits(c, BZN_OUT_MAIN, &x, &C, &H, &W, NULL) != BZN_OK) {
+            bzn_ctx_free(c);
+            return NULL;
+        }
+    memcpy(j->logits, x, (size_t)C * H * W * sizeof *x);
+    bzn_ctx_free(c);
+    return j;
+}
+
+/* The same frame gives the same logits: in any thread, kept or shared memory, twice in a row
+ * (bit for bit with the same thread count). */
+START_TEST(determinism_and_threads) {
+    const int h = 64, w = 128;
+    const size_t n = (size_t)3 * h * w;
+    float *in = random_input(h, w, 7);
+    job base = {in, malloc(n * sizeof(float)), h, w, BZN_BACKEND_CPU, 0, 1};
+    ck_assert_ptr_nonnull(run_job(&base));
+    job jobs[3] = {{in, malloc(n * sizeof(float)), h, w, BZN_BACKEND_CPU, 1, 1},
+                   {in, malloc(n * sizeof(float)), h, w, BZN_BACKEND_CPU, 0, 1},
+                   {in, malloc(n * sizeof(float)), h, w, BZN_BACKEND_CPU, 0, 2}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(pthread_create(&t[i], NULL, run_job, &jobs[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        ck_assert_ptr_nonnull(r);
+        if (jobs[i].threads == base.threads) { /* same work split: bit for bit */
+            ck_assert_msg(memcmp(jobs[i].logits, base.logits, n * sizeof(float)) == 0, "job %d differs", i);
+        } else { /* another split of the GEMM columns may take other kernel paths */
+            for (size_t k = 0; k < n; k++)
+                ck_assert_msg(fabsf(jobs[i].logits[k] - base.logits[k]) <= 1e-4f * (1 + fabsf(base.logits[k])),
+                              "job %d differs at %zu", i, k);
+        }
+        free(jobs[i].logits);
+    }
+    free(base.logits);
+    free(in);
+}
+END_TEST
+
+START_TEST(open_from_memory) {
+    size_t len;
+    uint8_t *buf = tu_read_file(shipped(), &len);
+    bzn_model *m2;
+    bzn_error e;
+    ck_assert_int_eq(bzn_model_open_memory(buf, len, &m2, &e), BZN_OK);
+    free(buf); /* the model keeps its own copy */
+    bzn_model_info a, b;
+    bzn_model_get_info(model, &a);
+    bzn_model_get_info(m2, &b);
+    ck_assert_int_eq(memcmp(&a, &b, sizeof a), 0);
+    ck_assert_int_eq(a.params_main, 17143324);
+    ck_assert_int_eq(a.params_total, 17291708);
+    ck_assert_int_eq(a.aggregation, BZN_AGG_DHA);
+    bzn_model_free(m2);
+    ck_assert_int_eq(bzn_model_open_memory(NULL, 10, &m2, &e), BZN_ERR_ARG);
+}
+END_TEST
+
+int main(void) {
+    bzn_error e;
+    if (bzn_model_open(shipped(), &model, &e) != BZN_OK) {
+        fprintf(stderr, "test_engine: %s\n", e.msg);
+        return 1;
+    }
+    Suite *s = suite_create("engine");
+    TCase *tc = tcase_create("api");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, bad_sizes);
+    tcase_add_test(tc, misuse_before_and_after_run);
+    tcase_add_test(tc, memory_plan);
+    tcase_add_test(tc, determinism_and_threads);
+    tcase_add_test(tc, open_from_memory);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    bzn_model_free(model);
+    return failed ? 1 : 0;
+}
