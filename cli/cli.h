@@ -14,6 +14,12 @@ int cmd_info(int argc, char **argv);
 int cmd_segment(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 
+/* "cpu" (OpenBLAS) or "ref" (plain C reference); 0 on success */
+int cli_parse_backend(const char *s, bzn_backend_kind *out);
+const char *cli_backend_name(bzn_backend_kind b);
+/* precisions this build runs: "fp32"; 0 on success */
+int cli_parse_precision(const char *s);
+
 /* "352" or "512x384" (width x height); 0 on success */
 int cli_parse_size(const char *s, int *width, int *height);
 /* print "blazeneo <cmd>: <msg>" to stderr; returns EXIT_FAIL */

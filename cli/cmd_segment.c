@@ -107,9 +107,7 @@ int cmd_segment(int argc, char **argv) {
         case 'O': overlay = 1; break;
         case 'a': aux = 1; break;
         case 'b':
-            if (!strcmp(optarg, "cpu")) backend = BZN_BACKEND_CPU;
-            else if (!strcmp(optarg, "ref")) backend = BZN_BACKEND_REF;
-            else return cli_usage_error("segment", "unknown backend '%s' (cpu, ref)", optarg);
+            if (cli_parse_backend(optarg, &backend)) return cli_usage_error("segment", "unknown backend '%s' (cpu, ref)", optarg);
             break;
         case 't': threads = atoi(optarg); break;
         case 'q': quiet = 1; break;

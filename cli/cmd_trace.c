@@ -48,9 +48,7 @@ int cmd_trace(int argc, char **argv) {
             if (cli_parse_size(optarg, &w, &h)) return cli_usage_error("trace", "invalid size '%s'", optarg);
             break;
         case 'b':
-            if (!strcmp(optarg, "cpu")) backend = BZN_BACKEND_CPU;
-            else if (!strcmp(optarg, "ref")) backend = BZN_BACKEND_REF;
-            else return cli_usage_error("trace", "unknown backend '%s' (cpu, ref)", optarg);
+            if (cli_parse_backend(optarg, &backend)) return cli_usage_error("trace", "unknown backend '%s' (cpu, ref)", optarg);
             break;
         case 'h': help(); return EXIT_OK;
         default: return cli_usage_error("trace", "unknown option");

@@ -25,6 +25,17 @@ int cli_parse_size(const char *s, int *width, int *height) {
     return 0;
 }
 
+int cli_parse_backend(const char *s, bzn_backend_kind *out) {
+    if (!strcmp(s, "cpu")) *out = BZN_BACKEND_CPU;
+    else if (!strcmp(s, "ref")) *out = BZN_BACKEND_REF;
+    else return -1;
+    return 0;
+}
+
+const char *cli_backend_name(bzn_backend_kind b) { return b == BZN_BACKEND_REF ? "ref" : "cpu"; }
+
+int cli_parse_precision(const char *s) { return strcmp(s, "fp32") == 0 ? 0 : -1; }
+
 int cli_error(const char *cmd, const bzn_error *e) {
     fprintf(stderr, "blazeneo %s: %s\n", cmd, e->msg);
     return EXIT_FAIL;

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "graph.h"
@@ -25,6 +26,9 @@ struct bzn_ctx {
     size_t scratch_bytes;
     uint8_t *resized;     /* the frame resized to the input size, RGB */
     int has_run;
+    int profiling;        /* per-layer timing on */
+    double *layer_ms;     /* per node: accumulated wall time */
+    int64_t profiled_runs;
 };
 
 bzn_ctx_options bzn_ctx_default_options(const bzn_model *m) {
@@ -105,7 +109,8 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
             if (need > c->scratch_bytes) c->scratch_bytes = need;
         }
         if ((c->scratch_bytes && posix_memalign(&c->scratch, 64, c->scratch_bytes) != 0) ||
-            !(c->resized = malloc((size_t)o.height * o.width * 3))) {
+            !(c->resized = malloc((size_t)o.height * o.width * 3)) ||
+            !(c->layer_ms = calloc((size_t)c->g.n_nodes, sizeof *c->layer_ms))) {
             c->scratch = NULL;
             s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory allocating %zu MB of scratch space",
                          c->scratch_bytes >> 20);
@@ -127,6 +132,7 @@ void bzn_ctx_free(bzn_ctx *c) {
     free(c->arena);
     free(c->scratch);
     free(c->resized);
+    free(c->layer_ms);
     free(c);
 }
 
@@ -134,8 +140,15 @@ size_t bzn_ctx_arena_bytes(const bzn_ctx *c) { return c->arena_floats * sizeof(f
 
 /* ---- running ------------------------------------------------------------------------ */
 
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static void forward(bzn_ctx *c) {
     const bzn_backend *be = c->backend;
+    double t = c->profiling ? now_ms() : 0;
     for (int i = 0; i < c->g.n_nodes; i++) {
         const bzn_node *n = &c->g.nodes[i];
         switch (n->kind) {
@@ -159,7 +172,13 @@ static void forward(bzn_ctx *c) {
         }
         case BZN_NODE_CONCAT: break; /* already in place */
         }
+        if (c->profiling) {
+            const double t1 = now_ms();
+            c->layer_ms[i] += t1 - t;
+            t = t1;
+        }
     }
+    if (c->profiling) c->profiled_runs++;
     c->has_run = 1;
 }
 
@@ -300,6 +319,23 @@ bzn_status bzn_ctx_layer_output(const bzn_ctx *c, int i, float *out, size_t coun
         memcpy(out, slice_ptr(c, &n->out.seg[s]), (size_t)n->out.seg[s].c * plane * sizeof(float));
         out += (size_t)n->out.seg[s].c * plane;
     }
+    return BZN_OK;
+}
+
+void bzn_ctx_set_profiling(bzn_ctx *c, int on) {
+    if (c) c->profiling = on != 0;
+}
+
+void bzn_ctx_reset_profile(bzn_ctx *c) {
+    if (!c) return;
+    memset(c->layer_ms, 0, (size_t)c->g.n_nodes * sizeof *c->layer_ms);
+    c->profiled_runs = 0;
+}
+
+bzn_status bzn_ctx_layer_time(const bzn_ctx *c, int i, double *total_ms, int64_t *runs) {
+    if (!c || i < 0 || i >= c->g.n_nodes) return BZN_ERR_ARG;
+    if (total_ms) *total_ms = c->layer_ms[i];
+    if (runs) *runs = c->profiled_runs;
     return BZN_OK;
 }
 

@@ -89,6 +89,11 @@ void bzn_model_get_info(const bzn_model *m, bzn_model_info *info) {
     info->params_main = m->params_main;
     info->params_total = m->params_total;
     info->num_tensors = m->wf.count;
+    info->file_bytes = m->wf.size;
+    for (int i = 0; i < m->n_convs; i++) {
+        const bzn_conv_weights *cw = &m->convs[i];
+        info->weight_bytes += ((uint64_t)cw->cout * cw->cin * cw->k * cw->k + (cw->bias ? cw->cout : 0)) * sizeof(float);
+    }
 }
 
 int bzn_model_num_weights(const bzn_model *m) { return m->wf.count; }

@@ -60,6 +60,8 @@ typedef struct {
     int64_t params_main;         /* parameters on the main path (no aux, no classifier) */
     int64_t params_total;        /* parameters including the auxiliary branch */
     int num_tensors;             /* entries in the weight file's tensor table */
+    uint64_t file_bytes;         /* size of the weight file */
+    uint64_t weight_bytes;       /* memory of the folded f32 weights the engine computes with */
 } bzn_model_info;
 
 typedef struct bzn_model bzn_model;
@@ -147,6 +149,12 @@ bzn_status bzn_ctx_layer(const bzn_ctx *c, int i, bzn_layer_info *info);
 /* Copy the output of layer i from the last run into out (channels*height*width floats).
  * Requires keep_intermediates, since other outputs share memory. */
 bzn_status bzn_ctx_layer_output(const bzn_ctx *c, int i, float *out, size_t count, bzn_error *err);
+/* Per-layer timing: while enabled, every run adds each layer's wall time (ms) and count.
+ * Off by default (it costs two clock reads per layer). */
+void bzn_ctx_set_profiling(bzn_ctx *c, int on);
+void bzn_ctx_reset_profile(bzn_ctx *c);
+bzn_status bzn_ctx_layer_time(const bzn_ctx *c, int i, double *total_ms, int64_t *runs);
+
 /* The preprocessed input tensor of the last run (3 x H x W floats). */
 const float *bzn_ctx_input(const bzn_ctx *c);
 
