@@ -14,6 +14,7 @@
 #define BZN_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "blazeneo.h"
 
@@ -37,6 +38,13 @@ typedef struct {
     const float *weight, *bias;
     int k, stride, pad, dilation;
     bzn_act act;
+    /* INT8 (when qweight is not NULL): weights quantized per output channel, [out_c][in_c][k][k]
+     * with scales wscale[out_c]; the input quantized per tensor, q = clamp(rint(x / in_scale),
+     * -127, 127); int32 accumulation; out = acc * in_scale * wscale[oc] + bias, then act. */
+    const int8_t *qweight;
+    const float *wscale;
+    float in_scale;
+    const void *prepared; /* the backend's own form of the weights, from conv_prepare */
 } bzn_conv_args;
 
 typedef struct {
@@ -55,6 +63,10 @@ typedef struct {
 typedef struct bzn_backend {
     const char *name;
     void *ctx;
+    /* optional: the weights in the backend's own layout, made once at context creation
+     * (NULL when the backend needs nothing, or on out of memory: see conv_prepare_failed) */
+    void *(*conv_prepare)(void *ctx, const bzn_conv_args *a, int *failed);
+    void (*conv_release)(void *ctx, void *prepared);
     /* scratch bytes conv() needs for these arguments (planned once, at context creation) */
     size_t (*conv_scratch)(void *ctx, const bzn_conv_args *a);
     /* scratch is at least conv_scratch() bytes, 64-byte aligned */
@@ -67,6 +79,13 @@ typedef struct bzn_backend {
 /* Constructors; threads = 0 picks the machine's default. */
 bzn_status bzn_backend_ref_create(bzn_backend **out, bzn_error *err);
 bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err);
+
+/* The quantization every backend applies to an activation: round to nearest even, clamp. */
+static inline int bzn_quantize(float x, float inv_scale) {
+    float q = __builtin_rintf(x * inv_scale);
+    if (q != q) return 0; /* NaN */
+    return q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q;
+}
 
 /* Output size of a convolution or pooling window along one axis. */
 static inline int bzn_out_size(int in, int k, int stride, int pad, int dilation) {

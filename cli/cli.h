@@ -13,6 +13,8 @@ int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_segment(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_stream(int argc, char **argv);
 
 /* "cpu" (OpenBLAS) or "ref" (plain C reference); 0 on success */
 int cli_parse_backend(const char *s, bzn_backend_kind *out);

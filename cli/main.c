@@ -13,6 +13,8 @@ static const struct {
     {"info", cmd_info, "show a model's variant, tensors, parameters, GMAC and layers"},
     {"segment", cmd_segment, "segment JPEG images into colour masks"},
     {"trace", cmd_trace, "dump every intermediate tensor of one image as .npy (audit vs PyTorch)"},
+    {"bench", cmd_bench, "latency, FPS, memory and per-layer profile of one configuration"},
+    {"stream", cmd_stream, "segment raw RGB24 video frames from stdin to stdout (ffmpeg pipes)"},
 };
 
 static void usage(FILE *f) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "gemm_s8.h"
 #include "testutil.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -239,6 +240,102 @@ START_TEST(pool_and_upsample_sweep) {
 }
 END_TEST
 
+/* ---- INT8 ---------------------------------------------------------------------------- */
+
+/* every int8 GEMM kernel the CPU runs gives exactly the integers of the definition */
+START_TEST(s8_gemm_kernels_exact) {
+    static const int ms[] = {1, 3, 8, 14, 33}, ns[] = {1, 31, 32, 33, 100}, ks[] = {1, 3, 4, 27, 130, 577};
+    const bzn_s8_kernel best = bzn_s8_best_kernel();
+    int checked = 0;
+    for (size_t mi = 0; mi < 5; mi++)
+        for (size_t ni = 0; ni < 5; ni++)
+            for (size_t ki = 0; ki < 6; ki++) {
+                const int m = ms[mi], n = ns[ni], k = ks[ki], np = bzn_s8_npad(n), kp = bzn_s8_kpad(k);
+                int8_t *a = malloc((size_t)m * k), *ap = malloc((size_t)bzn_s8_mpad(m) * kp);
+                uint8_t *b = malloc((size_t)k * n), *bp = malloc((size_t)kp * np);
+                int32_t *rs = malloc((size_t)m * sizeof *rs), *c = malloc((size_t)m * np * sizeof *c);
+                for (int i = 0; i < m * k; i++) a[i] = (int8_t)(frand() * 127.5f);
+                for (int i = 0; i < k * n; i++) b[i] = (uint8_t)(128 + (int)(frand() * 127.5f));
+                /* extreme values too: the AVX2 path must not saturate */
+                a[0] = -127;
+                b[0] = 1;
+                if (k * n > 1) b[1] = 255;
+                bzn_s8_pack_a(a, m, k, ap, rs);
+                memset(bp, 128, (size_t)kp * np);
+                for (int r = 0; r < k; r++)
+                    for (int j = 0; j < n; j++) bp[(size_t)(r / 4) * np * 4 + j * 4 + r % 4] = b[(size_t)r * n + j];
+                for (int kern = BZN_S8_REF; kern <= (int)best; kern++) {
+                    bzn_s8_gemm((bzn_s8_kernel)kern, m, n, k, ap, rs, bp, c, 1 + kern % 2);
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++) {
+                            int32_t want = 0;
+                            for (int r = 0; r < k; r++) want += (int32_t)a[i * k + r] * ((int32_t)b[(size_t)r * n + j] - 128);
+                            ck_assert_msg(c[(size_t)i * np + j] == want, "%s m%d n%d k%d at (%d,%d): %d != %d",
+                                          bzn_s8_kernel_name((bzn_s8_kernel)kern), m, n, k, i, j, c[(size_t)i * np + j], want);
+                        }
+                    checked++;
+                }
+                free(a); free(ap); free(b); free(bp); free(rs); free(c);
+            }
+    fprintf(stderr, "  int8 GEMM: %d checks, best kernel here: %s\n", checked, bzn_s8_kernel_name(best));
+}
+END_TEST
+
+/* int8 convolution: the CPU backend equals the reference bit for bit */
+START_TEST(conv_int8_sweep) {
+    bzn_backend *ref = make(0), *be = make(1 + _i);
+    static const conv_case cases[] = {
+        {3, 32, 16, 16, 3, 2, 1, 1, 1, BZN_ACT_RELU6, 1}, {14, 24, 7, 7, 3, 1, 1, 1, 2, BZN_ACT_RELU6, 1},
+        {33, 1, 11, 6, 1, 1, 0, 1, 3, BZN_ACT_NONE, 0},   {32, 32, 22, 22, 3, 1, 3, 3, 1, BZN_ACT_NONE, 0},
+        {32, 32, 22, 22, 3, 1, 5, 5, 1, BZN_ACT_NONE, 1}, {32, 32, 22, 22, 5, 1, 2, 1, 1, BZN_ACT_RELU, 0},
+        {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1}, {262, 256, 11, 11, 1, 1, 0, 1, 1, BZN_ACT_RELU6, 1},
+        {64, 3, 78, 14, 3, 1, 1, 1, 1, BZN_ACT_NONE, 0},  {7, 5, 1, 1, 3, 1, 1, 1, 1, BZN_ACT_RELU, 1},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const conv_case *c = &cases[ci];
+        const int oh = bzn_out_size(c->h, c->k, c->stride, c->pad, c->dil);
+        const int ow = bzn_out_size(c->w, c->k, c->stride, c->pad, c->dil);
+        const size_t wn = (size_t)c->cout * c->cin * c->k * c->k, plane = (size_t)c->h * c->w;
+        const size_t on = (size_t)c->cout * oh * ow;
+        int8_t *qw = malloc(wn);
+        float *ws = malloc((size_t)c->cout * sizeof *ws), *bias = rand_buf((size_t)c->cout);
+        for (size_t i = 0; i < wn; i++) qw[i] = (int8_t)(frand() * 127.5f);
+        for (int i = 0; i < c->cout; i++) ws[i] = 0.001f + 0.01f * (frand() + 1);
+        bzn_conv_args a = {.in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh, .out_w = ow,
+                           .bias = c->bias ? bias : NULL, .k = c->k, .stride = c->stride, .pad = c->pad,
+                           .dilation = c->dil, .act = (bzn_act)c->act, .qweight = qw, .wscale = ws, .in_scale = 0.023f};
+        float *pieces[BZN_MAX_SEGMENTS];
+        int left = c->cin;
+        for (int sg = 0; sg < c->segs && left > 0; sg++) {
+            int ch = sg == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
+            pieces[a.n_in] = rand_buf((size_t)ch * plane);
+            for (size_t i = 0; i < (size_t)ch * plane; i++) pieces[a.n_in][i] *= 4; /* some values clip at +-127 */
+            a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch};
+            a.n_in++;
+            left -= ch;
+        }
+        int failed = 0;
+        void *prep = be->conv_prepare ? be->conv_prepare(be->ctx, &a, &failed) : NULL;
+        ck_assert_int_eq(failed, 0);
+        a.prepared = prep;
+        void *scratch = NULL;
+        size_t sb = be->conv_scratch(be->ctx, &a);
+        if (sb) ck_assert_int_eq(posix_memalign(&scratch, 64, sb), 0);
+        float *got = malloc(on * sizeof *got), *want = malloc(on * sizeof *want);
+        a.out = got;
+        be->conv(be->ctx, &a, scratch);
+        a.out = want;
+        ref->conv(ref->ctx, &a, NULL);
+        ck_assert_msg(memcmp(got, want, on * sizeof *got) == 0, "int8 conv case %zu differs from the reference", ci);
+        if (be->conv_release) be->conv_release(be->ctx, prep);
+        for (int sg = 0; sg < a.n_in; sg++) free(pieces[sg]);
+        free(qw); free(ws); free(bias); free(scratch); free(got); free(want);
+    }
+    ref->destroy(ref);
+    be->destroy(be);
+}
+END_TEST
+
 START_TEST(bad_thread_count) {
     bzn_backend *b = NULL;
     bzn_error e;
@@ -260,6 +357,8 @@ int main(void) {
     tcase_add_test(tc, conv_blazeneo_shapes);
     tcase_add_loop_test(tc, pool_and_upsample_sweep, 0, 2);
     tcase_add_test(tc, bad_thread_count);
+    tcase_add_test(tc, s8_gemm_kernels_exact);
+    tcase_add_loop_test(tc, conv_int8_sweep, 0, 2);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

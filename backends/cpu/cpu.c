@@ -14,17 +14,35 @@
 
 #include "backend.h"
 #include "error.h"
+#include "gemm_s8.h"
 
 typedef struct {
     int threads;
+    bzn_s8_kernel s8; /* the int8 GEMM kernel this CPU runs best, chosen at run time */
 } cpu_ctx;
+
+/* INT8 weights in the GEMM kernel's packed layout, with the per-channel output multipliers */
+typedef struct {
+    int8_t *a;      /* packed weights */
+    int32_t *rowsum;
+    float *mult;    /* in_scale * wscale[oc] */
+} cpu_qconv;
 
 static int cpu_is_pointwise(const bzn_conv_args *a) {
     return a->k == 1 && a->stride == 1 && a->pad == 0;
 }
 
+static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+/* INT8 scratch: the quantized im2col B ([K/4][N][4] uint8), then C (int32, out_c x npad) */
+static size_t cpu_qconv_scratch(const bzn_conv_args *a) {
+    const size_t npad = (size_t)bzn_s8_npad(a->out_h * a->out_w), kpad = (size_t)bzn_s8_kpad(a->in_c * a->k * a->k);
+    return align64(kpad * npad) + (size_t)a->out_c * npad * sizeof(int32_t);
+}
+
 static size_t cpu_conv_scratch(void *ctx, const bzn_conv_args *a) {
     (void)ctx;
+    if (a->qweight) return cpu_qconv_scratch(a);
     if (cpu_is_pointwise(a)) return 0;
     return (size_t)a->in_c * a->k * a->k * a->out_h * a->out_w * sizeof(float);
 }
@@ -93,6 +111,105 @@ static void cpu_epilogue(const bzn_conv_args *a, int threads) {
     }
 }
 
+/* ---- INT8 convolution ----------------------------------------------------------------- */
+
+static void *cpu_conv_prepare(void *vctx, const bzn_conv_args *a, int *failed) {
+    (void)vctx;
+    *failed = 0;
+    if (!a->qweight) return NULL;
+    const int K = a->in_c * a->k * a->k;
+    cpu_qconv *q = calloc(1, sizeof *q);
+    if (q) {
+        q->a = aligned_alloc(64, align64((size_t)bzn_s8_mpad(a->out_c) * bzn_s8_kpad(K)));
+        q->rowsum = malloc((size_t)a->out_c * sizeof *q->rowsum);
+        q->mult = malloc((size_t)a->out_c * sizeof *q->mult);
+    }
+    if (!q || !q->a || !q->rowsum || !q->mult) {
+        if (q) {
+            free(q->a);
+            free(q->rowsum);
+            free(q->mult);
+        }
+        free(q);
+        *failed = 1;
+        return NULL;
+    }
+    bzn_s8_pack_a(a->qweight, a->out_c, K, q->a, q->rowsum);
+    for (int oc = 0; oc < a->out_c; oc++) q->mult[oc] = a->in_scale * a->wscale[oc];
+    return q;
+}
+
+static void cpu_conv_release(void *vctx, void *prepared) {
+    (void)vctx;
+    cpu_qconv *q = prepared;
+    if (!q) return;
+    free(q->a);
+    free(q->rowsum);
+    free(q->mult);
+    free(q);
+}
+
+/* Quantize the input and lay it out as the GEMM's B: row r = (channel, ky, kx) of im2col,
+ * stored at [r / 4][n][r % 4], offset by 128 (uint8). Rows past K are zeros (128). */
+static void cpu_quantize_im2col(const bzn_conv_args *a, uint8_t *b, int threads) {
+    const int k = a->k, kk = k * k, K = a->in_c * kk, oh = a->out_h, ow = a->out_w, n = oh * ow;
+    const int npad = bzn_s8_npad(n), kg = bzn_s8_kpad(K) / 4;
+    const float inv = 1.0f / a->in_scale;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int g = 0; g < kg; g++) {
+        uint8_t *bg = b + (size_t)g * npad * 4;
+        for (int l = 0; l < 4; l++) {
+            const int r = 4 * g + l;
+            if (r >= K) {
+                for (int j = 0; j < npad; j++) bg[j * 4 + l] = 128;
+                continue;
+            }
+            const int c = r / kk, ky = (r % kk) / k, kx = r % k;
+            const float *x = cpu_in_channel(a, c);
+            for (int oy = 0; oy < oh; oy++) {
+                const int iy = oy * a->stride - a->pad + ky * a->dilation;
+                uint8_t *d = bg + (size_t)oy * ow * 4 + l;
+                if (iy < 0 || iy >= a->in_h) {
+                    for (int ox = 0; ox < ow; ox++) d[ox * 4] = 128;
+                    continue;
+                }
+                const float *src = x + (size_t)iy * a->in_w;
+                for (int ox = 0; ox < ow; ox++) {
+                    const int ix = ox * a->stride - a->pad + kx * a->dilation;
+                    d[ox * 4] = (uint8_t)((ix >= 0 && ix < a->in_w ? bzn_quantize(src[ix], inv) : 0) + 128);
+                }
+            }
+            for (int j = n; j < npad; j++) bg[j * 4 + l] = 128;
+        }
+    }
+}
+
+static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
+    const cpu_qconv *q = a->prepared;
+    const int n = a->out_h * a->out_w, npad = bzn_s8_npad(n), K = a->in_c * a->k * a->k;
+    uint8_t *b = scratch;
+    int32_t *c = (int32_t *)((uint8_t *)scratch + align64((size_t)bzn_s8_kpad(K) * npad));
+    cpu_quantize_im2col(a, b, ctx->threads);
+    bzn_s8_gemm(ctx->s8, a->out_c, n, K, q->a, q->rowsum, b, c, ctx->threads);
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (int oc = 0; oc < a->out_c; oc++) {
+        const float mult = q->mult[oc], bias = a->bias ? a->bias[oc] : 0.0f;
+        const int32_t *ci = c + (size_t)oc * npad;
+        float *o = a->out + (size_t)oc * n;
+        switch (a->act) {
+        case BZN_ACT_NONE:
+            for (int i = 0; i < n; i++) o[i] = (float)ci[i] * mult + bias;
+            break;
+        case BZN_ACT_RELU:
+            for (int i = 0; i < n; i++) o[i] = fmaxf((float)ci[i] * mult + bias, 0.0f);
+            break;
+        case BZN_ACT_RELU6:
+            for (int i = 0; i < n; i++) o[i] = fminf(fmaxf((float)ci[i] * mult + bias, 0.0f), 6.0f);
+            break;
+        }
+    }
+}
+
 /* C[:, cols] = A x B[:, cols] (+ C when accumulate), split by columns over the threads:
  * every thread runs a single-threaded sgemm on its own block of output pixels. */
 static void cpu_gemm(int threads, int m, int n, int k, const float *a, int lda, const float *b, float *c,
@@ -108,6 +225,10 @@ static void cpu_gemm(int threads, int m, int n, int k, const float *a, int lda, 
 
 static void cpu_conv(void *vctx, const bzn_conv_args *a, void *scratch) {
     cpu_ctx *ctx = vctx;
+    if (a->qweight) {
+        cpu_conv_int8(ctx, a, scratch);
+        return;
+    }
     const int n = a->out_h * a->out_w, kk = a->k * a->k, K = a->in_c * kk;
     /* small outputs are not worth splitting */
     const int threads = (long)n * a->out_c * K < 2000000L ? 1 : ctx->threads;
@@ -199,8 +320,16 @@ bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err
     if (threads == 0) threads = omp_get_max_threads();
     ctx->threads = threads < 1 ? 1 : threads;
     openblas_set_num_threads(1);
+    ctx->s8 = bzn_s8_best_kernel();
+    const char *force = getenv("BZN_INT8_KERNEL"); /* for testing: ref, avx2, vnni */
+    if (force) {
+        bzn_s8_kernel k = !strcmp(force, "ref") ? BZN_S8_REF : !strcmp(force, "avx2") ? BZN_S8_AVX2 : BZN_S8_VNNI;
+        if (k <= ctx->s8) ctx->s8 = k; /* never a kernel the CPU cannot run */
+    }
     b->name = "cpu";
     b->ctx = ctx;
+    b->conv_prepare = cpu_conv_prepare;
+    b->conv_release = cpu_conv_release;
     b->conv_scratch = cpu_conv_scratch;
     b->conv = cpu_conv;
     b->maxpool = cpu_maxpool;

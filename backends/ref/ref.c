@@ -29,9 +29,40 @@ static size_t ref_conv_scratch(void *ctx, const bzn_conv_args *a) {
     return 0;
 }
 
+/* INT8: exact integer sums of quantized inputs and weights, then the float epilogue */
+static void ref_conv_int8(const bzn_conv_args *a) {
+    const int k = a->k;
+    const float inv = 1.0f / a->in_scale;
+    for (int oc = 0; oc < a->out_c; oc++) {
+        const float mult = a->in_scale * a->wscale[oc], bias = a->bias ? a->bias[oc] : 0.0f;
+        for (int oy = 0; oy < a->out_h; oy++)
+            for (int ox = 0; ox < a->out_w; ox++) {
+                int32_t acc = 0;
+                for (int ic = 0; ic < a->in_c; ic++) {
+                    const float *x = ref_in_channel(a, ic);
+                    const int8_t *w = a->qweight + ((size_t)oc * a->in_c + ic) * k * k;
+                    for (int ky = 0; ky < k; ky++) {
+                        int iy = oy * a->stride - a->pad + ky * a->dilation;
+                        if (iy < 0 || iy >= a->in_h) continue;
+                        for (int kx = 0; kx < k; kx++) {
+                            int ix = ox * a->stride - a->pad + kx * a->dilation;
+                            if (ix < 0 || ix >= a->in_w) continue;
+                            acc += (int32_t)w[ky * k + kx] * bzn_quantize(x[(size_t)iy * a->in_w + ix], inv);
+                        }
+                    }
+                }
+                a->out[((size_t)oc * a->out_h + oy) * a->out_w + ox] = ref_activate((float)acc * mult + bias, a->act);
+            }
+    }
+}
+
 static void ref_conv(void *ctx, const bzn_conv_args *a, void *scratch) {
     (void)ctx;
     (void)scratch;
+    if (a->qweight) {
+        ref_conv_int8(a);
+        return;
+    }
     const int k = a->k;
     for (int oc = 0; oc < a->out_c; oc++)
         for (int oy = 0; oy < a->out_h; oy++)

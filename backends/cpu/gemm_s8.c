@@ -1,0 +1,123 @@
+/* gemm_s8.c - int8 GEMM kernels: reference, AVX2, AVX-512 VNNI (see gemm_s8.h). */
+#include "gemm_s8.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BZN_X86 1
+#endif
+
+bzn_s8_kernel bzn_s8_best_kernel(void) {
+#ifdef BZN_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return BZN_S8_VNNI;
+    if (__builtin_cpu_supports("avx2")) return BZN_S8_AVX2;
+#endif
+    return BZN_S8_REF;
+}
+
+const char *bzn_s8_kernel_name(bzn_s8_kernel k) {
+    return k == BZN_S8_VNNI ? "avx512-vnni" : k == BZN_S8_AVX2 ? "avx2" : "reference";
+}
+
+void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum) {
+    const int kp = bzn_s8_kpad(k), mp = bzn_s8_mpad(m), kg = kp / 4;
+    memset(packed, 0, (size_t)mp * kp);
+    for (int r = 0; r < m; r++) {
+        int32_t s = 0;
+        for (int j = 0; j < k; j++) {
+            const int blk = r / BZN_S8_MR, row = r % BZN_S8_MR, g = j / 4, lane = j % 4;
+            packed[(((size_t)blk * kg + g) * BZN_S8_MR + row) * 4 + lane] = a[(size_t)r * k + j];
+            s += a[(size_t)r * k + j];
+        }
+        rowsum[r] = s;
+    }
+}
+
+/* One MR x NR tile of C, plain C: the definition every kernel must reproduce exactly. */
+static void tile_ref(int kg, int npad, const int8_t *a, const uint8_t *b, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+    memset(acc, 0, sizeof(int32_t) * BZN_S8_MR * BZN_S8_NR);
+    for (int g = 0; g < kg; g++)
+        for (int r = 0; r < BZN_S8_MR; r++)
+            for (int n = 0; n < BZN_S8_NR; n++)
+                for (int l = 0; l < 4; l++)
+                    acc[r][n] += (int32_t)a[(g * BZN_S8_MR + r) * 4 + l] * ((int32_t)b[(size_t)g * npad * 4 + n * 4 + l] - 128);
+}
+
+#ifdef BZN_X86
+__attribute__((target("avx2"))) static void tile_avx2(int kg, int npad, const int8_t *a, const uint8_t *b,
+                                                       int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    for (int j = 0; j < BZN_S8_NR / 8; j++) { /* 8 columns at a time: 8 rows x 8 int32 accumulators */
+        __m256i acc[BZN_S8_MR];
+        for (int r = 0; r < BZN_S8_MR; r++) acc[r] = _mm256_setzero_si256();
+        for (int g = 0; g < kg; g++) {
+            /* 8 columns x 4 k, back to signed q; |q| <= 127 so maddubs never saturates */
+            const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + (size_t)g * npad * 4 + j * 32)), flip);
+            const __m256i aq = _mm256_abs_epi8(q);
+            const int8_t *ag = a + (size_t)g * BZN_S8_MR * 4;
+            for (int r = 0; r < BZN_S8_MR; r++) {
+                int32_t w4;
+                memcpy(&w4, ag + r * 4, 4);
+                const __m256i w = _mm256_sign_epi8(_mm256_set1_epi32(w4), q); /* w * sign(q) */
+                const __m256i p16 = _mm256_maddubs_epi16(aq, w);               /* pairs of |q| * w * sign(q) */
+                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(p16, ones));
+            }
+        }
+        for (int r = 0; r < BZN_S8_MR; r++) _mm256_storeu_si256((__m256i *)&acc_out[r][j * 8], acc[r]);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_vnni(int kg, int npad, const int8_t *a,
+                                                                             const uint8_t *b, const int32_t *rowsum128,
+                                                                             int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+    __m512i acc[BZN_S8_MR][2];
+    for (int r = 0; r < BZN_S8_MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+    for (int g = 0; g < kg; g++) {
+        const uint8_t *bg = b + (size_t)g * npad * 4;
+        const __m512i b0 = _mm512_loadu_si512(bg), b1 = _mm512_loadu_si512(bg + 64); /* 32 columns x 4 k */
+        const int8_t *ag = a + (size_t)g * BZN_S8_MR * 4;
+        for (int r = 0; r < BZN_S8_MR; r++) {
+            int32_t w4;
+            memcpy(&w4, ag + r * 4, 4);
+            const __m512i w = _mm512_set1_epi32(w4);
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], b0, w); /* u8 activations x s8 weights */
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], b1, w);
+        }
+    }
+    for (int r = 0; r < BZN_S8_MR; r++) { /* remove the +128 offset of the activations */
+        const __m512i off = _mm512_set1_epi32(rowsum128[r]);
+        _mm512_storeu_si512(&acc_out[r][0], _mm512_sub_epi32(acc[r][0], off));
+        _mm512_storeu_si512(&acc_out[r][16], _mm512_sub_epi32(acc[r][1], off));
+    }
+}
+#endif
+
+void bzn_s8_gemm(bzn_s8_kernel kern, int m, int n, int k, const int8_t *a_packed, const int32_t *rowsum,
+                 const uint8_t *b_packed, int32_t *c, int threads) {
+    const int kg = bzn_s8_kpad(k) / 4, npad = bzn_s8_npad(n), mblocks = bzn_s8_mpad(m) / BZN_S8_MR;
+    const int tiles = npad / BZN_S8_NR;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < tiles; t++) {
+        int32_t acc[BZN_S8_MR][BZN_S8_NR];
+        const uint8_t *b = b_packed + (size_t)t * BZN_S8_NR * 4;
+        for (int mb = 0; mb < mblocks; mb++) {
+            const int8_t *a = a_packed + (size_t)mb * kg * BZN_S8_MR * 4;
+            switch (kern) {
+#ifdef BZN_X86
+            case BZN_S8_VNNI: {
+                int32_t rs[BZN_S8_MR] = {0}; /* 128 * rowsum: the activations' offset */
+                for (int r = 0; r < BZN_S8_MR && mb * BZN_S8_MR + r < m; r++) rs[r] = 128 * rowsum[mb * BZN_S8_MR + r];
+                tile_vnni(kg, npad, a, b, rs, acc);
+                break;
+            }
+            case BZN_S8_AVX2: tile_avx2(kg, npad, a, b, acc); break;
+#endif
+            default: tile_ref(kg, npad, a, b, acc); break;
+            }
+            for (int r = 0; r < BZN_S8_MR && mb * BZN_S8_MR + r < m; r++)
+                memcpy(c + (size_t)(mb * BZN_S8_MR + r) * npad + t * BZN_S8_NR, acc[r], sizeof acc[r]);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+/*
+ * gemm_s8.h - int8 matrix multiplication for quantized convolutions.
+ *
+ *   C[m][n] = sum_k A[m][k] * B[k][n]    A: int8 weights, B: uint8 activations, C: int32
+ *
+ * Activations are quantized symmetrically (q in -127..127) and stored offset by 128 as
+ * uint8 (the form AVX-512 VNNI's vpdpbusd multiplies); the caller removes the offset with
+ * 128 * rowsum(A[m]). Three kernels compute exactly the same integers:
+ *   - a plain C reference,
+ *   - AVX2 (vpmaddubsw on |a| and sign-transferred weights, exact: no saturation),
+ *   - AVX-512 VNNI (vpdpbusd, 64 multiply-adds per instruction),
+ * chosen at run time from what the CPU reports (never assumed at build time).
+ *
+ * Packed layouts (K padded to a multiple of 4, M to 8, N to 32):
+ *   A: [M/8][K/4][8 rows][4 k]   (bzn_s8_pack_a)
+ *   B: [K/4][N][4 k]             (written directly by the quantizing im2col)
+ */
+#ifndef BZN_GEMM_S8_H
+#define BZN_GEMM_S8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BZN_S8_MR 8  /* rows of A per block */
+#define BZN_S8_NR 32 /* columns of B per tile */
+
+typedef enum { BZN_S8_REF = 0, BZN_S8_AVX2 = 1, BZN_S8_VNNI = 2 } bzn_s8_kernel;
+
+static inline int bzn_s8_kpad(int k) { return (k + 3) / 4 * 4; }
+static inline int bzn_s8_mpad(int m) { return (m + BZN_S8_MR - 1) / BZN_S8_MR * BZN_S8_MR; }
+static inline int bzn_s8_npad(int n) { return (n + BZN_S8_NR - 1) / BZN_S8_NR * BZN_S8_NR; }
+
+/* the best kernel this CPU runs */
+bzn_s8_kernel bzn_s8_best_kernel(void);
+const char *bzn_s8_kernel_name(bzn_s8_kernel k);
+
+/* pack A (M x K, row-major) into `packed` (mpad * kpad bytes); rowsum[m] = sum_k A[m][k] */
+void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum);
+
+/* C (M x npad int32, row-major) = A x (B - 128), exact; rowsum from bzn_s8_pack_a;
+ * `threads` OpenMP threads over the column tiles */
+void bzn_s8_gemm(bzn_s8_kernel kern, int m, int n, int k, const int8_t *a_packed, const int32_t *rowsum,
+                 const uint8_t *b_packed, int32_t *c, int threads);
+
+#endif

@@ -1,0 +1,640 @@
+/*
+ * cmd_bench.c - `blazeneo bench -m MODEL [...]`: how fast one configuration runs, and where the
+ * time and the memory go.
+ *
+ * A configuration is (backend, precision) at one input size and thread count. Two things are
+ * timed, each over the same number of iterations after the same warm-up:
+ *
+ *   end to end     a decoded JPEG frame already in memory -> bzn_run_rgb (resize, normalise,
+ *                  network) -> bzn_class_map back at the frame's own size. What a video
+ *                  pipeline pays per frame, minus decoding and display.
+ *   network alone  bzn_run_tensor on the already preprocessed input tensor: what PyTorch
+ *                  benchmarks usually measure (bench/pytorch_bench.py does exactly this).
+ *
+ * Statistics are over per-iteration wall times (CLOCK_MONOTONIC): min, max, mean, and the
+ * median / p90 / p99 percentiles with linear interpolation between the two nearest samples
+ * (numpy's default, so they compare directly with the PyTorch script). FPS is
+ * frames per iteration * 1000 / median.
+ *
+ * With --layers / --svg a separate pass runs the network alone with the engine's per-layer
+ * profiling switched on, so the headline figures are never measured with profiling overhead.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <glob.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cli.h"
+
+static const char *CMD = "bench";
+
+static void help(void) {
+    printf("usage: blazeneo bench -m MODEL [-b BACKEND] [-p PRECISION] [-s SIZE] [--batch N] [-n ITERS]\n"
+           "                      [--warmup W] [-t THREADS] [--image JPEG] [--layers] [--svg FILE] [--json]\n\n"
+           "Measure the latency and throughput of one configuration (backend, precision, size,\n"
+           "threads), and its memory: weight file, folded weights, activation arena, peak RSS.\n\n"
+           "Two timings, each ITERS iterations after W untimed warm-up iterations:\n"
+           "  end to end     a decoded frame in memory -> bzn_run_rgb -> class map at the frame's size\n"
+           "  network alone  bzn_run_tensor on the preprocessed input (what PyTorch scripts time)\n"
+           "reported as min / median / mean / p90 / p99 / max in ms, and FPS = batch * 1000 / median.\n\n"
+           "  -m, --model FILE     weight file\n"
+           "  -b, --backend B      cpu (OpenBLAS, default) or ref (plain C reference, slow)\n"
+           "  -p, --precision P    fp32 (default; the only one this build runs)\n"
+           "  -s, --size SIZE      network input size, multiple of 32 (default: the model's, 352)\n"
+           "  --batch N            frames per timed iteration (default 1). The engine runs one frame\n"
+           "                       at a time, so batch N means N frames back to back in each\n"
+           "                       iteration: latencies are per iteration, FPS is images/s\n"
+           "  -n, --iters N        timed iterations (default 20)\n"
+           "  --warmup W           untimed iterations first (default 3)\n"
+           "  -t, --threads N      CPU threads (default: all)\n"
+           "  --image JPEG         the frame to time (default: the first samples/*.jpeg next to the\n"
+           "                       current folder or the executable, else a synthetic 1280x995 frame)\n"
+           "  --layers             per-layer profile: time, share, GMAC and GFLOP/s of every layer in\n"
+           "                       execution order, the 10 slowest marked (a separate profiled pass)\n"
+           "  --svg FILE           draw the per-layer times as a bar chart (SVG)\n"
+           "  --json               one JSON object on stdout instead of the report (with --layers,\n"
+           "                       the profile is its \"layers\" array)\n"
+           "  -h, --help           this help\n\n"
+           "Timings on a shared or busy machine are noisy: compare configurations measured side by\n"
+           "side (bench/compare.py does so against PyTorch), not figures taken at different times.\n");
+}
+
+/* ---- statistics ------------------------------------------------------------------------- */
+
+typedef struct {
+    double min, max, mean, median, p90, p99;
+} bench_stats;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* p-th percentile of sorted[0..n), linear interpolation between closest ranks (numpy default) */
+static double percentile(const double *sorted, int n, double p) {
+    double pos = p / 100.0 * (n - 1);
+    int lo = (int)pos;
+    if (lo >= n - 1) return sorted[n - 1];
+    double frac = pos - lo;
+    return sorted[lo] + frac * (sorted[lo + 1] - sorted[lo]);
+}
+
+/* sorts t in place (the order of the samples is not needed afterwards) */
+static void compute_stats(double *t, int n, bench_stats *s) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += t[i];
+    s->min = t[0];
+    s->max = t[n - 1];
+    s->mean = sum / n;
+    s->median = percentile(t, n, 50);
+    s->p90 = percentile(t, n, 90);
+    s->p99 = percentile(t, n, 99);
+}
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+/* strict decimal integer in [lo, hi]; 0 on success */
+static int parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* "model name" of the first processor in /proc/cpuinfo, or "unknown" */
+static void cpu_model(char *buf, size_t size) {
+    snprintf(buf, size, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        const char *v = strchr(line, ':');
+        if (!v) continue;
+        v++;
+        while (*v == ' ' || *v == '\t') v++;
+        snprintf(buf, size, "%s", v);
+        buf[strcspn(buf, "\n")] = 0;
+        break;
+    }
+    fclose(f);
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return ru.ru_maxrss / 1024.0; /* Linux reports kilobytes */
+}
+
+/* threads the CPU backend really uses: 0 means the OpenMP default */
+static int resolved_threads(int threads, bzn_backend_kind backend) {
+    if (backend == BZN_BACKEND_REF) return 1;
+    if (threads > 0) return threads;
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+#endif
+}
+
+/* First samples/<name>.jpeg (sorted) in the current folder, then beside the executable
+ * (build/blazeneo -> samples/), into path; 0 when found. */
+static int find_sample(char *path, size_t size) {
+    char exe[PATH_MAX - 64], dirs[3][PATH_MAX];
+    int nd = 0;
+    snprintf(dirs[nd++], sizeof dirs[0], "samples");
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(dirs[nd++], sizeof dirs[0], "%s/../samples", exe);
+            snprintf(dirs[nd++], sizeof dirs[0], "%s/samples", exe);
+        }
+    }
+    for (int d = 0; d < nd; d++) {
+        static const char *patterns[] = {"*.jpeg", "*.jpg"};
+        for (int p = 0; p < 2; p++) {
+            char pat[PATH_MAX + 16];
+            if (snprintf(pat, sizeof pat, "%s/%s", dirs[d], patterns[p]) >= (int)sizeof pat) continue;
+            glob_t g;
+            int found = glob(pat, 0, NULL, &g) == 0 && g.gl_pathc > 0; /* glob sorts */
+            if (found) snprintf(path, size, "%s", g.gl_pathv[0]);
+            globfree(&g);
+            if (found) return 0;
+        }
+    }
+    return -1;
+}
+
+/* A deterministic stand-in for a colonoscopy frame: reddish, with texture. */
+static int synthetic_frame(bzn_image *img, int width, int height) {
+    img->pixels = malloc((size_t)width * height * 3);
+    if (!img->pixels) return -1;
+    img->width = width;
+    img->height = height;
+    img->channels = 3;
+    uint32_t state = 12345;
+    for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++) {
+            state = state * 1664525u + 1013904223u; /* LCG noise */
+            int noise = (int)(state >> 27);         /* 0..31 */
+            uint8_t *p = img->pixels + ((size_t)y * width + x) * 3;
+            p[0] = (uint8_t)(150 + (x * 60) / width + noise / 2);
+            p[1] = (uint8_t)(60 + (y * 60) / height + noise / 4);
+            p[2] = (uint8_t)(50 + noise);
+        }
+    return 0;
+}
+
+/* JSON string literal (escapes quotes, backslashes and control characters) */
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* text escaped for XML content and attribute values */
+static void xml_str(FILE *f, const char *s) {
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+/* ---- per-layer profile ------------------------------------------------------------------- */
+
+typedef struct {
+    bzn_layer_info info;
+    double ms;   /* mean wall time per run */
+    int rank;    /* 1 = slowest; 0 when not in the top 10 */
+} layer_row;
+
+#define TOP_N 10
+
+static double gflops(const layer_row *r) { return r->ms > 0 ? 2.0 * (double)r->info.macs / (r->ms * 1e6) : 0; }
+
+/* Rank the TOP_N slowest layers (rows stay in execution order). */
+static void rank_layers(layer_row *rows, int n) {
+    for (int k = 1; k <= TOP_N && k <= n; k++) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (!rows[i].rank && (best < 0 || rows[i].ms > rows[best].ms)) best = i;
+        rows[best].rank = k;
+    }
+}
+
+static void print_layers(const layer_row *rows, int n, double total_ms) {
+    printf("\nper-layer profile (network alone, mean of the profiled runs; * = %d slowest, ranked)\n", TOP_N);
+    printf("%-4s %-4s %-34s %-26s %9s %7s %8s %9s\n", "#", "top", "layer", "op", "ms", "share", "GMAC",
+           "GFLOP/s");
+    for (int i = 0; i < n; i++) {
+        const layer_row *r = &rows[i];
+        char top[8] = "";
+        if (r->rank) snprintf(top, sizeof top, "*%d", r->rank);
+        char gf[16] = "-";
+        if (r->info.macs > 0 && r->ms > 0) snprintf(gf, sizeof gf, "%.1f", gflops(r));
+        printf("%-4d %-4s %-34s %-26s %9.3f %6.1f%% %8.4f %9s\n", i, top, r->info.name, r->info.op, r->ms,
+               total_ms > 0 ? 100.0 * r->ms / total_ms : 0.0, r->info.macs / 1e9, gf);
+    }
+    printf("sum of layers: %.3f ms per run\n", total_ms);
+}
+
+/* A horizontal bar chart, one bar per layer in execution order (the slowest highlighted),
+ * written to a temporary file beside `path` and renamed over it only when complete. */
+static int write_svg(const char *path, const layer_row *rows, int n, const char *title) {
+    const int row_h = 14, label_w = 300, bar_w = 560, top = 48, bottom = 40;
+    const int width = label_w + bar_w + 90, height = top + n * row_h + bottom;
+    double max_ms = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].ms > max_ms) max_ms = rows[i].ms;
+    /* axis: a "nice" step (1, 2 or 5 x 10^k ms) giving about 5 ticks */
+    double step = 1;
+    if (max_ms > 0) {
+        double raw = max_ms / 5, mag = pow(10, floor(log10(raw))), f = raw / mag;
+        step = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+    }
+    const double axis_ms = max_ms > 0 ? max_ms * 1.05 : 1;
+    const double scale = bar_w / axis_ms; /* pixels per ms */
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) {
+        fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
+        return -1;
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "blazeneo %s: cannot write '%s': %s\n", CMD, path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        free(tmp);
+        return -1;
+    }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+               "font-family=\"monospace\" font-size=\"10\">\n", width, height, width, height);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"white\"/>\n", width, height);
+    fprintf(f, "<text x=\"10\" y=\"20\" font-size=\"14\">");
+    xml_str(f, title);
+    fprintf(f, "</text>\n<text x=\"10\" y=\"36\">per-layer wall time (ms per run), execution order; "
+               "red: the %d slowest</text>\n", TOP_N);
+    /* grid lines and tick labels */
+    for (int k = 0; k * step <= axis_ms; k++) {
+        double t = k * step, x = label_w + t * scale;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>\n", x, top - 4, x,
+                top + n * row_h);
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", x, top + n * row_h + 14, t);
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">ms</text>\n", label_w + bar_w / 2,
+            top + n * row_h + 30);
+    for (int i = 0; i < n; i++) {
+        const layer_row *r = &rows[i];
+        int y = top + i * row_h;
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", label_w - 6, y + row_h - 3);
+        xml_str(f, r->info.name);
+        fprintf(f, "</text>\n<rect class=\"bar\" x=\"%d\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\">"
+                   "<title>", label_w, y + 1, r->ms * scale, row_h - 2, r->rank ? "#d62728" : "#4c78a8");
+        xml_str(f, r->info.name);
+        fprintf(f, " (");
+        xml_str(f, r->info.op);
+        fprintf(f, "): %.3f ms</title></rect>\n", r->ms);
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" fill=\"#555\">%.2f</text>\n", label_w + r->ms * scale + 3,
+                y + row_h - 3, r->ms);
+    }
+    fprintf(f, "</svg>\n");
+    int bad = ferror(f);
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        fprintf(stderr, "blazeneo %s: cannot write '%s': %s\n", CMD, path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+/* ---- reports ----------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *model, *precision, *image;
+    bzn_backend_kind backend;
+    int width, height, threads, batch, iters, warmup;
+    int frame_w, frame_h;
+    bench_stats e2e, net;
+    int64_t params, macs;
+    uint64_t file_bytes, weight_bytes, arena_bytes;
+    double rss_mb;
+    char cpu[256];
+    long nproc;
+} bench_result;
+
+static double fps_of(const bench_result *r, const bench_stats *s) { return r->batch * 1000.0 / s->median; }
+
+static void json_stats(FILE *f, const bench_result *r, const bench_stats *s) {
+    fprintf(f, "\"min_ms\": %.4f, \"median_ms\": %.4f, \"mean_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, "
+               "\"max_ms\": %.4f, \"fps\": %.3f",
+            s->min, s->median, s->mean, s->p90, s->p99, s->max, fps_of(r, s));
+}
+
+static void print_json(const bench_result *r, const layer_row *rows, int n_rows) {
+    FILE *f = stdout;
+    fprintf(f, "{\"version\": ");
+    json_str(f, BZN_VERSION_STRING);
+    fprintf(f, ", \"model\": ");
+    json_str(f, r->model);
+    fprintf(f, ", \"backend\": \"%s\", \"precision\": ", cli_backend_name(r->backend));
+    json_str(f, r->precision);
+    fprintf(f, ", \"size\": \"%dx%d\", \"width\": %d, \"height\": %d, \"threads\": %d, \"batch\": %d, "
+               "\"iters\": %d, \"warmup\": %d, ",
+            r->width, r->height, r->width, r->height, r->threads, r->batch, r->iters, r->warmup);
+    fprintf(f, "\"image\": ");
+    json_str(f, r->image);
+    fprintf(f, ", \"frame_width\": %d, \"frame_height\": %d,\n ", r->frame_w, r->frame_h);
+    json_stats(f, r, &r->e2e);
+    fprintf(f, ",\n \"network\": {");
+    json_stats(f, r, &r->net);
+    fprintf(f, "},\n \"params\": %lld, \"gmac\": %.4f, \"weight_file_bytes\": %llu, \"weight_bytes\": %llu, "
+               "\"arena_bytes\": %llu, \"peak_rss_mb\": %.2f,\n",
+            (long long)r->params, r->macs / 1e9, (unsigned long long)r->file_bytes,
+            (unsigned long long)r->weight_bytes, (unsigned long long)r->arena_bytes, r->rss_mb);
+    fprintf(f, " \"machine\": {\"cpu\": ");
+    json_str(f, r->cpu);
+    fprintf(f, ", \"nproc\": %ld}", r->nproc);
+    if (rows) {
+        double total = 0;
+        for (int i = 0; i < n_rows; i++) total += rows[i].ms;
+        fprintf(f, ",\n \"layers\": [");
+        for (int i = 0; i < n_rows; i++) {
+            const layer_row *l = &rows[i];
+            fprintf(f, "%s\n  {\"name\": ", i ? "," : "");
+            json_str(f, l->info.name);
+            fprintf(f, ", \"op\": ");
+            json_str(f, l->info.op);
+            fprintf(f, ", \"ms\": %.5f, \"share\": %.5f, \"gmac\": %.6f, \"gflops\": %.3f, \"top\": %d}", l->ms,
+                    total > 0 ? l->ms / total : 0.0, l->info.macs / 1e9, gflops(l), l->rank);
+        }
+        fprintf(f, "\n ]");
+    }
+    fprintf(f, "}\n");
+}
+
+static void print_stats_row(const char *what, const bench_result *r, const bench_stats *s) {
+    printf("  %-14s %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f %9.1f\n", what, s->min, s->median, s->mean, s->p90, s->p99,
+           s->max, fps_of(r, s));
+}
+
+static void print_report(const bench_result *r) {
+    printf("model         : %s\n", r->model);
+    printf("configuration : backend %s, precision %s, %dx%d input, %d thread%s, batch %d\n",
+           cli_backend_name(r->backend), r->precision, r->width, r->height, r->threads, r->threads == 1 ? "" : "s",
+           r->batch);
+    printf("machine       : %s, %ld CPU%s online\n", r->cpu, r->nproc, r->nproc == 1 ? "" : "s");
+    printf("frame         : %s (%dx%d), decoded once and kept in memory\n", r->image, r->frame_w, r->frame_h);
+    printf("runs          : %d timed iteration%s of %d frame%s after %d warm-up\n\n", r->iters,
+           r->iters == 1 ? "" : "s", r->batch, r->batch == 1 ? "" : "s", r->warmup);
+    printf("  %-14s %8s %8s %8s %8s %8s %8s %9s\n", "ms/iteration", "min", "median", "mean", "p90", "p99", "max",
+           r->batch == 1 ? "FPS" : "images/s");
+    print_stats_row("end to end", r, &r->e2e);
+    print_stats_row("network alone", r, &r->net);
+    printf("\nwork          : %lld parameters, %.3f GMAC per frame (sum over the layers run)\n",
+           (long long)r->params, r->macs / 1e9);
+    printf("memory        : weight file %.1f MB, folded f32 weights %.1f MB, activation arena %.1f MB,\n"
+           "                peak RSS %.1f MB\n",
+           r->file_bytes / 1e6, r->weight_bytes / 1e6, r->arena_bytes / 1e6, r->rss_mb);
+}
+
+/* ---- the command ---------------------------------------------------------------------------- */
+
+int cmd_bench(int argc, char **argv) {
+    enum { OPT_BATCH = 256, OPT_WARMUP, OPT_IMAGE, OPT_LAYERS, OPT_SVG, OPT_JSON };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"backend", required_argument, 0, 'b'},
+        {"precision", required_argument, 0, 'p'}, {"size", required_argument, 0, 's'},
+        {"batch", required_argument, 0, OPT_BATCH}, {"iters", required_argument, 0, 'n'},
+        {"warmup", required_argument, 0, OPT_WARMUP}, {"threads", required_argument, 0, 't'},
+        {"image", required_argument, 0, OPT_IMAGE}, {"layers", no_argument, 0, OPT_LAYERS},
+        {"svg", required_argument, 0, OPT_SVG},    {"json", no_argument, 0, OPT_JSON},
+        {"help", no_argument, 0, 'h'},             {0}};
+    const char *model = NULL, *image = NULL, *svg = NULL, *precision = "fp32";
+    int w = 0, h = 0, batch = 1, iters = 20, warmup = 3, threads = 0, layers = 0, json = 0, c;
+    bzn_backend_kind backend = BZN_BACKEND_CPU;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:b:p:s:n:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'b':
+            if (cli_parse_backend(optarg, &backend)) return cli_usage_error(CMD, "unknown backend '%s' (cpu, ref)", optarg);
+            break;
+        case 'p':
+            /* The precision is half of a configuration. fp32 needs nothing on the context; a new
+             * precision is added to cli_parse_precision and set on the context options below. */
+            if (cli_parse_precision(optarg)) return cli_usage_error(CMD, "unknown precision '%s' (fp32)", optarg);
+            precision = optarg;
+            break;
+        case 's':
+            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
+            break;
+        case OPT_BATCH:
+            if (parse_int(optarg, 1, 1 << 16, &batch))
+                return cli_usage_error(CMD, "invalid batch '%s' (a whole number, at least 1)", optarg);
+            break;
+        case 'n':
+            if (parse_int(optarg, 1, 1 << 24, &iters))
+                return cli_usage_error(CMD, "invalid iteration count '%s' (at least 1)", optarg);
+            break;
+        case OPT_WARMUP:
+            if (parse_int(optarg, 0, 1 << 24, &warmup))
+                return cli_usage_error(CMD, "invalid warm-up count '%s' (0 or more)", optarg);
+            break;
+        case 't':
+            if (parse_int(optarg, 0, 1024, &threads))
+                return cli_usage_error(CMD, "invalid thread count '%s' (0 = all, up to 1024)", optarg);
+            break;
+        case OPT_IMAGE: image = optarg; break;
+        case OPT_LAYERS: layers = 1; break;
+        case OPT_SVG: svg = optarg; break;
+        case OPT_JSON: json = 1; break;
+        case 'h': help(); return EXIT_OK;
+        default: return cli_usage_error(CMD, "unknown option");
+        }
+    }
+    if (!model) return cli_usage_error(CMD, "no model given (-m MODEL)");
+    if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+
+    /* the frame: decoded once, outside the timed loops */
+    bzn_image img = {0};
+    bzn_error e = {0};
+    char sample[PATH_MAX];
+    if (!image && find_sample(sample, sizeof sample) == 0) image = sample;
+    if (image) {
+        if (bzn_image_load_jpeg(image, &img, &e) != BZN_OK) return cli_error(CMD, &e);
+    } else if (synthetic_frame(&img, 1280, 995) != 0) {
+        fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
+        return EXIT_FAIL;
+    }
+
+    bzn_model *m = NULL;
+    bzn_ctx *ctx = NULL;
+    /* main path only (run_aux 0), as at deployment and in the paper's latency tables */
+    if (cli_open(CMD, model, w, h, 0, 0, threads, backend, &m, &ctx)) {
+        bzn_image_free(&img);
+        return EXIT_FAIL;
+    }
+
+    bench_result r;
+    memset(&r, 0, sizeof r);
+    r.model = model;
+    r.precision = precision;
+    r.image = image ? image : "synthetic";
+    r.backend = backend;
+    r.threads = resolved_threads(threads, backend);
+    r.batch = batch;
+    r.iters = iters;
+    r.warmup = warmup;
+    r.frame_w = img.width;
+    r.frame_h = img.height;
+    cpu_model(r.cpu, sizeof r.cpu);
+    r.nproc = sysconf(_SC_NPROCESSORS_ONLN);
+
+    const int n_layers = bzn_ctx_num_layers(ctx);
+    layer_row *rows = calloc((size_t)n_layers, sizeof *rows);
+    const size_t npix = (size_t)img.width * img.height;
+    uint8_t *classes = malloc(npix);
+    double *e2e_ms = malloc((size_t)iters * sizeof *e2e_ms), *net_ms = malloc((size_t)iters * sizeof *net_ms);
+    float *input = NULL;
+    int rc = EXIT_OK;
+    if (n_layers < 1 || !rows || !classes || !e2e_ms || !net_ms) {
+        fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
+        rc = EXIT_FAIL;
+        goto done;
+    }
+    for (int i = 0; i < n_layers; i++) {
+        bzn_ctx_layer(ctx, i, &rows[i].info);
+        r.params += rows[i].info.params;
+        r.macs += rows[i].info.macs;
+    }
+    r.width = rows[0].info.in_width; /* the network input size: the first layer's input */
+    r.height = rows[0].info.in_height;
+
+    /* 1. end to end: iterations -warmup..-1 are the warm-up, 0..iters-1 are timed */
+    for (int it = -warmup; it < iters; it++) {
+        double t0 = cli_now_ms();
+        for (int b = 0; b < batch; b++) {
+            if (bzn_run_rgb(ctx, img.pixels, img.width, img.height, img.width * 3, &e) != BZN_OK ||
+                bzn_class_map(ctx, classes, img.width, img.height, &e) != BZN_OK) {
+                rc = cli_error(CMD, &e);
+                goto done;
+            }
+        }
+        if (it >= 0) e2e_ms[it] = cli_now_ms() - t0;
+    }
+
+    /* 2. network alone, on the input tensor the last run preprocessed (the context is warm) */
+    const size_t in_floats = (size_t)3 * r.width * r.height;
+    if (!(input = malloc(in_floats * sizeof *input))) {
+        fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
+        rc = EXIT_FAIL;
+        goto done;
+    }
+    memcpy(input, bzn_ctx_input(ctx), in_floats * sizeof *input);
+    for (int it = 0; it < iters; it++) {
+        double t0 = cli_now_ms();
+        for (int b = 0; b < batch; b++)
+            if (bzn_run_tensor(ctx, input, &e) != BZN_OK) {
+                rc = cli_error(CMD, &e);
+                goto done;
+            }
+        net_ms[it] = cli_now_ms() - t0;
+    }
+    compute_stats(e2e_ms, iters, &r.e2e);
+    compute_stats(net_ms, iters, &r.net);
+
+    /* 3. optional profiled pass: the same number of network-alone runs, timed layer by layer */
+    const int profile = layers || svg;
+    if (profile) {
+        bzn_ctx_set_profiling(ctx, 1);
+        bzn_ctx_reset_profile(ctx);
+        for (int it = 0; it < iters; it++)
+            if (bzn_run_tensor(ctx, input, &e) != BZN_OK) {
+                rc = cli_error(CMD, &e);
+                goto done;
+            }
+        bzn_ctx_set_profiling(ctx, 0);
+        for (int i = 0; i < n_layers; i++) {
+            double total = 0;
+            int64_t runs = 0;
+            bzn_ctx_layer_time(ctx, i, &total, &runs);
+            rows[i].ms = runs > 0 ? total / (double)runs : 0;
+        }
+        rank_layers(rows, n_layers);
+    }
+
+    /* memory, after everything ran (peak RSS is the high-water mark of the whole process) */
+    bzn_model_info mi;
+    bzn_model_get_info(m, &mi);
+    r.file_bytes = mi.file_bytes;
+    r.weight_bytes = mi.weight_bytes;
+    r.arena_bytes = bzn_ctx_arena_bytes(ctx);
+    r.rss_mb = peak_rss_mb();
+
+    if (svg) {
+        char title[512];
+        snprintf(title, sizeof title, "BlazeNeo %dx%d, %s %s, %d thread%s (%s)", r.width, r.height,
+                 cli_backend_name(backend), precision, r.threads, r.threads == 1 ? "" : "s", r.cpu);
+        if (write_svg(svg, rows, n_layers, title) != 0) rc = EXIT_FAIL;
+    }
+    if (json) {
+        print_json(&r, layers ? rows : NULL, n_layers);
+    } else {
+        print_report(&r);
+        if (layers) {
+            double total = 0;
+            for (int i = 0; i < n_layers; i++) total += rows[i].ms;
+            print_layers(rows, n_layers, total);
+        }
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "blazeneo %s: cannot write the report: %s\n", CMD, strerror(errno));
+        rc = EXIT_FAIL;
+    }
+
+done:
+    free(input);
+    free(net_ms);
+    free(e2e_ms);
+    free(classes);
+    free(rows);
+    bzn_ctx_free(ctx);
+    bzn_model_free(m);
+    bzn_image_free(&img);
+    return rc;
+}
