@@ -80,11 +80,13 @@ typedef struct bzn_backend {
 bzn_status bzn_backend_ref_create(bzn_backend **out, bzn_error *err);
 bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err);
 
-/* The quantization every backend applies to an activation: round to nearest even, clamp. */
+/* The quantization every backend applies to an activation: clamp x / scale to [-127, 127]
+ * (NaN counts as -127), then round to nearest even. SIMD code computes exactly this. */
 static inline int bzn_quantize(float x, float inv_scale) {
-    float q = __builtin_rintf(x * inv_scale);
-    if (q != q) return 0; /* NaN */
-    return q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q;
+    float v = x * inv_scale;
+    if (!(v >= -127.0f)) v = -127.0f;
+    if (v > 127.0f) v = 127.0f;
+    return (int)__builtin_rintf(v);
 }
 
 /* Output size of a convolution or pooling window along one axis. */

@@ -8,12 +8,15 @@ The model is the independent reference (tests/ref/blazeneo_ref.py) loaded from M
 By default only the main path runs (the auxiliary agg1/head_1 keys are dropped, as the engine
 does at inference, and as the paper's latency tables do); --with-aux times the full model.
 Batch 1, random normal input of size x size, torch.no_grad(), `threads` intra-op threads.
-Warm-up runs are excluded. Reports min/median/mean/p90 in ms and FPS (= 1000 / median).
+Warm-up runs are excluded. Reports min/median/mean/p90/p99/max in ms (percentiles interpolated
+linearly, numpy's default, as `blazeneo bench` does) and FPS (= 1000 / median), the peak RSS of
+this process (importing torch alone is a large part of it), and the machine (CPU model, nproc).
 """
 import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 
@@ -23,6 +26,18 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "ref"))
 import blazeneo_ref as ref  # noqa: E402
+
+
+def cpu_model():
+    """The "model name" of the first processor in /proc/cpuinfo (as `blazeneo bench` reports it)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def main():
@@ -66,9 +81,15 @@ def main():
         "median_ms": round(float(np.median(t)), 3),
         "mean_ms": round(float(t.mean()), 3),
         "p90_ms": round(float(np.percentile(t, 90)), 3),
+        "p99_ms": round(float(np.percentile(t, 99)), 3),
+        "max_ms": round(float(t.max()), 3),
         "fps": round(1000.0 / float(np.median(t)), 2),
+        # ru_maxrss is in kilobytes on Linux; MB here means MiB, as in `blazeneo bench`
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "torch": torch.__version__,
         "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "nproc": os.cpu_count(),
     }
     if a.json:
         print(json.dumps(res))
@@ -76,8 +97,9 @@ def main():
         print("PyTorch %s eager FP32, %s, %dx%d, %d thread(s), %d runs (+%d warm-up)" % (
             torch.__version__, "main + aux" if a.with_aux else "main path only",
             a.size, a.size, a.threads, a.n, a.warmup))
-        print("  min %.2f ms  median %.2f ms  mean %.2f ms  p90 %.2f ms  ->  %.1f FPS" % (
-            res["min_ms"], res["median_ms"], res["mean_ms"], res["p90_ms"], res["fps"]))
+        print("  min %.2f ms  median %.2f ms  mean %.2f ms  p90 %.2f ms  max %.2f ms  ->  %.1f FPS" % (
+            res["min_ms"], res["median_ms"], res["mean_ms"], res["p90_ms"], res["max_ms"], res["fps"]))
+        print("  peak RSS %.1f MB; %s, %d CPUs" % (res["peak_rss_mb"], res["cpu"], res["nproc"]))
     return 0
 
 

@@ -10,6 +10,7 @@
 #define EXIT_USAGE 2 /* wrong command line */
 
 int cmd_convert(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_segment(int argc, char **argv);
 int cmd_trace(int argc, char **argv);

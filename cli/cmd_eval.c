@@ -224,9 +224,9 @@ static int eval_one(eval_results *r, int i, const char *frame_path, const char *
         s = bzn_run_rgb(ctx[k], frame.pixels, frame.width, frame.height, frame.width * 3, e);
         if (s == BZN_OK) s = bzn_class_map(ctx[k], b->pred[k], frame.width, frame.height, e);
         if (s != BZN_OK) {
-            char why[sizeof e->msg - 128];
-            snprintf(why, sizeof why, "%s", e->msg);
-            snprintf(e->msg, sizeof e->msg, "%s (%s): %s", frame_path, r->configs[k].label, why);
+            char why[sizeof e->msg];
+            memcpy(why, e->msg, sizeof why);
+            snprintf(e->msg, sizeof e->msg, "%s (%s): %.200s", frame_path, r->configs[k].label, why);
             goto done;
         }
         ms[k] = cli_now_ms() - t0;

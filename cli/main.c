@@ -10,6 +10,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"convert", cmd_convert, "convert a PyTorch checkpoint (.pth) into a BlazeNeo weight file"},
+    {"eval", cmd_eval, "measure Dice and IoU on images with ground-truth masks"},
     {"info", cmd_info, "show a model's variant, tensors, parameters, GMAC and layers"},
     {"segment", cmd_segment, "segment JPEG images into colour masks"},
     {"trace", cmd_trace, "dump every intermediate tensor of one image as .npy (audit vs PyTorch)"},

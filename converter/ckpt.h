@@ -35,7 +35,8 @@ typedef struct {
     bzn_ck_dtype dtype;   /* element type as stored in the checkpoint */
     int ndim;             /* 0 for scalars, at most 8 */
     int64_t shape[8];
-    void *data;           /* contiguous row-major copy (strides applied), native dtype */
+    void *data;           /* contiguous row-major copy (strides applied), native dtype;
+                             NULL when the tensor has no elements (nbytes == 0) */
     size_t nbytes;        /* = numel * element size */
 } bzn_ck_tensor;
 

@@ -15,6 +15,15 @@
 #include "model.h"
 #include "network.h"
 
+/* INT8 form of one convolution node (precision INT8, not kept in FP32) */
+typedef struct {
+    int8_t *qweight;  /* [out][in][k][k], per-output-channel symmetric */
+    float *wscale;    /* [out] */
+    float in_scale;   /* the input tensor's scale (the largest of its pieces') */
+    void *prepared;   /* the backend's packed form */
+    int owned;        /* qweight/wscale allocated here (not the model's) */
+} qconv;
+
 struct bzn_ctx {
     const bzn_model *model;
     bzn_ctx_options opt;
@@ -29,7 +38,10 @@ struct bzn_ctx {
     int profiling;        /* per-layer timing on */
     double *layer_ms;     /* per node: accumulated wall time */
     int64_t profiled_runs;
+    qconv *q;             /* per node, INT8 only */
 };
+
+const char *bzn_precision_name(bzn_precision p) { return p == BZN_PRECISION_INT8 ? "int8" : "fp32"; }
 
 bzn_ctx_options bzn_ctx_default_options(const bzn_model *m) {
     bzn_ctx_options o;
@@ -69,6 +81,114 @@ static void conv_args(const bzn_ctx *c, const bzn_node *n, bzn_conv_args *a) {
     a->pad = n->pad;
     a->dilation = n->dilation;
     a->act = n->act;
+    const qconv *q = c->q ? &c->q[n - c->g.nodes] : NULL;
+    if (q && q->qweight) {
+        a->qweight = q->qweight;
+        a->wscale = q->wscale;
+        a->in_scale = q->in_scale;
+        a->prepared = q->prepared;
+    }
+}
+
+/* ---- INT8 set-up ------------------------------------------------------------------------ */
+
+static int in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+static int find_scale(const bzn_ctx_options *o, const char *name, float *scale) {
+    for (int i = 0; i < o->n_scales; i++)
+        if (o->scales[i].name && !strcmp(o->scales[i].name, name)) {
+            *scale = o->scales[i].scale;
+            return 1;
+        }
+    return 0;
+}
+
+/* The scale of a convolution's input: the largest scale among the tensors its pieces come
+ * from (the network input, or the layers that wrote those channels), so that one int8 scale
+ * covers the whole concatenation. */
+static bzn_status input_scale(const bzn_ctx *c, int node, float *out, bzn_error *err) {
+    const bzn_node *n = &c->g.nodes[node];
+    float best = 0;
+    for (int s = 0; s < n->in.n; s++) {
+        const bzn_slice *sl = &n->in.seg[s];
+        int found = 0;
+        if (sl->buf == c->g.input_buf) {
+            float v;
+            if (!find_scale(&c->opt, "input", &v))
+                return bzn_fail(err, BZN_ERR_ARG, "INT8: no activation scale for tensor 'input' (needed by '%s')", n->name);
+            best = v > best ? v : best;
+            continue;
+        }
+        for (int j = 0; j < node; j++) {
+            const bzn_node *p = &c->g.nodes[j];
+            if (p->kind == BZN_NODE_CONCAT || p->out.seg[0].buf != sl->buf) continue;
+            const bzn_slice *o = &p->out.seg[0];
+            if (o->c0 >= sl->c0 + sl->c || sl->c0 >= o->c0 + o->c) continue; /* other channels */
+            float v;
+            if (!find_scale(&c->opt, p->name, &v))
+                return bzn_fail(err, BZN_ERR_ARG, "INT8: no activation scale for tensor '%s' (needed by '%s')", p->name,
+                                n->name);
+            best = v > best ? v : best;
+            found = 1;
+        }
+        if (!found) return bzn_fail(err, BZN_ERR_ARG, "INT8: cannot tell which layer produces the input of '%s'", n->name);
+    }
+    if (!(best > 0) || !isfinite(best))
+        return bzn_fail(err, BZN_ERR_FORMAT, "INT8: invalid activation scale %g for the input of '%s'", best, n->name);
+    *out = best;
+    return BZN_OK;
+}
+
+/* Per-output-channel symmetric quantization of the folded weights: scale = max|w| / 127. */
+static bzn_status quantize_weights(const bzn_conv_weights *cw, qconv *q, bzn_error *err) {
+    const size_t per = (size_t)cw->cin * cw->k * cw->k;
+    q->qweight = malloc((size_t)cw->cout * per);
+    q->wscale = malloc((size_t)cw->cout * sizeof *q->wscale);
+    q->owned = 1;
+    if (!q->qweight || !q->wscale) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory quantizing '%s'", cw->name);
+    for (int o = 0; o < cw->cout; o++) {
+        const float *w = cw->weight + o * per;
+        float amax = 0;
+        for (size_t i = 0; i < per; i++) amax = fmaxf(amax, fabsf(w[i]));
+        const float scale = amax > 0 ? amax / 127.0f : 1.0f;
+        q->wscale[o] = scale;
+        const float inv = 1.0f / scale;
+        for (size_t i = 0; i < per; i++) q->qweight[o * per + i] = (int8_t)bzn_quantize(w[i], inv);
+    }
+    return BZN_OK;
+}
+
+static bzn_status setup_int8(bzn_ctx *c, bzn_error *err) {
+    c->q = calloc((size_t)c->g.n_nodes, sizeof *c->q);
+    if (!c->q) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    /* every name in keep_fp32 must be a convolution of this network */
+    for (const char *p = c->opt.keep_fp32; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int ok = len == 0;
+        for (int i = 0; !ok && i < c->g.n_nodes; i++)
+            ok = c->g.nodes[i].kind == BZN_NODE_CONV && strlen(c->g.nodes[i].name) == len &&
+                 !strncmp(c->g.nodes[i].name, p, len);
+        if (!ok) return bzn_fail(err, BZN_ERR_ARG, "--keep-fp32: '%.*s' is not a convolution of this network", (int)len, p);
+        p = e ? e + 1 : NULL;
+    }
+    for (int i = 0; i < c->g.n_nodes; i++) {
+        const bzn_node *n = &c->g.nodes[i];
+        if (n->kind != BZN_NODE_CONV || in_list(c->opt.keep_fp32, n->name)) continue;
+        bzn_status s = input_scale(c, i, &c->q[i].in_scale, err);
+        if (s == BZN_OK) s = quantize_weights(n->conv, &c->q[i], err);
+        if (s != BZN_OK) return s;
+    }
+    return BZN_OK;
 }
 
 bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ctx **out, bzn_error *err) {
@@ -100,11 +220,23 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
                          (c->arena_floats * sizeof(float)) >> 20);
         }
     }
+    if (s == BZN_OK && o.precision == BZN_PRECISION_INT8) s = setup_int8(c, err);
+    else if (s == BZN_OK && o.precision != BZN_PRECISION_FP32)
+        s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown precision %d", (int)o.precision);
     if (s == BZN_OK) {
         for (int i = 0; i < c->g.n_nodes; i++) {
             if (c->g.nodes[i].kind != BZN_NODE_CONV) continue;
             bzn_conv_args a;
             conv_args(c, &c->g.nodes[i], &a);
+            if (c->q && c->q[i].qweight && c->backend->conv_prepare) {
+                int failed = 0;
+                c->q[i].prepared = c->backend->conv_prepare(c->backend->ctx, &a, &failed);
+                if (failed) {
+                    s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory preparing '%s'", c->g.nodes[i].name);
+                    break;
+                }
+                a.prepared = c->q[i].prepared;
+            }
             size_t need = c->backend->conv_scratch(c->backend->ctx, &a);
             if (need > c->scratch_bytes) c->scratch_bytes = need;
         }
@@ -127,6 +259,16 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
 
 void bzn_ctx_free(bzn_ctx *c) {
     if (!c) return;
+    if (c->q) {
+        for (int i = 0; i < c->g.n_nodes; i++) {
+            if (c->q[i].prepared && c->backend->conv_release) c->backend->conv_release(c->backend->ctx, c->q[i].prepared);
+            if (c->q[i].owned) {
+                free(c->q[i].qweight);
+                free(c->q[i].wscale);
+            }
+        }
+        free(c->q);
+    }
     if (c->backend) c->backend->destroy(c->backend);
     bzn_graph_free(&c->g);
     free(c->arena);

@@ -88,12 +88,32 @@ bzn_status bzn_model_weight(const bzn_model *m, int i, bzn_weight_info *out);
 
 typedef enum { BZN_BACKEND_CPU = 0, BZN_BACKEND_REF = 1 } bzn_backend_kind;
 
+/* FP32: every convolution in float. INT8: convolutions on int8 weights (per output channel,
+ * BatchNorm folded first) and int8 inputs (one scale per tensor, from calibration), with int32
+ * accumulation; outputs are dequantized to float, where activations, pooling and upsampling run. */
+typedef enum { BZN_PRECISION_FP32 = 0, BZN_PRECISION_INT8 = 1 } bzn_precision;
+const char *bzn_precision_name(bzn_precision p);
+
+/* The quantization scale of one activation tensor, by name: the PyTorch module path of the
+ * layer producing it (as bzn_ctx_layer names it), or "input". scale = amax / 127. */
+typedef struct {
+    const char *name;
+    float scale;
+} bzn_tensor_scale;
+
 typedef struct {
     int height, width;        /* network input size: multiples of 32 */
     bzn_backend_kind backend; /* CPU (OpenBLAS) or the plain C reference */
     int threads;              /* 0 = backend default */
     int run_aux;              /* also run the auxiliary branch (when the model has it) */
     int keep_intermediates;   /* keep every module output alive for inspection (trace) */
+    bzn_precision precision;  /* FP32 (default) or INT8 */
+    /* INT8: activation scales (a calibration cache, see bzn_calib_cache_read); NULL uses the
+     * scales stored in a quantized model file */
+    const bzn_tensor_scale *scales;
+    int n_scales;
+    /* INT8: comma-separated layer names (e.g. "rfb4.branch3.2,head_2.head") kept in FP32 */
+    const char *keep_fp32;
 } bzn_ctx_options;
 
 typedef struct bzn_ctx bzn_ctx;
@@ -225,6 +245,93 @@ void bzn_colorize(const uint8_t *classes, size_t n, uint8_t *rgb);
 /* Blend a colour mask over a frame: polyp pixels become (1-alpha)*frame + alpha*colour. */
 void bzn_overlay(const uint8_t *frame_rgb, const uint8_t *classes, size_t n, float alpha,
                  uint8_t *out_rgb);
+
+/* ---- INT8 calibration (TensorRT-style post-training; ../shared/spec/int8-calibration.md) --
+ *
+ * Run the FP32 network over calibration frames, record per tensor the largest |x| and a
+ * histogram of |x|, and turn that into one scale per tensor (scale = amax / 127, symmetric
+ * int8). The tensors are `input` (the preprocessed network input) and the output of every
+ * layer bzn_ctx_layer lists, named by its primary `name` (never by an alias: "rfb4.conv_cat",
+ * not "rfb4"), in execution order; a layer whose name was already taken is skipped. With
+ * run_aux the auxiliary branch's layers (agg1.*, head_1.head, upsample_1) are included too.
+ *
+ *   bzn_calibrator *cal;  bzn_calib_table *t;
+ *   bzn_calibrator_create(ctx, &cal, &e);               // ctx made with keep_intermediates
+ *   for each frame: bzn_run_rgb(ctx, ...); bzn_calibrator_observe(cal, ctx, &e);
+ *   bzn_calibrator_compute(cal, BZN_CALIB_ENTROPY, 0, &t, &e);
+ *   bzn_calib_cache_write("model.cache", t, &e);       // TensorRT's text format
+ *
+ * Histogram: BZN_CALIB_BINS bins over [0, max|x| of the first observation]; a later, larger max
+ * keeps the bin width and grows the bin count to ceil(max / width) (pytorch-quantization's
+ * rule), up to BZN_CALIB_MAX_BINS: past that, neighbouring bins merge in pairs (the width
+ * doubles) so memory stays bounded. Exact zeros are counted. A tensor that was exactly 0 on
+ * every frame has no histogram; every method then gives amax = 0 (scale 0: quantize it to 0). */
+typedef enum {
+    BZN_CALIB_ENTROPY = 0,   /* IInt8EntropyCalibrator2: amax minimising KL(P || Q), cache header
+                                TRT-7103-EntropyCalibration2 */
+    BZN_CALIB_MINMAX = 1,    /* IInt8MinMaxCalibrator: amax = max |x|, TRT-7103-MinMaxCalibration */
+    BZN_CALIB_PERCENTILE = 2 /* the given percentile of |x| (pytorch-quantization's rule),
+                                TRT-7103-LegacyCalibration */
+} bzn_calib_method;
+
+#define BZN_CALIB_BINS 2048
+#define BZN_CALIB_MAX_BINS 32768
+#define BZN_CALIB_DEFAULT_PERCENTILE 99.99
+
+/* "entropy", "minmax", "percentile" */
+const char *bzn_calib_method_name(bzn_calib_method m);
+
+typedef struct bzn_calibrator bzn_calibrator;
+
+/* A calibrator for the tensors of contexts like `c` (same model, size and run_aux). */
+bzn_status bzn_calibrator_create(const bzn_ctx *c, bzn_calibrator **out, bzn_error *err);
+void bzn_calibrator_free(bzn_calibrator *cal);
+/* Record the tensors of the last run of `c`, which must have been created with
+ * keep_intermediates. All or nothing: on any error (no run yet, no keep_intermediates, a
+ * different network, a NaN or infinite activation) the calibrator is unchanged. */
+bzn_status bzn_calibrator_observe(bzn_calibrator *cal, const bzn_ctx *c, bzn_error *err);
+int bzn_calibrator_num_tensors(const bzn_calibrator *cal);
+int bzn_calibrator_num_observations(const bzn_calibrator *cal);
+
+typedef struct {
+    const char *name;  /* "input" or the layer's name */
+    int layer;         /* bzn_ctx_layer index; -1 for the input */
+    int channels, height, width;
+    float max_abs;     /* largest |x| seen */
+    int bins;          /* histogram bins now (0: every value so far was exactly 0) */
+    double bin_width;
+    int merges;        /* times the bins were merged to stay within BZN_CALIB_MAX_BINS */
+    uint64_t values;   /* values recorded (elements x observations) */
+} bzn_calib_tensor_info;
+bzn_status bzn_calibrator_tensor(const bzn_calibrator *cal, int i, bzn_calib_tensor_info *info);
+
+/* Per-tensor scales: what a computation gives and a calibration cache holds. `scales` can be
+ * passed as bzn_ctx_options.scales / n_scales. */
+typedef struct {
+    bzn_calib_method method;
+    int count;
+    bzn_tensor_scale *scales; /* count entries: name and scale = amax / 127 (names owned here) */
+    float *amax;              /* count entries: the amax (for a cache read: scale * 127) */
+} bzn_calib_table;
+
+/* amax per tensor by `method`; `percentile` (0..100, 0 = the default 99.99) is used by
+ * BZN_CALIB_PERCENTILE only. Needs at least one observation. */
+bzn_status bzn_calibrator_compute(const bzn_calibrator *cal, bzn_calib_method method, double percentile,
+                                  bzn_calib_table **out, bzn_error *err);
+void bzn_calib_table_free(bzn_calib_table *t);
+
+/* TensorRT's calibration cache: "TRT-7103-<Calibrator>", then "name: <hex>" per tensor, the
+ * hex being the float32 bits of the scale, lower-case, no 0x, no zero padding. Written to a
+ * temporary file in the same folder and renamed. */
+bzn_status bzn_calib_cache_write(const char *path, const bzn_calib_table *t, bzn_error *err);
+/* Strict reading: any TRT-<digits>- version of the three calibrators above; every line must be
+ * "name: hex" with 1-8 hex digits; duplicate names, NaN, infinite or negative scales are errors
+ * naming the line. (amax = scale * 127.) */
+bzn_status bzn_calib_cache_read(const char *path, bzn_calib_table **out, bzn_error *err);
+bzn_status bzn_calib_cache_parse(const void *data, size_t size, bzn_calib_table **out, bzn_error *err);
+/* BZN_OK when the table names exactly the tensors a calibrator of `c` records; otherwise
+ * BZN_ERR_FORMAT with the unknown and the missing names listed (nothing is guessed). */
+bzn_status bzn_calib_cache_check(const bzn_calib_table *t, const bzn_ctx *c, bzn_error *err);
 
 #ifdef __cplusplus
 }

@@ -202,6 +202,7 @@ START_TEST(test_dtypes) {
     ck_assert(sc[0] == 2.5f);
     const bzn_ck_tensor *em = get(&ck, "empty", BZN_CK_F32, 2, (int64_t[]){0, 3});
     ck_assert_uint_eq(em->nbytes, 0);
+    ck_assert_ptr_null(em->data);
     const float *p = get_f32(&ck, "param", 1, (int64_t[]){2}); /* nn.Parameter */
     ck_assert(p[0] == 0.75f && p[1] == -0.75f);
     bzn_ckpt_free(&ck);

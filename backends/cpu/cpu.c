@@ -34,11 +34,25 @@ static int cpu_is_pointwise(const bzn_conv_args *a) {
 
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
-/* INT8 scratch: the quantized im2col B ([K/4][N][4] uint8), then C (int32, out_c x npad) */
-static size_t cpu_qconv_scratch(const bzn_conv_args *a) {
+/* INT8 scratch: B, the quantized im2col ([K/4][N][4] uint8); C (int32, out_c x npad); the
+ * input quantized once into zero-padded uint8 planes; one row of zeros (128). */
+typedef struct {
+    size_t b, c, planes, zeros, total;
+} qscratch;
+
+static qscratch qconv_layout(const bzn_conv_args *a) {
     const size_t npad = (size_t)bzn_s8_npad(a->out_h * a->out_w), kpad = (size_t)bzn_s8_kpad(a->in_c * a->k * a->k);
-    return align64(kpad * npad) + (size_t)a->out_c * npad * sizeof(int32_t);
+    const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
+    qscratch l;
+    l.b = 0;
+    l.c = align64(kpad * npad);
+    l.planes = l.c + align64((size_t)a->out_c * npad * sizeof(int32_t));
+    l.zeros = l.planes + align64((size_t)a->in_c * hp * wp);
+    l.total = l.zeros + align64(npad);
+    return l;
 }
+
+static size_t cpu_qconv_scratch(const bzn_conv_args *a) { return qconv_layout(a).total; }
 
 static size_t cpu_conv_scratch(void *ctx, const bzn_conv_args *a) {
     (void)ctx;
@@ -149,47 +163,73 @@ static void cpu_conv_release(void *vctx, void *prepared) {
     free(q);
 }
 
-/* Quantize the input and lay it out as the GEMM's B: row r = (channel, ky, kx) of im2col,
- * stored at [r / 4][n][r % 4], offset by 128 (uint8). Rows past K are zeros (128). */
-static void cpu_quantize_im2col(const bzn_conv_args *a, uint8_t *b, int threads) {
-    const int k = a->k, kk = k * k, K = a->in_c * kk, oh = a->out_h, ow = a->out_w, n = oh * ow;
-    const int npad = bzn_s8_npad(n), kg = bzn_s8_kpad(K) / 4;
+/* Quantize the input once, into zero-padded uint8 planes (value + 128; the padding is 128). */
+static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
+    const int p = a->pad, wp = a->in_w + 2 * p, hp = a->in_h + 2 * p;
     const float inv = 1.0f / a->in_scale;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
+    for (int c = 0; c < a->in_c; c++) {
+        const float *x = cpu_in_channel(a, c);
+        uint8_t *q = planes + (size_t)c * hp * wp;
+        memset(q, 128, (size_t)p * wp);                          /* top rows */
+        memset(q + (size_t)(p + a->in_h) * wp, 128, (size_t)p * wp); /* bottom rows */
+        for (int y = 0; y < a->in_h; y++) {
+            uint8_t *row = q + (size_t)(y + p) * wp;
+            memset(row, 128, (size_t)p);
+            bzn_s8_quantize_row(ctx->s8, x + (size_t)y * a->in_w, a->in_w, inv, row + p);
+            memset(row + p + a->in_w, 128, (size_t)p);
+        }
+    }
+}
+
+/* Lay the quantized input out as the GEMM's B: im2col row r = (channel, ky, kx) goes to
+ * [r / 4][n][r % 4]. With stride 1 each output row reads one contiguous run of a padded
+ * plane, so four rows interleave with SIMD; rows past K read zeros (128). */
+static void cpu_pack_b(const cpu_ctx *ctx, const bzn_conv_args *a, const uint8_t *planes, const uint8_t *zeros,
+                       uint8_t *b) {
+    const int k = a->k, kk = k * k, K = a->in_c * kk, oh = a->out_h, ow = a->out_w, n = oh * ow;
+    const int npad = bzn_s8_npad(n), kg = bzn_s8_kpad(K) / 4, wp = a->in_w + 2 * a->pad, hp = a->in_h + 2 * a->pad;
+#pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int g = 0; g < kg; g++) {
         uint8_t *bg = b + (size_t)g * npad * 4;
+        const uint8_t *base[4];
+        int dy[4], dx[4];
         for (int l = 0; l < 4; l++) {
             const int r = 4 * g + l;
             if (r >= K) {
-                for (int j = 0; j < npad; j++) bg[j * 4 + l] = 128;
+                base[l] = NULL;
                 continue;
             }
             const int c = r / kk, ky = (r % kk) / k, kx = r % k;
-            const float *x = cpu_in_channel(a, c);
-            for (int oy = 0; oy < oh; oy++) {
-                const int iy = oy * a->stride - a->pad + ky * a->dilation;
-                uint8_t *d = bg + (size_t)oy * ow * 4 + l;
-                if (iy < 0 || iy >= a->in_h) {
-                    for (int ox = 0; ox < ow; ox++) d[ox * 4] = 128;
-                    continue;
-                }
-                const float *src = x + (size_t)iy * a->in_w;
-                for (int ox = 0; ox < ow; ox++) {
-                    const int ix = ox * a->stride - a->pad + kx * a->dilation;
-                    d[ox * 4] = (uint8_t)((ix >= 0 && ix < a->in_w ? bzn_quantize(src[ix], inv) : 0) + 128);
-                }
-            }
-            for (int j = n; j < npad; j++) bg[j * 4 + l] = 128;
+            base[l] = planes + (size_t)c * hp * wp;
+            dy[l] = ky * a->dilation;
+            dx[l] = kx * a->dilation;
         }
+        for (int oy = 0; oy < oh; oy++) {
+            const uint8_t *src[4];
+            for (int l = 0; l < 4; l++)
+                src[l] = base[l] ? base[l] + (size_t)(oy * a->stride + dy[l]) * wp + dx[l] : zeros;
+            uint8_t *d = bg + (size_t)oy * ow * 4;
+            if (a->stride == 1) {
+                bzn_s8_interleave4(src[0], src[1], src[2], src[3], ow, d);
+            } else {
+                for (int ox = 0; ox < ow; ox++)
+                    for (int l = 0; l < 4; l++) d[ox * 4 + l] = base[l] ? src[l][ox * a->stride] : 128;
+            }
+        }
+        memset(bg + (size_t)n * 4, 128, (size_t)(npad - n) * 4);
     }
 }
 
 static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     const cpu_qconv *q = a->prepared;
     const int n = a->out_h * a->out_w, npad = bzn_s8_npad(n), K = a->in_c * a->k * a->k;
-    uint8_t *b = scratch;
-    int32_t *c = (int32_t *)((uint8_t *)scratch + align64((size_t)bzn_s8_kpad(K) * npad));
-    cpu_quantize_im2col(a, b, ctx->threads);
+    const qscratch l = qconv_layout(a);
+    uint8_t *b = (uint8_t *)scratch + l.b, *planes = (uint8_t *)scratch + l.planes, *zeros = (uint8_t *)scratch + l.zeros;
+    int32_t *c = (int32_t *)((uint8_t *)scratch + l.c);
+    memset(zeros, 128, (size_t)npad);
+    cpu_quantize_planes(ctx, a, planes);
+    cpu_pack_b(ctx, a, planes, zeros, b);
     bzn_s8_gemm(ctx->s8, a->out_c, n, K, q->a, q->rowsum, b, c, ctx->threads);
 #pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int oc = 0; oc < a->out_c; oc++) {

@@ -42,4 +42,11 @@ void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsu
 void bzn_s8_gemm(bzn_s8_kernel kern, int m, int n, int k, const int8_t *a_packed, const int32_t *rowsum,
                  const uint8_t *b_packed, int32_t *c, int threads);
 
+/* dst[i] = bzn_quantize(x[i], inv_scale) + 128, vectorised where the kernel allows */
+void bzn_s8_quantize_row(bzn_s8_kernel kern, const float *x, int n, float inv_scale, uint8_t *dst);
+
+/* B rows from four byte runs of equal length: dst[4 i + l] = src_l[i] (SSE2) */
+void bzn_s8_interleave4(const uint8_t *s0, const uint8_t *s1, const uint8_t *s2, const uint8_t *s3, int n,
+                        uint8_t *dst);
+
 #endif

@@ -1,0 +1,5 @@
+#!/bin/sh
+# compare.sh - the engine against PyTorch eager FP32, side by side: see compare.py (--help).
+# compare.py needs only the standard library; it runs the PyTorch side with $BZN_PYTHON or
+# /usr/bin/python3, which must have torch.
+exec /usr/bin/python3 "$(dirname "$0")/compare.py" "$@"
