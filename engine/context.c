@@ -148,26 +148,43 @@ static bzn_status input_scale(const bzn_ctx *c, int node, float *out, bzn_error 
     return BZN_OK;
 }
 
-/* Per-output-channel symmetric quantization of the folded weights: scale = max|w| / 127. */
-static bzn_status quantize_weights(const bzn_conv_weights *cw, qconv *q, bzn_error *err) {
+void bzn_quantize_weights(const bzn_conv_weights *cw, int8_t *qweight, float *wscale) {
     const size_t per = (size_t)cw->cin * cw->k * cw->k;
-    q->qweight = malloc((size_t)cw->cout * per);
-    q->wscale = malloc((size_t)cw->cout * sizeof *q->wscale);
-    q->owned = 1;
-    if (!q->qweight || !q->wscale) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory quantizing '%s'", cw->name);
     for (int o = 0; o < cw->cout; o++) {
         const float *w = cw->weight + o * per;
         float amax = 0;
         for (size_t i = 0; i < per; i++) amax = fmaxf(amax, fabsf(w[i]));
         const float scale = amax > 0 ? amax / 127.0f : 1.0f;
-        q->wscale[o] = scale;
+        wscale[o] = scale;
         const float inv = 1.0f / scale;
-        for (size_t i = 0; i < per; i++) q->qweight[o * per + i] = (int8_t)bzn_quantize(w[i], inv);
+        for (size_t i = 0; i < per; i++) qweight[o * per + i] = (int8_t)bzn_quantize(w[i], inv);
     }
+}
+
+/* The weights of one INT8 convolution: those stored in an INT8 file, or quantized here. */
+static bzn_status int8_weights(const bzn_conv_weights *cw, qconv *q, bzn_error *err) {
+    if (cw->qweight) {
+        q->qweight = (int8_t *)cw->qweight;
+        q->wscale = (float *)cw->wscale;
+        return BZN_OK;
+    }
+    q->qweight = malloc((size_t)cw->cout * cw->cin * cw->k * cw->k);
+    q->wscale = malloc((size_t)cw->cout * sizeof *q->wscale);
+    q->owned = 1;
+    if (!q->qweight || !q->wscale) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory quantizing '%s'", cw->name);
+    bzn_quantize_weights(cw, q->qweight, q->wscale);
     return BZN_OK;
 }
 
 static bzn_status setup_int8(bzn_ctx *c, bzn_error *err) {
+    if (!c->opt.scales) { /* the scales stored in an INT8 weight file */
+        c->opt.scales = c->model->act_scales;
+        c->opt.n_scales = c->model->n_act_scales;
+        if (!c->opt.n_scales)
+            return bzn_fail(err, BZN_ERR_ARG,
+                            "INT8 needs activation scales: give a calibration cache (--calib) or use a model "
+                            "written by 'blazeneo quantize'");
+    }
     c->q = calloc((size_t)c->g.n_nodes, sizeof *c->q);
     if (!c->q) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     /* every name in keep_fp32 must be a convolution of this network */
@@ -184,8 +201,9 @@ static bzn_status setup_int8(bzn_ctx *c, bzn_error *err) {
     for (int i = 0; i < c->g.n_nodes; i++) {
         const bzn_node *n = &c->g.nodes[i];
         if (n->kind != BZN_NODE_CONV || in_list(c->opt.keep_fp32, n->name)) continue;
+        if (c->model->int8_file && !n->conv->qweight) continue; /* kept in FP32 when quantized */
         bzn_status s = input_scale(c, i, &c->q[i].in_scale, err);
-        if (s == BZN_OK) s = quantize_weights(n->conv, &c->q[i], err);
+        if (s == BZN_OK) s = int8_weights(n->conv, &c->q[i], err);
         if (s != BZN_OK) return s;
     }
     return BZN_OK;

@@ -54,6 +54,10 @@ typedef struct {
     float *weight; /* [cout][cin][k][k], BatchNorm folded in */
     float *bias;   /* [cout] or NULL */
     int64_t params; /* as PyTorch counts them: conv weight + BN weight and bias */
+    /* from an INT8 weight file: the stored int8 weights and per-channel scales (point into
+     * the mapped file); NULL otherwise (INT8 contexts then quantize `weight` themselves) */
+    const int8_t *qweight;
+    const float *wscale;
 } bzn_conv_weights;
 
 typedef struct {

@@ -2,6 +2,7 @@
  * model.c - opening a model: validate the weight file, then build the network once to
  * check every tensor against the architecture and fold BatchNorm into the convolutions.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,42 @@ const char *bzn_aggregation_name(bzn_aggregation a) {
     return (unsigned)a < 4 ? names[a] : "?";
 }
 
+/* INT8 weight files carry one `<tensor>.act_scale` (f32, one value) per activation tensor. */
+static bzn_status load_act_scales(bzn_model *m, bzn_error *err) {
+    static const char suffix[] = ".act_scale";
+    const size_t sl = sizeof suffix - 1;
+    for (int pass = 0; pass < 2; pass++) {
+        int n = 0;
+        for (int i = 0; i < m->wf.count; i++) {
+            const bzn_wf_tensor *t = &m->wf.tensors[i];
+            size_t len = strlen(t->name);
+            if (len <= sl || strcmp(t->name + len - sl, suffix)) continue;
+            if (pass == 1) {
+                float v;
+                if (t->dtype != BZN_DT_F32 || t->ndim != 1 || t->shape[0] != 1)
+                    return bzn_fail(err, BZN_ERR_FORMAT, "tensor '%s' must hold one f32 value", t->name);
+                memcpy(&v, t->data, 4);
+                if (!(v > 0) || !isfinite(v))
+                    return bzn_fail(err, BZN_ERR_FORMAT, "tensor '%s': invalid activation scale %g", t->name, v);
+                char *name = malloc(len - sl + 1);
+                if (!name) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+                memcpy(name, t->name, len - sl);
+                name[len - sl] = 0;
+                m->act_scales[n].name = name;
+                m->act_scales[n].scale = v;
+                m->n_act_scales = n + 1;
+                m->used[i] = 1;
+            }
+            n++;
+        }
+        if (pass == 0 && n) {
+            m->act_scales = calloc((size_t)n, sizeof *m->act_scales);
+            if (!m->act_scales) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+        }
+    }
+    return BZN_OK;
+}
+
 static bzn_status finish_open(bzn_model *m, bzn_error *err) {
     m->used = calloc((size_t)m->wf.count, 1);
     if (!m->used) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
@@ -22,6 +59,8 @@ static bzn_status finish_open(bzn_model *m, bzn_error *err) {
     bzn_status s = bzn_network_build(m, 1, c->default_height, c->default_width, 1, &g, err);
     bzn_graph_free(&g);
     if (s != BZN_OK) return s;
+    s = load_act_scales(m, err);
+    if (s != BZN_OK) return s;
     for (int i = 0; i < m->wf.count; i++)
         if (!m->used[i])
             return bzn_fail(err, BZN_ERR_FORMAT, "tensor '%s' is not part of a BlazeNeo %s%s network",
@@ -29,6 +68,7 @@ static bzn_status finish_open(bzn_model *m, bzn_error *err) {
                             c->has_aux ? " with auxiliary branch" : "");
     for (int i = 0; i < m->n_convs; i++) {
         const char *n = m->convs[i].name;
+        if (m->convs[i].qweight) m->int8_file = 1;
         int aux = strncmp(n, "agg1.", 5) == 0 || strncmp(n, "head_1.", 7) == 0;
         m->params_total += m->convs[i].params;
         if (!aux) m->params_main += m->convs[i].params;
@@ -70,6 +110,8 @@ void bzn_model_free(bzn_model *m) {
     }
     free(m->convs);
     free(m->used);
+    for (int i = 0; i < m->n_act_scales; i++) free((char *)m->act_scales[i].name);
+    free(m->act_scales);
     bzn_wfile_close(&m->wf);
     free(m);
 }

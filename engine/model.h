@@ -12,6 +12,13 @@ struct bzn_model {
     int n_convs, cap_convs;
     unsigned char *used;        /* per file tensor: consumed by the network */
     int64_t params_main, params_total;
+    bzn_tensor_scale *act_scales; /* INT8 weight files: activation scales (`<tensor>.act_scale`) */
+    int n_act_scales;
+    int int8_file;                /* written by `blazeneo quantize`: its float convs stay FP32 */
 };
+
+/* Per-output-channel symmetric int8 quantization of folded weights: scale = max|w| / 127.
+ * qweight: cout * per bytes, wscale: cout floats. */
+void bzn_quantize_weights(const bzn_conv_weights *cw, int8_t *qweight, float *wscale);
 
 #endif

@@ -218,6 +218,16 @@ void bzn_confusion_add(bzn_confusion *c, const uint8_t *pred, const uint8_t *tru
 double bzn_dice(const bzn_confusion *c, int metric);
 double bzn_iou(const bzn_confusion *c, int metric);
 
+/* ---- INT8 weight files -------------------------------------------------------------- */
+
+/* Write an INT8 weight file: BatchNorm folded into every convolution, weights int8 per output
+ * channel (those named in keep_fp32, comma-separated, stay f32), biases f32, and the activation
+ * scales; about a quarter of the f32 file. The scales must cover every tensor an INT8 context
+ * of this model needs (checked by building one); `weight_scale` tensors are referenced from the
+ * int8 weights, activation scales are stored as `<tensor>.act_scale`. */
+bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales, int n_scales,
+                              const char *keep_fp32, const char *out_path, bzn_error *err);
+
 /* ---- images (JPEG in, PNG out, the spec's resize) --------------------------------- */
 
 typedef struct {

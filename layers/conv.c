@@ -57,8 +57,8 @@ static const bzn_wf_tensor *get_tensor(bzn_builder *b, const char *name, int ndi
                          want);
         return NULL;
     }
-    if (t->dtype == BZN_DT_I8) {
-        bzn_builder_fail(b, BZN_ERR_UNSUPPORTED, "tensor '%s' is int8: this engine runs f32/f16 weights", name);
+    if (t->dtype == BZN_DT_I8 && (ndim != 4 || t->scale_index == BZN_WF_NO_SCALE)) {
+        bzn_builder_fail(b, BZN_ERR_FORMAT, "tensor '%s' is int8 but not a convolution weight with scales", name);
         return NULL;
     }
     b->model->used[t - wf->tensors] = 1;
@@ -66,6 +66,7 @@ static const bzn_wf_tensor *get_tensor(bzn_builder *b, const char *name, int ndi
 }
 
 static float tensor_at(const bzn_wf_tensor *t, size_t i) {
+    if (t->dtype == BZN_DT_I8) return (float)((const int8_t *)t->data)[i];
     if (t->dtype == BZN_DT_F16) {
         uint16_t h;
         memcpy(&h, (const uint8_t *)t->data + 2 * i, 2);
@@ -76,19 +77,36 @@ static float tensor_at(const bzn_wf_tensor *t, size_t i) {
     return f;
 }
 
-/* Fold one convolution (and its BN) from the weight file into model->convs. */
+/* Fold one convolution (and its BN) from the weight file into model->convs.
+ * A file written by `blazeneo quantize` is already folded: `<name>.conv.bias` holds the
+ * folded bias (no BatchNorm tensors), and `<name>.conv.weight` may be int8 with per-output-
+ * channel scales; its float weights are then the dequantized ones. */
 static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, int cout, int k,
                                     const char *bn_key) {
     char key[160];
     snprintf(key, sizeof key, "%s.conv.weight", name);
     const bzn_wf_tensor *w = get_tensor(b, key, 4, (int[]){cout, cin, k, k});
+    const bzn_wf_tensor *wscale = NULL, *folded_bias = NULL;
     const bzn_wf_tensor *bn[4] = {NULL, NULL, NULL, NULL};
     static const char *bn_names[4] = {"weight", "bias", "running_mean", "running_var"};
-    if (bn_key)
+    snprintf(key, sizeof key, "%s.conv.bias", name);
+    if (bzn_wfile_find(&b->model->wf, key)) {
+        folded_bias = get_tensor(b, key, 1, (int[]){cout});
+    } else if (bn_key) {
         for (int i = 0; i < 4; i++) {
             snprintf(key, sizeof key, "%s.%s.%s", name, bn_key, bn_names[i]);
             bn[i] = get_tensor(b, key, 1, (int[]){cout});
         }
+    }
+    if (b->status == BZN_OK && w->dtype == BZN_DT_I8) {
+        wscale = &b->model->wf.tensors[w->scale_index];
+        if (wscale->dtype != BZN_DT_F32 || wscale->ndim != 1 || wscale->shape[0] != (uint32_t)cout) {
+            bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight': its scales '%s' are not %d f32 values", name,
+                             wscale->name, cout);
+            return NULL;
+        }
+        b->model->used[w->scale_index] = 1;
+    }
     if (b->status != BZN_OK) return NULL;
 
     bzn_model *m = b->model;
@@ -109,17 +127,24 @@ static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, i
     cw->cout = cout;
     cw->k = k;
     const size_t per_out = (size_t)cin * k * k;
+    const int has_bias = bn_key || folded_bias;
     cw->weight = malloc((size_t)cout * per_out * sizeof *cw->weight);
-    cw->bias = bn_key ? malloc((size_t)cout * sizeof *cw->bias) : NULL;
-    if (!cw->weight || (bn_key && !cw->bias)) {
+    cw->bias = has_bias ? malloc((size_t)cout * sizeof *cw->bias) : NULL;
+    if (!cw->weight || (has_bias && !cw->bias)) {
         free(cw->weight);
         free(cw->bias);
         bzn_builder_fail(b, BZN_ERR_NOMEM, "out of memory folding '%s'", name);
         return NULL;
     }
+    if (wscale) {
+        cw->qweight = (const int8_t *)w->data;
+        cw->wscale = (const float *)wscale->data;
+    }
     for (int o = 0; o < cout; o++) {
-        float s = 1.0f;
-        if (bn_key) {
+        float s = wscale ? tensor_at(wscale, o) : 1.0f;
+        if (folded_bias) {
+            cw->bias[o] = tensor_at(folded_bias, o);
+        } else if (bn_key) {
             const float gamma = tensor_at(bn[0], o), beta = tensor_at(bn[1], o);
             const float mean = tensor_at(bn[2], o), var = tensor_at(bn[3], o);
             if (!(var >= 0) || !isfinite(var) || !isfinite(gamma) || !isfinite(beta) || !isfinite(mean)) {
@@ -131,6 +156,12 @@ static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, i
             }
             s = gamma / sqrtf(var + BN_EPS);
             cw->bias[o] = beta - s * mean;
+        }
+        if (!isfinite(s) || (cw->bias && !isfinite(cw->bias[o]))) {
+            free(cw->weight);
+            free(cw->bias);
+            bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s': non-finite scale or bias at channel %d", name, o);
+            return NULL;
         }
         for (size_t i = 0; i < per_out; i++) cw->weight[o * per_out + i] = s * tensor_at(w, o * per_out + i);
     }

@@ -1,0 +1,110 @@
+/*
+ * quantize.c - writing INT8 weight files (see bzn_quantize_model in blazeneo.h).
+ *
+ * What TensorRT does to a convolution, done once and stored: fold BatchNorm into it, then
+ * quantize each output channel's weights symmetrically (scale = max|w| / 127). The file keeps
+ * the model's configuration and PyTorch names, so everything else (tracing, evaluation) works
+ * unchanged; the activation scales from calibration travel with it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+
+bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales, int n_scales, const char *keep_fp32,
+                              const char *out_path, bzn_error *err) {
+    if (!m || !out_path || (!scales && n_scales)) return bzn_fail(err, BZN_ERR_ARG, "invalid arguments");
+    if (m->int8_file) return bzn_fail(err, BZN_ERR_ARG, "this model is already quantized");
+    /* an INT8 context checks the scales (every tensor it needs, nothing unknown) and keep_fp32 */
+    bzn_ctx_options o = bzn_ctx_default_options(m);
+    o.backend = BZN_BACKEND_REF; /* no packing needed */
+    o.run_aux = 0; /* the main path must be covered; the auxiliary head's scales are optional */
+    o.precision = BZN_PRECISION_INT8;
+    o.scales = scales;
+    o.n_scales = n_scales;
+    o.keep_fp32 = keep_fp32;
+    bzn_ctx *check;
+    bzn_status s = bzn_ctx_create(m, &o, &check, err);
+    if (s != BZN_OK) return s;
+    bzn_ctx_free(check);
+
+    /* per conv: weight (+ weight_scale) (+ bias); then one act_scale per tensor */
+    const int cap = 3 * m->n_convs + n_scales;
+    bzn_wf_input *t = calloc((size_t)cap, sizeof *t);
+    char (*names)[BZN_WF_NAME_BYTES] = calloc((size_t)cap, sizeof *names);
+    void **owned = calloc((size_t)cap, sizeof *owned);
+    int n = 0;
+    if (!t || !names || !owned) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    for (int i = 0; s == BZN_OK && i < m->n_convs; i++) {
+        const bzn_conv_weights *cw = &m->convs[i];
+        const size_t per = (size_t)cw->cin * cw->k * cw->k;
+        const size_t nl = strlen(cw->name);
+        int keep = 0;
+        for (const char *p = keep_fp32; p && *p;) { /* exact match within the comma list */
+            const char *e = strchr(p, ',');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            if (l == nl && !strncmp(p, cw->name, nl)) keep = 1;
+            p = e ? e + 1 : NULL;
+        }
+        if (snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.weight", cw->name) >= (int)BZN_WF_NAME_BYTES) {
+            s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "name too long: %s", cw->name);
+            break;
+        }
+        t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 4, {(uint32_t)cw->cout, (uint32_t)cw->cin, (uint32_t)cw->k, (uint32_t)cw->k},
+                              cw->weight, BZN_WF_NO_SCALE};
+        if (!keep) {
+            int8_t *q = malloc((size_t)cw->cout * per);
+            float *ws = malloc((size_t)cw->cout * sizeof *ws);
+            owned[n] = q;
+            owned[n + 1] = ws;
+            if (!q || !ws) {
+                s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+                break;
+            }
+            bzn_quantize_weights(cw, q, ws);
+            t[n].dtype = BZN_DT_I8;
+            t[n].data = q;
+            t[n].scale_index = (uint32_t)(n + 1);
+            n++;
+            snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.weight_scale", cw->name);
+            t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 1, {(uint32_t)cw->cout, 0, 0, 0}, ws, BZN_WF_NO_SCALE};
+        }
+        n++;
+        if (cw->bias) {
+            snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.bias", cw->name);
+            t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 1, {(uint32_t)cw->cout, 0, 0, 0}, cw->bias, BZN_WF_NO_SCALE};
+            n++;
+        }
+    }
+    for (int i = 0; s == BZN_OK && i < n_scales; i++) {
+        if (snprintf(names[n], BZN_WF_NAME_BYTES, "%s.act_scale", scales[i].name) >= (int)BZN_WF_NAME_BYTES) {
+            s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "tensor name too long: %s", scales[i].name);
+            break;
+        }
+        t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 1, {1, 0, 0, 0}, &scales[i].scale, BZN_WF_NO_SCALE};
+        n++;
+    }
+    /* written beside the destination; it must load back before it replaces anything */
+    char *tmp = NULL;
+    if (s == BZN_OK && !(tmp = malloc(strlen(out_path) + 16))) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    if (s == BZN_OK) {
+        sprintf(tmp, "%s.partial", out_path);
+        s = bzn_wfile_write(tmp, &m->wf.config, t, n, err);
+    }
+    if (s == BZN_OK) {
+        bzn_model *back = NULL;
+        s = bzn_model_open(tmp, &back, err);
+        bzn_model_free(back);
+        if (s == BZN_OK && rename(tmp, out_path) != 0)
+            s = bzn_fail(err, BZN_ERR_IO, "%s: cannot move the quantized file into place", out_path);
+        if (s != BZN_OK) remove(tmp);
+    }
+    free(tmp);
+    for (int i = 0; owned && i < cap; i++) free(owned[i]);
+    free(owned);
+    free(names);
+    free(t);
+    return s;
+}
