@@ -202,37 +202,45 @@ bzn_status bzn_calib_hist_observe(bzn_calib_hist *h, const float *x, size_t n, b
 /* KL(P || Q) for a candidate of i bins (see the top of the file). b(j) is the histogram with
  * bins[0] replaced by bins[1]; `tail` is the mass of bins i.. that P folds into its last bin;
  * `total` the mass of all bins (the sum of P). scipy.stats.entropy's rules: NaN when Q sums to
- * 0, +inf when some p > 0 meets q = 0. */
+ * 0, +inf when some p > 0 meets q = 0.
+ * Bin j belongs to group floor(j * 128 / i), so group g is the run of bins from
+ * ceil(g * i / 128) up to ceil((g + 1) * i / 128): walking the groups visits the bins in order,
+ * and every sum below adds the same numbers in the same order as a walk over the bins would. */
 static double kl_divergence(const uint64_t *hist, size_t i, uint64_t tail, uint64_t total) {
 #define B(j) ((j) == 0 ? hist[1] : hist[j])
-    double gsum[GROUPS] = {0}; /* each group's mass */
-    uint32_t gcnt[GROUPS] = {0}; /* its non-empty bins */
-    for (size_t j = 0; j < i; j++) {
-        uint64_t c = B(j);
-        if (c) {
-            size_t g = j * GROUPS / i; /* floor(j * 128 / i) */
-            gsum[g] += (double)c;
-            gcnt[g]++;
+    size_t edge[GROUPS + 1];   /* group g = bins edge[g] .. edge[g+1]-1 */
+    double mean[GROUPS];       /* Q on the group's non-empty bins: its mass / their number */
+    uint32_t nonempty[GROUPS];
+    for (size_t g = 0; g <= GROUPS; g++) edge[g] = (g * i + GROUPS - 1) / GROUPS;
+    double qsum = 0.0; /* the sum of Q, bin by bin */
+    for (size_t g = 0; g < GROUPS; g++) {
+        double mass = 0.0;
+        uint32_t k = 0;
+        for (size_t j = edge[g]; j < edge[g + 1]; j++) {
+            uint64_t c = B(j);
+            if (c) {
+                mass += (double)c;
+                k++;
+            }
         }
+        nonempty[g] = k;
+        mean[g] = k ? mass / k : 0.0;
+        for (uint32_t r = 0; r < k; r++) qsum += mean[g];
     }
-    /* Q_j = its group's mean over non-empty bins, 0 on empty bins; qsum normalises it */
-    double qsum = 0.0;
-    for (size_t j = 0; j < i; j++)
-        if (B(j)) {
-            size_t g = j * GROUPS / i;
-            qsum += gsum[g] / gcnt[g];
-        }
     if (qsum == 0.0) return NAN;
     const double psum = (double)total;
     double kl = 0.0;
-    for (size_t j = 0; j < i; j++) {
-        uint64_t c = B(j);
-        double pj = (double)c + (j == i - 1 ? (double)tail : 0.0);
-        if (pj == 0.0) continue;       /* p = 0 contributes nothing */
-        if (c == 0) return INFINITY;   /* p > 0 where Q is empty */
-        size_t g = j * GROUPS / i;
-        double p = pj / psum, q = (gsum[g] / gcnt[g]) / qsum;
-        kl += p * log(p / q);
+    for (size_t g = 0; g < GROUPS; g++) {
+        if (!nonempty[g] && edge[g + 1] != i) continue; /* all empty, and P's last bin is elsewhere */
+        const double q = mean[g] / qsum;
+        for (size_t j = edge[g]; j < edge[g + 1]; j++) {
+            uint64_t c = B(j);
+            double pj = (double)c + (j == i - 1 ? (double)tail : 0.0);
+            if (pj == 0.0) continue;     /* p = 0 contributes nothing */
+            if (c == 0) return INFINITY; /* p > 0 where Q is empty */
+            double p = pj / psum;
+            kl += p * log(p / q);
+        }
     }
     return kl;
 #undef B
@@ -649,7 +657,7 @@ bzn_status bzn_calib_cache_parse(const void *data, size_t size, bzn_calib_table 
             continue;
         }
         if (len == 0) {
-            if (!p || !*p) break; /* the newline that ends the file */
+            if (!nl) break; /* after the newline that ends the file */
             s = bzn_fail(err, BZN_ERR_FORMAT, "line %d: empty line", ln);
             break;
         }
@@ -755,14 +763,14 @@ bzn_status bzn_calib_cache_read(const char *path, bzn_calib_table **out, bzn_err
 
 /* appends to a bounded message; once full, counts what did not fit */
 typedef struct {
-    char buf[400];
+    char buf[170]; /* two lists and the text around them fit bzn_error's 512 bytes */
     size_t len;
     int dropped;
 } msg_list;
 
 static void msg_add(msg_list *m, const char *item) {
     size_t need = strlen(item) + 2;
-    if (m->dropped || m->len + need >= sizeof m->buf - 24) {
+    if (m->dropped || m->len + need >= sizeof m->buf) {
         m->dropped++;
         return;
     }

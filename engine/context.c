@@ -142,9 +142,10 @@ static bzn_status input_scale(const bzn_ctx *c, int node, float *out, bzn_error 
         }
         if (!found) return bzn_fail(err, BZN_ERR_ARG, "INT8: cannot tell which layer produces the input of '%s'", n->name);
     }
-    if (!(best > 0) || !isfinite(best))
+    if (!(best >= 0) || !isfinite(best))
         return bzn_fail(err, BZN_ERR_FORMAT, "INT8: invalid activation scale %g for the input of '%s'", best, n->name);
-    *out = best;
+    /* scale 0: the tensor was exactly 0 in calibration; quantize it (almost) to 0 */
+    *out = best > 0 ? best : 1e-30f;
     return BZN_OK;
 }
 

@@ -30,7 +30,7 @@ static bzn_status load_act_scales(bzn_model *m, bzn_error *err) {
                 if (t->dtype != BZN_DT_F32 || t->ndim != 1 || t->shape[0] != 1)
                     return bzn_fail(err, BZN_ERR_FORMAT, "tensor '%s' must hold one f32 value", t->name);
                 memcpy(&v, t->data, 4);
-                if (!(v > 0) || !isfinite(v))
+                if (!(v >= 0) || !isfinite(v))
                     return bzn_fail(err, BZN_ERR_FORMAT, "tensor '%s': invalid activation scale %g", t->name, v);
                 char *name = malloc(len - sl + 1);
                 if (!name) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
