@@ -286,26 +286,51 @@ static void cpu_conv(void *vctx, const bzn_conv_args *a, void *scratch) {
     cpu_epilogue(a, ctx->threads);
 }
 
+/* one channel; K is a compile-time constant in the specialised calls below, so the window
+ * loops unroll. NaN wins, as in PyTorch. */
+static inline void pool_channel(const bzn_pool_args *a, const float *x, float *o, const int K) {
+    for (int oy = 0; oy < a->out_h; oy++) {
+        const int y0 = oy * a->stride - a->pad;
+        for (int ox = 0; ox < a->out_w; ox++) {
+            const int x0 = ox * a->stride - a->pad;
+            float m = -INFINITY;
+            if (y0 >= 0 && x0 >= 0 && y0 + K <= a->in_h && x0 + K <= a->in_w) { /* interior */
+                const float *w = x + (size_t)y0 * a->in_w + x0;
+                int nan = 0;
+                for (int ky = 0; ky < K; ky++)
+                    for (int kx = 0; kx < K; kx++) {
+                        const float v = w[(size_t)ky * a->in_w + kx];
+                        m = v > m ? v : m; /* maxss */
+                        nan |= v != v;
+                    }
+                if (nan) m = NAN;
+            } else {
+                for (int ky = 0; ky < K; ky++) {
+                    const int y = y0 + ky;
+                    if (y < 0 || y >= a->in_h) continue;
+                    for (int kx = 0; kx < K; kx++) {
+                        const int xx = x0 + kx;
+                        if (xx < 0 || xx >= a->in_w) continue;
+                        const float v = x[(size_t)y * a->in_w + xx];
+                        m = (v > m || v != v) ? v : m;
+                    }
+                }
+            }
+            o[(size_t)oy * a->out_w + ox] = m;
+        }
+    }
+}
+
 static void cpu_maxpool(void *vctx, const bzn_pool_args *a) {
     cpu_ctx *ctx = vctx;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int c = 0; c < a->c; c++) {
         const float *x = a->in + (size_t)c * a->in_h * a->in_w;
         float *o = a->out + (size_t)c * a->out_h * a->out_w;
-        for (int oy = 0; oy < a->out_h; oy++) {
-            const int y0 = oy * a->stride - a->pad;
-            const int ya = y0 < 0 ? 0 : y0, yb = y0 + a->k > a->in_h ? a->in_h : y0 + a->k;
-            for (int ox = 0; ox < a->out_w; ox++) {
-                const int x0 = ox * a->stride - a->pad;
-                const int xa = x0 < 0 ? 0 : x0, xb = x0 + a->k > a->in_w ? a->in_w : x0 + a->k;
-                float m = -INFINITY;
-                for (int y = ya; y < yb; y++)
-                    for (int xx = xa; xx < xb; xx++) {
-                        const float v = x[(size_t)y * a->in_w + xx];
-                        if (v > m || isnan(v)) m = v;
-                    }
-                o[(size_t)oy * a->out_w + ox] = m;
-            }
+        switch (a->k) { /* BlazeNeo's two pools get unrolled windows */
+        case 2: pool_channel(a, x, o, 2); break;
+        case 3: pool_channel(a, x, o, 3); break;
+        default: pool_channel(a, x, o, a->k); break;
         }
     }
 }
