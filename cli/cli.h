@@ -9,19 +9,52 @@
 #define EXIT_FAIL 1  /* bad input or runtime failure */
 #define EXIT_USAGE 2 /* wrong command line */
 
+int cmd_calibrate(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_segment(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_sensitivity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_stream(int argc, char **argv);
 
 /* "cpu" (OpenBLAS) or "ref" (plain C reference); 0 on success */
 int cli_parse_backend(const char *s, bzn_backend_kind *out);
 const char *cli_backend_name(bzn_backend_kind b);
-/* precisions this build runs: "fp32"; 0 on success */
-int cli_parse_precision(const char *s);
+/* "fp32" or "int8"; 0 on success */
+int cli_parse_precision(const char *s, bzn_precision *out);
+
+/* How a command wants its context: every running command fills one from its options. */
+typedef struct {
+    int width, height;         /* 0: the model's default */
+    bzn_backend_kind backend;
+    bzn_precision precision;
+    const char *calib;         /* INT8 with an FP32/FP16 model: a calibration cache */
+    const char *keep_fp32;     /* INT8: comma-separated layers kept in FP32 */
+    int threads, run_aux, keep_intermediates;
+} cli_config;
+
+/* The precision options every running command takes: -p, --calib, --keep-fp32. Put
+ * CLI_PRECISION_OPTIONS in the getopt_long table ("p:" in the short options) and pass every
+ * option to cli_precision_option: 1 handled, 0 not a precision option, -1 bad value (printed). */
+#define CLI_OPT_CALIB 0x1001
+#define CLI_OPT_KEEP_FP32 0x1002
+#define CLI_PRECISION_OPTIONS                                                                      \
+    {"precision", required_argument, 0, 'p'}, {"calib", required_argument, 0, CLI_OPT_CALIB},      \
+        {"keep-fp32", required_argument, 0, CLI_OPT_KEEP_FP32}
+#define CLI_PRECISION_HELP                                                                         \
+    "  -p, --precision P  fp32 (default) or int8: an INT8 weight file (blazeneo quantize),\n"     \
+    "                     or an FP32 model with --calib\n"                                        \
+    "  --calib CACHE      INT8 activation scales from a calibration cache (blazeneo calibrate)\n" \
+    "  --keep-fp32 NAMES  INT8: comma-separated convolutions kept in FP32\n"
+int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *cfg);
+
+/* Open a model, or create a context of one, as cfg says (reading and checking the calibration
+ * cache for INT8); errors are printed as "blazeneo <cmd>: ..."; 0 on success. */
+int cli_open(const char *cmd, const char *model_path, const cli_config *cfg, bzn_model **m, bzn_ctx **c);
+int cli_ctx_create(const char *cmd, const bzn_model *m, const cli_config *cfg, bzn_ctx **c);
 
 /* "352" or "512x384" (width x height); 0 on success */
 int cli_parse_size(const char *s, int *width, int *height);
@@ -42,9 +75,6 @@ int cli_collect_images(const char *cmd, char **args, int n, cli_list *out);
 void cli_list_free(cli_list *l);
 /* file name without directory and extension, into buf */
 void cli_stem(const char *path, char *buf, size_t size);
-/* open a model and a context with the given options; prints errors; 0 on success */
-int cli_open(const char *cmd, const char *model_path, int width, int height, int run_aux, int keep,
-             int threads, bzn_backend_kind backend, bzn_model **m, bzn_ctx **c);
 double cli_now_ms(void);
 
 #endif

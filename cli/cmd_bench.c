@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -48,7 +49,7 @@ static void help(void) {
            "reported as min / median / mean / p90 / p99 / max in ms, and FPS = batch * 1000 / median.\n\n"
            "  -m, --model FILE     weight file\n"
            "  -b, --backend B      cpu (OpenBLAS, default) or ref (plain C reference, slow)\n"
-           "  -p, --precision P    fp32 (default; the only one this build runs)\n"
+           CLI_PRECISION_HELP
            "  -s, --size SIZE      network input size, multiple of 32 (default: the model's, 352)\n"
            "  --batch N            frames per timed iteration (default 1). The engine runs one frame\n"
            "                       at a time, so batch N means N frames back to back in each\n"
@@ -67,6 +68,7 @@ static void help(void) {
            "Timings on a shared or busy machine are noisy: compare configurations measured side by\n"
            "side (bench/compare.py does so against PyTorch), not figures taken at different times.\n");
 }
+
 
 /* ---- statistics ------------------------------------------------------------------------- */
 
@@ -150,8 +152,8 @@ static int resolved_threads(int threads, bzn_backend_kind backend) {
 #endif
 }
 
-/* First samples/<name>.jpeg (sorted) in the current folder, then beside the executable
- * (build/blazeneo -> samples/), into path; 0 when found. */
+/* First samples/<name>.jpeg (sorted) in the current folder, then in the executable's folder
+ * and its parent (build/blazeneo -> samples/), into path; 0 when found. */
 static int find_sample(char *path, size_t size) {
     char exe[PATH_MAX - 64], dirs[3][PATH_MAX];
     int nd = 0;
@@ -161,9 +163,12 @@ static int find_sample(char *path, size_t size) {
         exe[n] = 0;
         char *slash = strrchr(exe, '/');
         if (slash) {
-            *slash = 0;
-            snprintf(dirs[nd++], sizeof dirs[0], "%s/../samples", exe);
+            *slash = 0; /* the executable's folder, e.g. /src/build */
             snprintf(dirs[nd++], sizeof dirs[0], "%s/samples", exe);
+            if ((slash = strrchr(exe, '/'))) {
+                *slash = 0; /* its parent, e.g. /src */
+                snprintf(dirs[nd++], sizeof dirs[0], "%s/samples", exe);
+            }
         }
     }
     for (int d = 0; d < nd; d++) {
@@ -287,7 +292,13 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
         return -1;
     }
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
+    int fd = mkstemp(tmp); /* a unique name in the same folder, so rename() is atomic */
+    if (fd >= 0) {
+        /* mkstemp creates the file 0600: give it the usual permissions (0666 less the umask) */
+        mode_t mask = umask(0);
+        umask(mask);
+        fchmod(fd, 0666 & ~mask);
+    }
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
         fprintf(stderr, "blazeneo %s: cannot write '%s': %s\n", CMD, path, strerror(errno));
@@ -418,7 +429,11 @@ static void print_report(const bench_result *r) {
            cli_backend_name(r->backend), r->precision, r->width, r->height, r->threads, r->threads == 1 ? "" : "s",
            r->batch);
     printf("machine       : %s, %ld CPU%s online\n", r->cpu, r->nproc, r->nproc == 1 ? "" : "s");
-    printf("frame         : %s (%dx%d), decoded once and kept in memory\n", r->image, r->frame_w, r->frame_h);
+    if (strcmp(r->image, "synthetic") == 0)
+        printf("frame         : synthetic %dx%d (no --image, no samples/ found), kept in memory\n", r->frame_w,
+               r->frame_h);
+    else
+        printf("frame         : %s (%dx%d), decoded once and kept in memory\n", r->image, r->frame_w, r->frame_h);
     printf("runs          : %d timed iteration%s of %d frame%s after %d warm-up\n\n", r->iters,
            r->iters == 1 ? "" : "s", r->batch, r->batch == 1 ? "" : "s", r->warmup);
     printf("  %-14s %8s %8s %8s %8s %8s %8s %9s\n", "ms/iteration", "min", "median", "mean", "p90", "p99", "max",
@@ -438,13 +453,14 @@ int cmd_bench(int argc, char **argv) {
     enum { OPT_BATCH = 256, OPT_WARMUP, OPT_IMAGE, OPT_LAYERS, OPT_SVG, OPT_JSON };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"backend", required_argument, 0, 'b'},
-        {"precision", required_argument, 0, 'p'}, {"size", required_argument, 0, 's'},
+        {"size", required_argument, 0, 's'},
         {"batch", required_argument, 0, OPT_BATCH}, {"iters", required_argument, 0, 'n'},
         {"warmup", required_argument, 0, OPT_WARMUP}, {"threads", required_argument, 0, 't'},
         {"image", required_argument, 0, OPT_IMAGE}, {"layers", no_argument, 0, OPT_LAYERS},
         {"svg", required_argument, 0, OPT_SVG},    {"json", no_argument, 0, OPT_JSON},
-        {"help", no_argument, 0, 'h'},             {0}};
-    const char *model = NULL, *image = NULL, *svg = NULL, *precision = "fp32";
+        {"help", no_argument, 0, 'h'},             CLI_PRECISION_OPTIONS, {0}};
+    const char *model = NULL, *image = NULL, *svg = NULL;
+    cli_config pcfg = {0}; /* -p, --calib, --keep-fp32 */
     int w = 0, h = 0, batch = 1, iters = 20, warmup = 3, threads = 0, layers = 0, json = 0, c;
     bzn_backend_kind backend = BZN_BACKEND_CPU;
     optind = 1;
@@ -453,12 +469,6 @@ int cmd_bench(int argc, char **argv) {
         case 'm': model = optarg; break;
         case 'b':
             if (cli_parse_backend(optarg, &backend)) return cli_usage_error(CMD, "unknown backend '%s' (cpu, ref)", optarg);
-            break;
-        case 'p':
-            /* The precision is half of a configuration. fp32 needs nothing on the context; a new
-             * precision is added to cli_parse_precision and set on the context options below. */
-            if (cli_parse_precision(optarg)) return cli_usage_error(CMD, "unknown precision '%s' (fp32)", optarg);
-            precision = optarg;
             break;
         case 's':
             if (cli_parse_size(optarg, &w, &h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
@@ -484,7 +494,11 @@ int cmd_bench(int argc, char **argv) {
         case OPT_SVG: svg = optarg; break;
         case OPT_JSON: json = 1; break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error(CMD, "unknown option");
+        default: {
+            const int r = cli_precision_option(CMD, c, optarg, &pcfg);
+            if (r < 0) return EXIT_USAGE;
+            if (r == 0) return cli_usage_error(CMD, "unknown option");
+        }
         }
     }
     if (!model) return cli_usage_error(CMD, "no model given (-m MODEL)");
@@ -504,8 +518,12 @@ int cmd_bench(int argc, char **argv) {
 
     bzn_model *m = NULL;
     bzn_ctx *ctx = NULL;
-    /* main path only (run_aux 0), as at deployment and in the paper's latency tables */
-    if (cli_open(CMD, model, w, h, 0, 0, threads, backend, &m, &ctx)) {
+    /* main path only, as at deployment and in the paper's latency tables */
+    pcfg.width = w;
+    pcfg.height = h;
+    pcfg.threads = threads;
+    pcfg.backend = backend;
+    if (cli_open(CMD, model, &pcfg, &m, &ctx)) {
         bzn_image_free(&img);
         return EXIT_FAIL;
     }
@@ -513,7 +531,7 @@ int cmd_bench(int argc, char **argv) {
     bench_result r;
     memset(&r, 0, sizeof r);
     r.model = model;
-    r.precision = precision;
+    r.precision = bzn_precision_name(pcfg.precision);
     r.image = image ? image : "synthetic";
     r.backend = backend;
     r.threads = resolved_threads(threads, backend);
@@ -609,7 +627,7 @@ int cmd_bench(int argc, char **argv) {
     if (svg) {
         char title[512];
         snprintf(title, sizeof title, "BlazeNeo %dx%d, %s %s, %d thread%s (%s)", r.width, r.height,
-                 cli_backend_name(backend), precision, r.threads, r.threads == 1 ? "" : "s", r.cpu);
+                 cli_backend_name(backend), r.precision, r.threads, r.threads == 1 ? "" : "s", r.cpu);
         if (write_svg(svg, rows, n_layers, title) != 0) rc = EXIT_FAIL;
     }
     if (json) {

@@ -29,16 +29,6 @@
 #define CMD "eval"
 #define MAX_CONFIGS 16
 
-/* What each precision changes in the context options. Adding one (INT8) is one line here
- * once the library has a way to ask for it; the name must also pass cli_parse_precision. */
-static void precision_fp32(bzn_ctx_options *o) { (void)o; /* the engine computes in fp32 */ }
-static const struct {
-    const char *name;
-    void (*configure)(bzn_ctx_options *o);
-} precisions[] = {
-    {"fp32", precision_fp32},
-};
-
 static void help(void) {
     printf("usage: blazeneo eval -m MODEL --images DIR --masks DIR [-b BACKEND]... [-p PRECISION]...\n"
            "                     [-s SIZE] [--json] [--csv FILE] [--report DIR] [-t N] [-q]\n\n"
@@ -49,11 +39,14 @@ static void help(void) {
            "  --masks DIR             colour masks, matched to frames by file stem: frame abc.jpeg\n"
            "                          goes with mask abc.<any extension>\n"
            "  -b, --backend B         cpu (default) or ref; repeat to compare backends\n"
-           "  -p, --precision P       fp32 (default); repeat to compare precisions\n"
+           "  -p, --precision P       fp32 (default) or int8; repeat to compare precisions\n"
+           "  --calib CACHE           INT8 with an FP32 model: a calibration cache\n"
+           "  --keep-fp32 NAMES       INT8: comma-separated convolutions kept in FP32\n"
            "  -s, --size SIZE         network input size, multiple of 32 (default: the model's)\n"
            "  --undefined RULE        yellow (default): mask pixels with R>=128 and G>=128 are\n"
            "                          \"undefined\" (NeoPolyp-Large): polyp for seg, left out of\n"
-           "                          neo and non; none: the spec's three colours only\n"
+           "                          neo and non (so a white-on-black binary mask is scored\n"
+           "                          for seg only); none: the spec's three colours only\n"
            "  --json                  print a JSON array, one object per configuration, instead\n"
            "                          of the table: dice_seg/neo/non, iou_seg/neo/non, images,\n"
            "                          backend, precision, model, size, ms_per_image, undefined,\n"
@@ -161,6 +154,20 @@ static int pair_images(const char *images_dir, const char *masks_dir, cli_list *
                     masks_dir);
         missing += j < 0;
     }
+    /* masks nobody asked for are harmless, but worth a word: a renamed frame shows up here */
+    int unused = masks->count;
+    char *used = calloc((size_t)masks->count, 1);
+    for (int i = 0; used && i < frames->count; i++) {
+        int j = (*mask_of)[i];
+        if (j >= 0 && !used[j]) {
+            used[j] = 1;
+            unused--;
+        }
+    }
+    free(used);
+    if (unused && !missing)
+        fprintf(stderr, "blazeneo " CMD ": note: %d mask%s in %s without an image\n", unused, unused == 1 ? "" : "s",
+                masks_dir);
     if (missing) {
         fprintf(stderr, "blazeneo " CMD ": %d of %d image%s without a mask: nothing evaluated\n", missing,
                 frames->count, frames->count == 1 ? "" : "s");
@@ -253,12 +260,13 @@ int cmd_eval(int argc, char **argv) {
         {"json", no_argument, 0, OPT_JSON},       {"csv", required_argument, 0, OPT_CSV},
         {"report", required_argument, 0, OPT_REPORT}, {"undefined", required_argument, 0, OPT_UNDEFINED},
         {"threads", required_argument, 0, 't'},   {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},            {0}};
+        {"help", no_argument, 0, 'h'},            CLI_PRECISION_OPTIONS, {0}};
     const char *model = NULL, *images_dir = NULL, *masks_dir = NULL, *csv = NULL, *report_dir = NULL;
     int w = 0, h = 0, threads = 0, quiet = 0, json = 0, c;
     eval_undefined_rule undefined = EVAL_UNDEFINED_YELLOW;
     bzn_backend_kind backends[MAX_CONFIGS];
-    int prec[MAX_CONFIGS]; /* indices into precisions[] */
+    bzn_precision prec[MAX_CONFIGS];
+    cli_config pcfg = {0}; /* --calib and --keep-fp32, for the INT8 configurations */
     int nb = 0, np = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:b:p:s:t:qh", opts, NULL)) != -1) {
@@ -275,11 +283,9 @@ int cmd_eval(int argc, char **argv) {
             break;
         }
         case 'p': {
-            if (cli_parse_precision(optarg)) return cli_usage_error(CMD, "unknown precision '%s' (fp32)", optarg);
-            int found = -1;
-            for (int i = 0; i < (int)(sizeof precisions / sizeof *precisions); i++)
-                if (!strcmp(precisions[i].name, optarg)) found = i;
-            if (found < 0) return cli_usage_error(CMD, "precision '%s' is not supported by eval yet", optarg);
+            bzn_precision found;
+            if (cli_parse_precision(optarg, &found))
+                return cli_usage_error(CMD, "unknown precision '%s' (fp32, int8)", optarg);
             int dup = 0;
             for (int i = 0; i < np; i++) dup |= prec[i] == found;
             if (!dup && np < MAX_CONFIGS) prec[np++] = found;
@@ -306,7 +312,11 @@ int cmd_eval(int argc, char **argv) {
         }
         case 'q': quiet = 1; break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error(CMD, "unknown option");
+        default: {
+            const int r = cli_precision_option(CMD, c, optarg, &pcfg);
+            if (r < 0) return EXIT_USAGE;
+            if (r == 0) return cli_usage_error(CMD, "unknown option");
+        }
         }
     }
     if (!model) return cli_usage_error(CMD, "no model given (-m MODEL)");
@@ -314,7 +324,7 @@ int cmd_eval(int argc, char **argv) {
     if (!masks_dir) return cli_usage_error(CMD, "no mask folder given (--masks DIR)");
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
     if (nb == 0) backends[nb++] = BZN_BACKEND_CPU;
-    if (np == 0) prec[np++] = 0;
+    if (np == 0) prec[np++] = BZN_PRECISION_FP32;
     if (nb * np > MAX_CONFIGS) return cli_usage_error(CMD, "too many configurations (at most %d)", MAX_CONFIGS);
 
     /* 1. pair every frame with its mask before any work */
@@ -362,21 +372,23 @@ int cmd_eval(int argc, char **argv) {
         for (int pi = 0; pi < np; pi++) {
             eval_config *cf = &configs[r.nconfigs];
             cf->backend = cli_backend_name(backends[bi]);
-            cf->precision = precisions[prec[pi]].name;
+            cf->precision = bzn_precision_name(prec[pi]);
             snprintf(cf->label, sizeof cf->label, "%s/%s", cf->backend, cf->precision);
-            bzn_ctx_options o = bzn_ctx_default_options(m);
-            if (w) o.width = w;
-            if (h) o.height = h;
-            o.threads = threads;
-            o.backend = backends[bi];
-            precisions[prec[pi]].configure(&o);
-            if (bzn_ctx_create(m, &o, &ctx[r.nconfigs], &e) != BZN_OK) {
-                fprintf(stderr, "blazeneo " CMD ": %s: %s\n", cf->label, e.msg);
+            cli_config cc = pcfg;
+            cc.width = w;
+            cc.height = h;
+            cc.threads = threads;
+            cc.backend = backends[bi];
+            cc.precision = prec[pi];
+            if (cc.precision != BZN_PRECISION_INT8) cc.calib = cc.keep_fp32 = NULL;
+            if (cli_ctx_create(CMD, m, &cc, &ctx[r.nconfigs])) {
+                fprintf(stderr, "blazeneo " CMD ": (configuration %s)\n", cf->label);
                 rc = EXIT_FAIL;
                 goto done;
             }
-            r.width = o.width;
-            r.height = o.height;
+            const bzn_ctx_options o = bzn_ctx_default_options(m);
+            r.width = w ? w : o.width;
+            r.height = h ? h : o.height;
             r.nconfigs++;
         }
     }

@@ -45,7 +45,8 @@ int cmd_info(int argc, char **argv) {
     if (argc - optind != 1) return cli_usage_error("info", "expected one MODEL");
     bzn_model *m;
     bzn_ctx *ctx;
-    if (cli_open("info", argv[optind], w, h, 1, 0, 1, BZN_BACKEND_REF, &m, &ctx)) return EXIT_FAIL;
+    const cli_config cfg = {.width = w, .height = h, .backend = BZN_BACKEND_REF, .run_aux = 1, .threads = 1};
+    if (cli_open("info", argv[optind], &cfg, &m, &ctx)) return EXIT_FAIL;
     bzn_model_info mi;
     bzn_model_get_info(m, &mi);
     bzn_ctx *main_only = NULL;

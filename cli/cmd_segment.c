@@ -18,6 +18,7 @@ static void help(void) {
            "  --aux              also DIR/<stem>_aux.png: the auxiliary head's polyp probability\n"
            "  -b, --backend B    cpu (OpenBLAS, default) or ref (plain C reference, slow)\n"
            "  -t, --threads N    CPU threads (default: all)\n"
+           CLI_PRECISION_HELP
            "  -q, --quiet        no progress line\n"
            "  -h, --help         this help\n\n"
            "Directories are expanded to the files they hold; a file that is not a JPEG is\n"
@@ -92,29 +93,35 @@ int cmd_segment(int argc, char **argv) {
                                          {"size", required_argument, 0, 's'},   {"overlay", no_argument, 0, 'O'},
                                          {"aux", no_argument, 0, 'a'},          {"backend", required_argument, 0, 'b'},
                                          {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},         {0}};
+                                         {"help", no_argument, 0, 'h'},         CLI_PRECISION_OPTIONS,
+                                         {0}};
     const char *model = NULL, *outdir = NULL;
-    int w = 0, h = 0, overlay = 0, aux = 0, threads = 0, quiet = 0, c;
-    bzn_backend_kind backend = BZN_BACKEND_CPU;
+    int overlay = 0, quiet = 0, c, r;
+    cli_config cfg = {0};
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:o:s:b:t:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:o:s:b:t:p:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'o': outdir = optarg; break;
         case 's':
-            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error("segment", "invalid size '%s'", optarg);
+            if (cli_parse_size(optarg, &cfg.width, &cfg.height))
+                return cli_usage_error("segment", "invalid size '%s'", optarg);
             break;
         case 'O': overlay = 1; break;
-        case 'a': aux = 1; break;
+        case 'a': cfg.run_aux = 1; break;
         case 'b':
-            if (cli_parse_backend(optarg, &backend)) return cli_usage_error("segment", "unknown backend '%s' (cpu, ref)", optarg);
+            if (cli_parse_backend(optarg, &cfg.backend))
+                return cli_usage_error("segment", "unknown backend '%s' (cpu, ref)", optarg);
             break;
-        case 't': threads = atoi(optarg); break;
+        case 't': cfg.threads = atoi(optarg); break;
         case 'q': quiet = 1; break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error("segment", "unknown option");
+        default:
+            if ((r = cli_precision_option("segment", c, optarg, &cfg)) < 0) return EXIT_USAGE;
+            if (r == 0) return cli_usage_error("segment", "unknown option");
         }
     }
+    const int aux = cfg.run_aux;
     if (!model) return cli_usage_error("segment", "no model given (-m MODEL)");
     if (!outdir) return cli_usage_error("segment", "no output folder given (-o DIR)");
     if (optind >= argc) return cli_usage_error("segment", "no images given");
@@ -122,7 +129,7 @@ int cmd_segment(int argc, char **argv) {
     if (cli_collect_images("segment", argv + optind, argc - optind, &list)) return EXIT_FAIL;
     bzn_model *m;
     bzn_ctx *ctx;
-    if (cli_open("segment", model, w, h, aux, 0, threads, backend, &m, &ctx)) {
+    if (cli_open("segment", model, &cfg, &m, &ctx)) {
         cli_list_free(&list);
         return EXIT_FAIL;
     }

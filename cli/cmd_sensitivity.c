@@ -85,7 +85,8 @@ int cmd_sensitivity(int argc, char **argv) {
     bzn_ctx *fp = NULL;
     bzn_calib_table *t = NULL;
     int rc = EXIT_FAIL;
-    if (cli_open("sensitivity", model, w, h, 0, 0, threads, BZN_BACKEND_CPU, &m, &fp)) goto out;
+    const cli_config cfg = {.width = w, .height = h, .threads = threads};
+    if (cli_open("sensitivity", model, &cfg, &m, &fp)) goto out;
     if (bzn_calib_cache_read(calib, &t, &e) != BZN_OK) {
         cli_error("sensitivity", &e);
         goto out;

@@ -47,7 +47,7 @@ static void help(void) {
            "  -H, --height N      frame height in pixels\n"
            "  -s, --size SIZE     network input size, multiple of 32 (default: the model's, 352)\n"
            "  -b, --backend B     cpu (OpenBLAS, default) or ref (plain C reference, slow)\n"
-           "  -p, --precision P   fp32 (default; the only one this build runs)\n"
+           CLI_PRECISION_HELP
            "  -t, --threads N     CPU threads (default: all)\n"
            "  --stats N           also print statistics of the last N frames every N frames\n"
            "  -h, --help          this help\n\n"
@@ -102,6 +102,7 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     *out = (int)v;
     return 0;
 }
+
 
 /* ---- latency statistics ------------------------------------------------------------------- */
 
@@ -162,7 +163,7 @@ int cmd_stream(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"width", required_argument, 0, 'W'},
         {"height", required_argument, 0, 'H'},    {"size", required_argument, 0, 's'},
-        {"backend", required_argument, 0, 'b'},   {"precision", required_argument, 0, 'p'},
+        {"backend", required_argument, 0, 'b'},   
         {"threads", required_argument, 0, 't'},   {"out", required_argument, 0, OPT_OUT},
         {"stats", required_argument, 0, OPT_STATS}, {"help", no_argument, 0, 'h'},
         {0}};
@@ -170,6 +171,7 @@ int cmd_stream(int argc, char **argv) {
     int fw = 0, fh = 0, w = 0, h = 0, threads = 0, stats_every = 0, c;
     out_kind out = OUT_MASK;
     bzn_backend_kind backend = BZN_BACKEND_CPU;
+    cli_config pcfg = {0}; /* -p, --calib, --keep-fp32 */
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:W:H:s:b:p:t:h", opts, NULL)) != -1) {
         switch (c) {
@@ -186,10 +188,6 @@ int cmd_stream(int argc, char **argv) {
         case 'b':
             if (cli_parse_backend(optarg, &backend)) return cli_usage_error(CMD, "unknown backend '%s' (cpu, ref)", optarg);
             break;
-        case 'p':
-            /* fp32 needs nothing on the context; a new precision is added to cli_parse_precision */
-            if (cli_parse_precision(optarg)) return cli_usage_error(CMD, "unknown precision '%s' (fp32)", optarg);
-            break;
         case 't':
             if (parse_int(optarg, 0, 1024, &threads))
                 return cli_usage_error(CMD, "invalid thread count '%s' (0 = all, up to 1024)", optarg);
@@ -205,7 +203,11 @@ int cmd_stream(int argc, char **argv) {
                 return cli_usage_error(CMD, "invalid --stats '%s' (frames, at least 1)", optarg);
             break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error(CMD, "unknown option");
+        default: {
+            const int r = cli_precision_option(CMD, c, optarg, &pcfg);
+            if (r < 0) return EXIT_USAGE;
+            if (r == 0) return cli_usage_error(CMD, "unknown option");
+        }
         }
     }
     if (!model) return cli_usage_error(CMD, "no model given (-m MODEL)");
@@ -218,7 +220,11 @@ int cmd_stream(int argc, char **argv) {
 
     bzn_model *m = NULL;
     bzn_ctx *ctx = NULL;
-    if (cli_open(CMD, model, w, h, 0, 0, threads, backend, &m, &ctx)) return EXIT_FAIL;
+    pcfg.width = w;
+    pcfg.height = h;
+    pcfg.threads = threads;
+    pcfg.backend = backend;
+    if (cli_open(CMD, model, &pcfg, &m, &ctx)) return EXIT_FAIL;
 
     const size_t npix = (size_t)fw * fh, in_bytes = npix * 3;
     const size_t out_bytes = out == OUT_CLASSES ? npix : npix * 3;

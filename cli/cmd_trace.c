@@ -20,6 +20,7 @@ static void help(void) {
            "  -o, --output DIR   output folder (created if missing)\n"
            "  -s, --size SIZE    network input size (default: the model's)\n"
            "  -b, --backend B    cpu (default) or ref\n"
+           CLI_PRECISION_HELP
            "  -h, --help         this help\n");
 }
 
@@ -35,23 +36,28 @@ static int write4(const char *dir, const char *name, const float *data, int c, i
 int cmd_trace(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
                                          {"size", required_argument, 0, 's'},  {"backend", required_argument, 0, 'b'},
-                                         {"help", no_argument, 0, 'h'},        {0}};
+                                         {"help", no_argument, 0, 'h'},        CLI_PRECISION_OPTIONS,
+                                         {0}};
     const char *model = NULL, *outdir = NULL;
-    int w = 0, h = 0, c;
-    bzn_backend_kind backend = BZN_BACKEND_CPU;
+    int c, r;
+    cli_config cfg = {.run_aux = 1, .keep_intermediates = 1};
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:o:s:b:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:o:s:b:p:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'o': outdir = optarg; break;
         case 's':
-            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error("trace", "invalid size '%s'", optarg);
+            if (cli_parse_size(optarg, &cfg.width, &cfg.height))
+                return cli_usage_error("trace", "invalid size '%s'", optarg);
             break;
         case 'b':
-            if (cli_parse_backend(optarg, &backend)) return cli_usage_error("trace", "unknown backend '%s' (cpu, ref)", optarg);
+            if (cli_parse_backend(optarg, &cfg.backend))
+                return cli_usage_error("trace", "unknown backend '%s' (cpu, ref)", optarg);
             break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error("trace", "unknown option");
+        default:
+            if ((r = cli_precision_option("trace", c, optarg, &cfg)) < 0) return EXIT_USAGE;
+            if (r == 0) return cli_usage_error("trace", "unknown option");
         }
     }
     if (!model) return cli_usage_error("trace", "no model given (-m MODEL)");
@@ -62,7 +68,9 @@ int cmd_trace(int argc, char **argv) {
     if (bzn_image_load_jpeg(argv[optind], &img, &e) != BZN_OK) return cli_error("trace", &e);
     bzn_model *m;
     bzn_ctx *ctx;
-    if (cli_open("trace", model, w, h, 1, 1, 0, backend, &m, &ctx)) {
+    /* INT8 with an FP32 model and a main-path cache: trace the main path only */
+    if (cfg.precision == BZN_PRECISION_INT8 && cfg.calib) cfg.run_aux = 0;
+    if (cli_open("trace", model, &cfg, &m, &ctx)) {
         bzn_image_free(&img);
         return EXIT_FAIL;
     }
@@ -79,7 +87,7 @@ int cmd_trace(int argc, char **argv) {
         bzn_layer_info li;
         bzn_ctx_layer(ctx, 0, &li);
         const bzn_ctx_options o = bzn_ctx_default_options(m);
-        int H = h ? h : o.height, W = w ? w : o.width;
+        int H = cfg.height ? cfg.height : o.height, W = cfg.width ? cfg.width : o.width;
         rc = write4(outdir, "input", bzn_ctx_input(ctx), 3, H, W) ? EXIT_FAIL : EXIT_OK;
         files++;
         for (int i = 0; rc == EXIT_OK && i < bzn_ctx_num_layers(ctx); i++) {

@@ -34,7 +34,24 @@ int cli_parse_backend(const char *s, bzn_backend_kind *out) {
 
 const char *cli_backend_name(bzn_backend_kind b) { return b == BZN_BACKEND_REF ? "ref" : "cpu"; }
 
-int cli_parse_precision(const char *s) { return strcmp(s, "fp32") == 0 ? 0 : -1; }
+int cli_parse_precision(const char *s, bzn_precision *out) {
+    if (!strcmp(s, "fp32")) *out = BZN_PRECISION_FP32;
+    else if (!strcmp(s, "int8")) *out = BZN_PRECISION_INT8;
+    else return -1;
+    return 0;
+}
+
+int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *cfg) {
+    switch (opt) {
+    case 'p':
+        if (cli_parse_precision(arg, &cfg->precision) == 0) return 1;
+        cli_usage_error(cmd, "unknown precision '%s' (fp32, int8)", arg);
+        return -1;
+    case CLI_OPT_CALIB: cfg->calib = arg; return 1;
+    case CLI_OPT_KEEP_FP32: cfg->keep_fp32 = arg; return 1;
+    default: return 0;
+    }
+}
 
 int cli_error(const char *cmd, const bzn_error *e) {
     fprintf(stderr, "blazeneo %s: %s\n", cmd, e->msg);
@@ -127,22 +144,53 @@ void cli_stem(const char *path, char *buf, size_t size) {
     if (dot && dot != buf) *dot = 0;
 }
 
-int cli_open(const char *cmd, const char *model_path, int width, int height, int run_aux, int keep, int threads,
-             bzn_backend_kind backend, bzn_model **m, bzn_ctx **c) {
+int cli_ctx_create(const char *cmd, const bzn_model *m, const cli_config *cfg, bzn_ctx **c) {
+    bzn_error e;
+    bzn_calib_table *t = NULL;
+    *c = NULL;
+    bzn_ctx_options o = bzn_ctx_default_options(m);
+    if (cfg->width) o.width = cfg->width;
+    if (cfg->height) o.height = cfg->height;
+    o.backend = cfg->backend;
+    o.threads = cfg->threads;
+    o.run_aux = cfg->run_aux;
+    o.keep_intermediates = cfg->keep_intermediates;
+    o.precision = cfg->precision;
+    o.keep_fp32 = cfg->keep_fp32;
+    if (cfg->calib && cfg->precision != BZN_PRECISION_INT8) {
+        fprintf(stderr, "blazeneo %s: --calib is for -p int8\n", cmd);
+        return EXIT_FAIL;
+    }
+    if (cfg->calib) {
+        if (bzn_calib_cache_read(cfg->calib, &t, &e) != BZN_OK) return cli_error(cmd, &e);
+        o.scales = t->scales;
+        o.n_scales = t->count;
+    }
+    bzn_status s = bzn_ctx_create(m, &o, c, &e);
+    /* the cache must name exactly this network's tensors: nothing guessed, nothing ignored */
+    if (s == BZN_OK && t) s = bzn_calib_cache_check(t, *c, &e);
+    bzn_calib_table_free(t);
+    if (s != BZN_OK) {
+        bzn_ctx_free(*c);
+        *c = NULL;
+        if (cfg->calib) {
+            char msg[sizeof e.msg];
+            snprintf(msg, sizeof msg, "%s", e.msg);
+            snprintf(e.msg, sizeof e.msg, "%s: %.400s", cfg->calib, msg);
+        }
+        return cli_error(cmd, &e);
+    }
+    return 0;
+}
+
+int cli_open(const char *cmd, const char *model_path, const cli_config *cfg, bzn_model **m, bzn_ctx **c) {
     bzn_error e;
     *c = NULL;
     if (bzn_model_open(model_path, m, &e) != BZN_OK) return cli_error(cmd, &e);
-    bzn_ctx_options o = bzn_ctx_default_options(*m);
-    if (width) o.width = width;
-    if (height) o.height = height;
-    o.run_aux = run_aux;
-    o.keep_intermediates = keep;
-    o.threads = threads;
-    o.backend = backend;
-    if (bzn_ctx_create(*m, &o, c, &e) != BZN_OK) {
+    if (cli_ctx_create(cmd, *m, cfg, c)) {
         bzn_model_free(*m);
         *m = NULL;
-        return cli_error(cmd, &e);
+        return EXIT_FAIL;
     }
     return 0;
 }

@@ -9,10 +9,13 @@ static const struct {
     int (*run)(int, char **);
     const char *help;
 } commands[] = {
+    {"calibrate", cmd_calibrate, "INT8 calibration: run calibration frames, write a TensorRT cache"},
     {"convert", cmd_convert, "convert a PyTorch checkpoint (.pth) into a BlazeNeo weight file"},
     {"eval", cmd_eval, "measure Dice and IoU on images with ground-truth masks"},
     {"info", cmd_info, "show a model's variant, tensors, parameters, GMAC and layers"},
     {"segment", cmd_segment, "segment JPEG images into colour masks"},
+    {"quantize", cmd_quantize, "write an INT8 weight file from a model and a calibration cache"},
+    {"sensitivity", cmd_sensitivity, "rank layers by how much quantizing each alone costs"},
     {"trace", cmd_trace, "dump every intermediate tensor of one image as .npy (audit vs PyTorch)"},
     {"bench", cmd_bench, "latency, FPS, memory and per-layer profile of one configuration"},
     {"stream", cmd_stream, "segment raw RGB24 video frames from stdin to stdout (ffmpeg pipes)"},

@@ -20,8 +20,8 @@
 static const char *const metric_name[3] = {"seg", "neo", "non"};
 
 /* Fill e (when not NULL) and return status; the CLI's counterpart of the library's errors. */
-static bzn_status fail(bzn_error *e, bzn_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bzn_status fail(bzn_error *e, bzn_status status, const char *fmt, ...) {
+static bzn_status report_fail(bzn_error *e, bzn_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bzn_status report_fail(bzn_error *e, bzn_status status, const char *fmt, ...) {
     if (e) {
         va_list ap;
         va_start(ap, fmt);
@@ -94,9 +94,9 @@ static bzn_status atomic_open(atomic_file *a, const char *path, bzn_error *e) {
     a->f = NULL;
     a->path = path;
     if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof a->tmp)
-        return fail(e, BZN_ERR_ARG, "%s: path too long", path);
+        return report_fail(e, BZN_ERR_ARG, "%s: path too long", path);
     int fd = mkstemp(a->tmp);
-    if (fd < 0) return fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (fd < 0) return report_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     /* mkstemp makes the file private (0600); give it the permissions a plain fopen would */
     mode_t mask = umask(0);
     umask(mask);
@@ -104,7 +104,7 @@ static bzn_status atomic_open(atomic_file *a, const char *path, bzn_error *e) {
         int err = errno;
         close(fd);
         unlink(a->tmp);
-        return fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(err));
+        return report_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(err));
     }
     return BZN_OK;
 }
@@ -117,7 +117,7 @@ static bzn_status atomic_commit(atomic_file *a, bzn_error *e) {
     if (bad || rename(a->tmp, a->path) != 0) {
         int err = bad ? EIO : errno;
         unlink(a->tmp);
-        return fail(e, BZN_ERR_IO, "%s: cannot write: %s", a->path, strerror(err));
+        return report_fail(e, BZN_ERR_IO, "%s: cannot write: %s", a->path, strerror(err));
     }
     return BZN_OK;
 }
@@ -256,14 +256,14 @@ static int grow(uint8_t **buf, size_t *size, size_t need) {
 bzn_status report_open(const char *dir, const eval_results *r, eval_report **out, bzn_error *e) {
     *out = NULL;
     char img[4096];
-    if (snprintf(img, sizeof img, "%s/img", dir) >= (int)sizeof img) return fail(e, BZN_ERR_ARG, "%s: path too long", dir);
+    if (snprintf(img, sizeof img, "%s/img", dir) >= (int)sizeof img) return report_fail(e, BZN_ERR_ARG, "%s: path too long", dir);
     struct stat st;
     for (int level = 0; level < 2; level++) {
         const char *p = level ? img : dir;
         if (stat(p, &st) == 0) {
-            if (!S_ISDIR(st.st_mode)) return fail(e, BZN_ERR_IO, "%s: exists and is not a directory", p);
+            if (!S_ISDIR(st.st_mode)) return report_fail(e, BZN_ERR_IO, "%s: exists and is not a directory", p);
         } else if (mkdir(p, 0755) != 0) {
-            return fail(e, BZN_ERR_IO, "cannot create report folder '%s': %s", p, strerror(errno));
+            return report_fail(e, BZN_ERR_IO, "cannot create report folder '%s': %s", p, strerror(errno));
         }
     }
     eval_report *rp = calloc(1, sizeof *rp);
@@ -274,7 +274,7 @@ bzn_status report_open(const char *dir, const eval_results *r, eval_report **out
     }
     if (!rp || !rp->dir || !rp->done) {
         report_free(rp);
-        return fail(e, BZN_ERR_NOMEM, "report: out of memory");
+        return report_fail(e, BZN_ERR_NOMEM, "report: out of memory");
     }
     *out = rp;
     return BZN_OK;
@@ -284,7 +284,7 @@ bzn_status report_open(const char *dir, const eval_results *r, eval_report **out
 static bzn_status write_thumb(eval_report *rp, const uint8_t *rgb, int w, int h, const char *name, bzn_error *e) {
     int tw, th;
     thumb_dims(w, h, &tw, &th);
-    if (grow(&rp->thumb, &rp->thumb_size, (size_t)tw * th * 3)) return fail(e, BZN_ERR_NOMEM, "report: out of memory");
+    if (grow(&rp->thumb, &rp->thumb_size, (size_t)tw * th * 3)) return report_fail(e, BZN_ERR_NOMEM, "report: out of memory");
     bzn_status s = bzn_resize_bilinear(rgb, w, h, w * 3, 3, rp->thumb, tw, th, e);
     if (s != BZN_OK) return s;
     char path[8192];
@@ -306,10 +306,10 @@ static void colour_truth(const uint8_t *truth, size_t n, uint8_t *rgb) {
 bzn_status report_add_image(eval_report *rp, int index, const bzn_image *frame, const uint8_t *truth,
                             uint8_t *const *pred, bzn_error *e) {
     const eval_results *r = rp->r;
-    if (index < 0 || index >= r->nimages) return fail(e, BZN_ERR_ARG, "report: image index %d out of range", index);
+    if (index < 0 || index >= r->nimages) return report_fail(e, BZN_ERR_ARG, "report: image index %d out of range", index);
     const int w = frame->width, h = frame->height;
     const size_t n = (size_t)w * h;
-    if (grow(&rp->full, &rp->full_size, 3 * n)) return fail(e, BZN_ERR_NOMEM, "report: out of memory");
+    if (grow(&rp->full, &rp->full_size, 3 * n)) return report_fail(e, BZN_ERR_NOMEM, "report: out of memory");
     char name[256];
     thumb_name(name, sizeof name, index, "frame", NULL);
     bzn_status s = write_thumb(rp, frame->pixels, w, h, name, e);
@@ -367,6 +367,7 @@ static const char *page_style =
     "table{border-collapse:collapse}\n"
     "table.metrics th,table.metrics td{border:1px solid #ccc;padding:4px 10px;text-align:right}\n"
     "table.metrics th{background:#f0f0f0}table.metrics td:first-child{text-align:left;font-weight:600}\n"
+    "table.gallery{table-layout:fixed;width:100%}\n"
     "table.gallery th{position:sticky;top:0;background:#fff;padding:4px;border-bottom:1px solid #ccc;font-weight:600}\n"
     "table.gallery td{padding:2px;vertical-align:top}\n"
     "table.gallery td.cap{padding:14px 2px 2px;font-size:.9em}\n"
@@ -397,9 +398,9 @@ static void html_img(FILE *f, const char *src, int w, int h, const char *alt) {
 bzn_status report_finish(eval_report *rp, bzn_error *e) {
     const eval_results *r = rp->r;
     for (int i = 0; i < r->nimages; i++)
-        if (!rp->done[i]) return fail(e, BZN_ERR_ARG, "report: no thumbnails for %s", r->images[i].name);
+        if (!rp->done[i]) return report_fail(e, BZN_ERR_ARG, "report: no thumbnails for %s", r->images[i].name);
     gallery_entry *order = malloc(((size_t)r->nimages + 1) * sizeof *order);
-    if (!order) return fail(e, BZN_ERR_NOMEM, "report: out of memory");
+    if (!order) return report_fail(e, BZN_ERR_NOMEM, "report: out of memory");
     for (int i = 0; i < r->nimages; i++) {
         for (int m = 0; m < 3; m++) order[i].key[m] = r->nconfigs ? bzn_dice(&r->images[i].conf[0], m) : 0;
         order[i].index = i;
@@ -462,8 +463,10 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
                "<span class=\"key\" style=\"background:#0f0\"></span>non-neoplastic");
     if (r->undefined == EVAL_UNDEFINED_YELLOW)
         fprintf(f, "<span class=\"key\" style=\"background:#ff0\"></span>undefined");
-    fprintf(f, ". &ndash; means nothing to find and nothing found.</p>\n<table class=\"gallery\">\n<tr><th>frame</th>"
-               "<th>ground truth</th>");
+    /* equal columns, never wider than the thumbnails themselves */
+    fprintf(f, ". A dash (&ndash;) means nothing to find and nothing found.</p>\n"
+               "<table class=\"gallery\" style=\"max-width:%dpx\">\n<tr><th>frame</th><th>ground truth</th>",
+            (2 + 2 * r->nconfigs) * (REPORT_THUMB_WIDTH + 4));
     for (int k = 0; k < r->nconfigs; k++) {
         fprintf(f, "<th>prediction ");
         html_text(f, r->configs[k].label);

@@ -272,6 +272,9 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
         return s;
     }
     memset(c->arena, 0, c->arena_floats * sizeof(float));
+    c->opt.scales = NULL; /* used only while creating: the caller may free them now */
+    c->opt.n_scales = 0;
+    c->opt.keep_fp32 = NULL;
     *out = c;
     return BZN_OK;
 }

@@ -1,0 +1,192 @@
+/* cmd_calibrate.c - `blazeneo calibrate -m MODEL --images DIR -o CACHE`: INT8 calibration cache */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static void help(void) {
+    printf("usage: blazeneo calibrate -m MODEL --images DIR -o CACHE [-n N] [--method M]\n"
+           "                          [--percentile P] [-s SIZE] [--aux] [--table]\n\n"
+           "Run the FP32 network over calibration frames and write the INT8 scale of every\n"
+           "tensor (the input and each layer's output, named by PyTorch module path) as a\n"
+           "TensorRT calibration cache: 'TRT-7103-<calibrator>', then 'name: <hex>' per tensor,\n"
+           "hex = the float32 bits of scale = amax / 127.\n\n"
+           "Calibrate on the calibration set, ../shared/data/neopolyp-small/calib/images, and\n"
+           "never on dev-test: those frames measure accuracy, and tuning on them would flatter\n"
+           "the INT8 results.\n\n"
+           "  -m, --model FILE      weight file\n"
+           "  --images DIR          calibration frames (JPEG); a folder is taken in sorted order\n"
+           "  -o, --output CACHE    the cache to write (replaced atomically)\n"
+           "  -n, --count N         use the first N frames (default: all)\n"
+           "  --method M            entropy (TensorRT's IInt8EntropyCalibrator2, default),\n"
+           "                        minmax (amax = max |x|) or percentile\n"
+           "  --percentile P        for --method percentile: 0 < P <= 100 (default 99.99)\n"
+           "  -s, --size SIZE       network input size (default: the model's, 352)\n"
+           "  --aux                 also calibrate the auxiliary branch (agg1, head_1)\n"
+           "  --table               print every tensor's amax, scale and max |x|\n"
+           "  -t, --threads N       CPU threads (default: all)\n"
+           "  -q, --quiet           no progress line\n"
+           "  -h, --help            this help\n");
+}
+
+static int parse_method(const char *s, bzn_calib_method *m) {
+    static const bzn_calib_method all[] = {BZN_CALIB_ENTROPY, BZN_CALIB_MINMAX, BZN_CALIB_PERCENTILE};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, bzn_calib_method_name(all[i]))) {
+            *m = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+int cmd_calibrate(int argc, char **argv) {
+    enum { OPT_IMAGES = 256, OPT_METHOD, OPT_PERCENTILE, OPT_AUX, OPT_TABLE };
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"images", required_argument, 0, OPT_IMAGES},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"method", required_argument, 0, OPT_METHOD},
+                                         {"percentile", required_argument, 0, OPT_PERCENTILE},
+                                         {"size", required_argument, 0, 's'},
+                                         {"aux", no_argument, 0, OPT_AUX},
+                                         {"table", no_argument, 0, OPT_TABLE},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0}};
+    const char *model = NULL, *output = NULL;
+    char *images = NULL;
+    int w = 0, h = 0, count = 0, aux = 0, table = 0, threads = 0, quiet = 0, c;
+    double percentile = BZN_CALIB_DEFAULT_PERCENTILE;
+    bzn_calib_method method = BZN_CALIB_ENTROPY;
+    char *end;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:o:n:s:t:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case OPT_IMAGES: images = optarg; break;
+        case 'o': output = optarg; break;
+        case 'n':
+            count = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || count <= 0)
+                return cli_usage_error("calibrate", "invalid image count '%s' (a positive number)", optarg);
+            break;
+        case OPT_METHOD:
+            if (parse_method(optarg, &method))
+                return cli_usage_error("calibrate", "unknown method '%s' (entropy, minmax, percentile)", optarg);
+            break;
+        case OPT_PERCENTILE:
+            percentile = strtod(optarg, &end);
+            if (*end || end == optarg || !(percentile > 0.0 && percentile <= 100.0))
+                return cli_usage_error("calibrate", "invalid percentile '%s' (0 < P <= 100)", optarg);
+            break;
+        case 's':
+            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error("calibrate", "invalid size '%s'", optarg);
+            break;
+        case OPT_AUX: aux = 1; break;
+        case OPT_TABLE: table = 1; break;
+        case 't': threads = atoi(optarg); break;
+        case 'q': quiet = 1; break;
+        case 'h': help(); return EXIT_OK;
+        default: return cli_usage_error("calibrate", "unknown option");
+        }
+    }
+    if (!model) return cli_usage_error("calibrate", "no model given (-m MODEL)");
+    if (!images) return cli_usage_error("calibrate", "no calibration images given (--images DIR)");
+    if (!output) return cli_usage_error("calibrate", "no output given (-o CACHE)");
+    if (optind < argc) return cli_usage_error("calibrate", "unexpected argument '%s'", argv[optind]);
+    if (strstr(images, "dev-test"))
+        fprintf(stderr, "blazeneo calibrate: warning: '%s' looks like the evaluation set; calibrate on "
+                        "../shared/data/neopolyp-small/calib/images instead\n",
+                images);
+
+    cli_list list;
+    if (cli_collect_images("calibrate", &images, 1, &list)) return EXIT_FAIL;
+    if (count == 0 || count > list.count) count = list.count;
+    bzn_model *m;
+    bzn_ctx *ctx;
+    const cli_config cfg = {.width = w, .height = h, .run_aux = aux, .keep_intermediates = 1, .threads = threads};
+    if (cli_open("calibrate", model, &cfg, &m, &ctx)) {
+        cli_list_free(&list);
+        return EXIT_FAIL;
+    }
+    bzn_model_info mi;
+    bzn_model_get_info(m, &mi);
+    bzn_layer_info li;
+    bzn_ctx_layer(ctx, 0, &li);
+    bzn_error e;
+    bzn_calibrator *cal = NULL;
+    bzn_calib_table *t = NULL;
+    int rc = EXIT_OK;
+    if (aux && !mi.has_aux) {
+        fprintf(stderr, "blazeneo calibrate: --aux: this model has no auxiliary head\n");
+        rc = EXIT_FAIL;
+    } else if (bzn_calibrator_create(ctx, &cal, &e) != BZN_OK) {
+        rc = cli_error("calibrate", &e);
+    }
+    const int progress = !quiet, tty = isatty(2);
+    double t_run = 0;
+    for (int i = 0; rc == EXIT_OK && i < count; i++) {
+        double ti = cli_now_ms();
+        bzn_image img = {0};
+        if (bzn_image_load_jpeg(list.paths[i], &img, &e) != BZN_OK ||
+            bzn_run_rgb(ctx, img.pixels, img.width, img.height, img.width * 3, &e) != BZN_OK ||
+            bzn_calibrator_observe(cal, ctx, &e) != BZN_OK) {
+            if (progress && tty) fprintf(stderr, "\n");
+            /* a frame left out would change every statistic: stop, write nothing */
+            fprintf(stderr, "blazeneo calibrate: %s: %s\n", list.paths[i], e.msg);
+            rc = EXIT_FAIL;
+        }
+        bzn_image_free(&img);
+        t_run += cli_now_ms() - ti;
+        if (rc == EXIT_OK && progress)
+            fprintf(stderr, "%s[%d/%d] %s  %.0f ms%s", tty ? "\r" : "", i + 1, count, list.paths[i],
+                    cli_now_ms() - ti, tty ? "\033[K" : "\n");
+    }
+    if (progress && tty && rc == EXIT_OK) fprintf(stderr, "\n");
+    double t_compute = cli_now_ms();
+    if (rc == EXIT_OK && bzn_calibrator_compute(cal, method, percentile, &t, &e) != BZN_OK) rc = cli_error("calibrate", &e);
+    t_compute = cli_now_ms() - t_compute;
+    if (rc == EXIT_OK && bzn_calib_cache_write(output, t, &e) != BZN_OK) rc = cli_error("calibrate", &e);
+    if (rc == EXIT_OK) {
+        if (table) {
+            printf("%-32s %12s %12s %12s %6s\n", "tensor", "amax", "scale", "max|x|", "bins");
+            for (int i = 0; i < t->count; i++) {
+                bzn_calib_tensor_info ti;
+                bzn_calibrator_tensor(cal, i, &ti);
+                printf("%-32s %12.6g %12.6g %12.6g %6d\n", t->scales[i].name, (double)t->amax[i],
+                       (double)t->scales[i].scale, (double)ti.max_abs, ti.bins);
+            }
+        }
+        int lo = 0, hi = 0, merged = 0;
+        for (int i = 0; i < t->count; i++) {
+            if (t->amax[i] < t->amax[lo]) lo = i;
+            if (t->amax[i] > t->amax[hi]) hi = i;
+            bzn_calib_tensor_info ti;
+            bzn_calibrator_tensor(cal, i, &ti);
+            merged += ti.merges > 0;
+        }
+        char pct[32] = "";
+        if (method == BZN_CALIB_PERCENTILE) snprintf(pct, sizeof pct, " %g%%", percentile);
+        printf("calibrated %d tensors on %d image%s at %dx%d, method %s%s\n", t->count, count, count == 1 ? "" : "s",
+               li.in_width, li.in_height, bzn_calib_method_name(method), pct);
+        printf("amax: smallest %.6g (%s), largest %.6g (%s)\n", (double)t->amax[lo], t->scales[lo].name,
+               (double)t->amax[hi], t->scales[hi].name);
+        if (merged)
+            printf("note: %d tensor%s outgrew %d histogram bins; neighbouring bins were merged\n", merged,
+                   merged == 1 ? "" : "s", BZN_CALIB_MAX_BINS);
+        printf("time: %.1f s running (%.0f ms per image), %.1f s computing scales\n", t_run / 1000.0,
+               t_run / count, t_compute / 1000.0);
+        printf("wrote %s\n", output);
+    }
+    bzn_calib_table_free(t);
+    bzn_calibrator_free(cal);
+    cli_list_free(&list);
+    bzn_ctx_free(ctx);
+    bzn_model_free(m);
+    return rc;
+}
