@@ -4,6 +4,7 @@ compare.py - the BlazeNeo engine against PyTorch eager FP32, side by side, in on
 
     /usr/bin/python3 bench/compare.py [--pth MODEL.pth] [--model MODEL.bzn] [--size 352]
                                       [--threads N] [-n 20] [--warmup 3] [--rounds 3] [--json]
+                                      [--int8 [--calib CACHE] [--calib-images DIR] [--calib-n 16]]
 
 Each round runs, one after the other,
     build/blazeneo bench --json  (the engine: network alone and end to end)
@@ -19,21 +20,41 @@ the same round, which cancels slow drifts of the machine best. The engine's "net
 column is the like-for-like comparison (PyTorch times the network on a ready tensor); "end to
 end" adds the resize and normalisation of a 1280x995 frame and the class map at frame size.
 
+--int8: four sides per round instead of two, all network alone, main path, same input size,
+threads, runs and warm-up:
+    engine INT8   build/blazeneo bench -p int8 --calib CACHE (the FP32 weight file + the cache)
+    PyTorch INT8  pytorch_bench.py --int8: FX post-training static quantization, onednn engine,
+                  calibrated on the first --calib-n (16) images of --calib-images
+    engine FP32, PyTorch FP32 as above.
+Round 1 runs engine INT8, PyTorch INT8, engine FP32, PyTorch FP32; round 2 the reverse; and so
+on, so the two INT8 sides always run next to each other and take turns going first (likewise
+the FP32 sides). Without --calib, the cache is made first with `blazeneo calibrate` (entropy,
+every image of --calib-images) in a temporary folder, and deleted at the end. PyTorch's
+quantization (prepare_fx, calibration, convert_fx) is redone, untimed, in every round. The
+tables give the medians over the rounds of each side's statistics, and the ratios engine INT8 /
+PyTorch INT8, engine FP32 / PyTorch FP32, engine INT8 / engine FP32 and PyTorch INT8 / PyTorch
+FP32, each also as the median of the per-round ratios. The 1-minute load average before each
+round is printed: on a busy machine, rerun.
+
 Only the standard library is needed here; the PyTorch side runs under --python (default
 $BZN_PYTHON, else /usr/bin/python3), which must have torch and numpy.
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
 DEFAULT_PTH = os.path.normpath(os.path.join(ROOT, "..", "shared", "models", "blazeneo-dha-neopolyp-small.pth"))
 DEFAULT_BZN = os.path.join(ROOT, "models", "blazeneo-dha-neopolyp-small-f16.bzn")
 DEFAULT_CLI = os.path.join(ROOT, "build", "blazeneo")
+DEFAULT_CALIB_IMAGES = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "neopolyp-small", "calib",
+                                                     "images"))
 
 
 def default_python():
@@ -60,8 +81,149 @@ def med(values):
     return statistics.median(values)
 
 
+def cpu_description():
+    """CPU model, family/model numbers and the ISA extensions that matter for INT8, from
+    /proc/cpuinfo (e.g. "AMD EPYC (family 26 model 2; AVX-512, VNNI, BF16)")."""
+    info, flags = {}, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if ":" not in line:
+                    if info:
+                        break           # first processor only
+                    continue
+                k, v = (x.strip() for x in line.split(":", 1))
+                if k == "flags":
+                    flags = set(v.split())
+                elif k in ("model name", "cpu family", "model") and k not in info:
+                    info[k] = v
+    except OSError:
+        return "unknown CPU"
+    isa = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("VNNI", "avx512_vnni"),
+                                   ("BF16", "avx512_bf16"), ("AMX", "amx_int8")) if flag in flags]
+    if "VNNI" not in isa and "avx_vnni" in flags:
+        isa.append("AVX-VNNI")
+    return "%s (family %s model %s; %s)" % (info.get("model name", "unknown CPU"), info.get("cpu family", "?"),
+                                            info.get("model", "?"), ", ".join(isa) or "no AVX2")
+
+
+def make_calibration_cache(a, folder):
+    path = os.path.join(folder, "engine-calib.cache")
+    cmd = [a.blazeneo, "calibrate", "-m", a.model, "--images", a.calib_images, "-o", path,
+           "-s", str(a.size), "-t", str(a.threads), "-q"]
+    sys.stderr.write("making the engine's calibration cache: %s\n" % " ".join(cmd))
+    sys.stderr.flush()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0 or not os.path.exists(path):
+        sys.stderr.write("compare.py: calibration failed (exit %d):\n%s%s" % (p.returncode, p.stdout, p.stderr))
+        sys.exit(1)
+    return path
+
+
+def main_int8(a):
+    """--int8: engine INT8 / PyTorch INT8 / engine FP32 / PyTorch FP32, alternating."""
+    tmpdir = None
+    try:
+        calib = a.calib
+        if not calib:
+            tmpdir = tempfile.mkdtemp(prefix="bzn-compare-")
+            calib = make_calibration_cache(a, tmpdir)
+        return run_int8(a, calib, generated=tmpdir is not None)
+    finally:
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def run_int8(a, calib, generated):
+    common = ["-s", str(a.size), "-t", str(a.threads), "-n", str(a.n), "--warmup", str(a.warmup), "--json"]
+    eng = [a.blazeneo, "bench", "-m", a.model, "-b", a.backend]
+    pyt = [a.python, os.path.join(HERE, "pytorch_bench.py"), a.pth, "--size", str(a.size),
+           "--threads", str(a.threads), "-n", str(a.n), "--warmup", str(a.warmup), "--json"]
+    sides = [  # (key, label, command, is_engine), in the order of odd rounds
+        ("e8", "engine INT8", eng + ["-p", "int8", "--calib", calib] + common, True),
+        ("t8", "PyTorch INT8", pyt + ["--int8", "--calib-images", a.calib_images, "--calib-n", str(a.calib_n)],
+         False),
+        ("e32", "engine FP32", eng + ["-p", "fp32"] + common, True),
+        ("t32", "PyTorch FP32", pyt, False),
+    ]
+    res = {k: [] for k, _, _, _ in sides}
+    loads = []
+    for r in range(a.rounds):
+        order = sides if r % 2 == 0 else list(reversed(sides))
+        loads.append(os.getloadavg()[0])
+        sys.stderr.write("round %d/%d (load average %.2f)\n" % (r + 1, a.rounds, loads[-1]))
+        for key, label, cmd, _ in order:
+            sys.stderr.write("  %s ..." % label)
+            sys.stderr.flush()
+            out = run_json(cmd)
+            res[key].append(out)
+            sys.stderr.write(" median %.1f ms\n" % (out["network"] if "network" in out else out)["median_ms"])
+    load_end = os.getloadavg()[0]
+
+    # network-alone statistics of every side, round by round
+    net = {k: [(x["network"] if "network" in x else x) for x in v] for k, v in res.items()}
+
+    def col(k, key):
+        return med([x[key] for x in net[k]])
+
+    def paired(k1, k2):
+        return [x["median_ms"] / y["median_ms"] for x, y in zip(net[k1], net[k2])]
+
+    e8, t8 = res["e8"][0], res["t8"][0]
+    lines = []
+    lines.append("BlazeNeo engine (%s) INT8 and FP32 vs PyTorch %s FX INT8 (onednn) and eager FP32: "
+                 "%dx%d, batch 1, main path, network alone, %d thread%s" % (
+                     a.backend, t8["torch"], a.size, a.size, a.threads, "" if a.threads == 1 else "s"))
+    lines.append("machine: %s, %d vCPUs; %d alternating rounds of %d runs (+%d warm-up) per side" % (
+        cpu_description(), e8["machine"]["nproc"], a.rounds, a.n, a.warmup))
+    lines.append("1-minute load average before each round: %s; after the last: %.2f" % (
+        ", ".join("%.2f" % x for x in loads), load_end))
+    lines.append("engine: %s; INT8 = its weights quantized at load with the scales of %s" % (
+        os.path.basename(a.model), "a cache made by `blazeneo calibrate` (entropy, every image of %s)" % a.calib_images
+        if generated else calib))
+    lines.append("PyTorch: %s; INT8 calibrated on the first %d images of %s" % (
+        os.path.basename(a.pth), t8["calib_n"], a.calib_images))
+    lines.append("")
+    order = [("e8", "engine INT8"), ("t8", "PyTorch INT8"), ("e32", "engine FP32"), ("t32", "PyTorch FP32")]
+    lines.append("| | " + " | ".join(l for _, l in order) + " |")
+    lines.append("|---|" + "---:|" * len(order))
+    stats = (("median_ms", "median latency (ms)"), ("min_ms", "min latency (ms)"),
+             ("mean_ms", "mean latency (ms)"), ("p90_ms", "p90 latency (ms)"), ("fps", "FPS (1000 / median)"))
+    for key, label in stats:
+        lines.append("| %s | " % label + " | ".join("%.1f" % col(k, key) for k, _ in order) + " |")
+    lines.append("| engine end to end, median (ms) | %.1f | | %.1f | |" % (
+        med([x["median_ms"] for x in res["e8"]]), med([x["median_ms"] for x in res["e32"]])))
+    lines.append("| peak RSS (MB) | " + " | ".join("%.0f" % med([x["peak_rss_mb"] for x in res[k]])
+                                                   for k, _ in order) + " |")
+    lines.append("")
+    pairs = [("e8", "t8", "engine INT8 / PyTorch INT8"), ("e32", "t32", "engine FP32 / PyTorch FP32"),
+             ("e8", "e32", "engine INT8 / engine FP32"), ("t8", "t32", "PyTorch INT8 / PyTorch FP32")]
+    lines.append("| ratio | " + " | ".join(l for _, _, l in pairs) + " |")
+    lines.append("|---|" + "---:|" * len(pairs))
+    for key, label in stats:
+        lines.append("| %s | " % label + " | ".join("%.2fx" % (col(k1, key) / col(k2, key))
+                                                    for k1, k2, _ in pairs) + " |")
+    lines.append("| median of paired rounds' median ratios | " +
+                 " | ".join("%.2fx" % med(paired(k1, k2)) for k1, k2, _ in pairs) + " |")
+    lines.append("| per-round median ratios | " + " | ".join(
+        ", ".join("%.2f" % x for x in paired(k1, k2)) for k1, k2, _ in pairs) + " |")
+    lines.append("")
+    lines.append("latency ratios below 1 (FPS above 1) favour the first of each pair. PyTorch's peak RSS "
+                 "includes importing torch; for INT8 it is reset after quantizing (the calibration pass "
+                 "peaked at %.0f MB). PyTorch quantized in %.1f s per round, untimed." % (
+                     med([x.get("quantize_peak_rss_mb", 0.0) for x in res["t8"]]),
+                     med([x["quantize_s"] for x in res["t8"]])))
+    print("\n".join(lines))
+    if a.json:
+        print(json.dumps({"engine_int8": res["e8"], "pytorch_int8": res["t8"], "engine_fp32": res["e32"],
+                          "pytorch_fp32": res["t32"], "load_avg_1min": loads + [load_end],
+                          "paired_median_ratios": {l: med(paired(k1, k2)) for k1, k2, l in pairs}}, indent=1))
+    return 0
+
+
 def main():
-    ap = argparse.ArgumentParser(description="BlazeNeo engine vs PyTorch eager FP32, alternating rounds")
+    ap = argparse.ArgumentParser(description="BlazeNeo engine vs PyTorch eager FP32 (and with --int8, engine "
+                                             "INT8 vs PyTorch FX INT8), alternating rounds")
     ap.add_argument("--pth", default=DEFAULT_PTH, help="PyTorch checkpoint (default: %(default)s)")
     ap.add_argument("--model", default=DEFAULT_BZN, help="engine weight file made from it (default: %(default)s)")
     ap.add_argument("--blazeneo", default=DEFAULT_CLI, help="the engine's CLI (default: %(default)s)")
@@ -74,6 +236,14 @@ def main():
     ap.add_argument("--backend", default="cpu", help="engine backend (default cpu)")
     ap.add_argument("--precision", default="fp32", help="engine precision (default fp32)")
     ap.add_argument("--json", action="store_true", help="print every round's raw results as JSON too")
+    ap.add_argument("--int8", action="store_true",
+                    help="also compare INT8: engine INT8 vs PyTorch FX INT8 (onednn), next to the FP32 pair")
+    ap.add_argument("--calib", help="--int8: the engine's calibration cache (default: made with "
+                                    "`blazeneo calibrate` from --calib-images into a temporary folder)")
+    ap.add_argument("--calib-images", default=DEFAULT_CALIB_IMAGES,
+                    help="--int8: calibration images (default: %(default)s)")
+    ap.add_argument("--calib-n", type=int, default=16,
+                    help="--int8: PyTorch calibrates on the first N of them (default 16)")
     a = ap.parse_args()
     if a.size <= 0 or a.size % 32:
         ap.error("--size must be a positive multiple of 32")
@@ -83,6 +253,17 @@ def main():
                        (a.pth, "PyTorch checkpoint")):
         if not os.path.exists(path):
             ap.error("%s not found: %s" % (what, path))
+
+    if a.int8:
+        if a.precision != "fp32":
+            ap.error("--int8 runs both fp32 and int8: leave --precision out")
+        if a.calib_n < 1:
+            ap.error("--calib-n must be at least 1")
+        if a.calib and not os.path.exists(a.calib):
+            ap.error("calibration cache not found: %s" % a.calib)
+        if not os.path.isdir(a.calib_images):
+            ap.error("calibration images not found: %s" % a.calib_images)
+        return main_int8(a)
 
     engine_cmd = [a.blazeneo, "bench", "-m", a.model, "-b", a.backend, "-p", a.precision, "-s", str(a.size),
                   "-t", str(a.threads), "-n", str(a.n), "--warmup", str(a.warmup), "--json"]

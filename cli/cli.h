@@ -56,6 +56,9 @@ int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *
 int cli_open(const char *cmd, const char *model_path, const cli_config *cfg, bzn_model **m, bzn_ctx **c);
 int cli_ctx_create(const char *cmd, const bzn_model *m, const cli_config *cfg, bzn_ctx **c);
 
+/* a whole number in [lo, hi]; 0 on success */
+int cli_parse_int(const char *s, int lo, int hi, int *out);
+
 /* "352" or "512x384" (width x height); 0 on success */
 int cli_parse_size(const char *s, int *width, int *height);
 /* print "blazeneo <cmd>: <msg>" to stderr; returns EXIT_FAIL */

@@ -105,15 +105,6 @@ static void compute_stats(double *t, int n, bench_stats *s) {
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-/* strict decimal integer in [lo, hi]; 0 on success */
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
 
 /* "model name" of the first processor in /proc/cpuinfo, or "unknown" */
 static void cpu_model(char *buf, size_t size) {
@@ -474,19 +465,19 @@ int cmd_bench(int argc, char **argv) {
             if (cli_parse_size(optarg, &w, &h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
             break;
         case OPT_BATCH:
-            if (parse_int(optarg, 1, 1 << 16, &batch))
+            if (cli_parse_int(optarg, 1, 1 << 16, &batch))
                 return cli_usage_error(CMD, "invalid batch '%s' (a whole number, at least 1)", optarg);
             break;
         case 'n':
-            if (parse_int(optarg, 1, 1 << 24, &iters))
+            if (cli_parse_int(optarg, 1, 1 << 24, &iters))
                 return cli_usage_error(CMD, "invalid iteration count '%s' (at least 1)", optarg);
             break;
         case OPT_WARMUP:
-            if (parse_int(optarg, 0, 1 << 24, &warmup))
+            if (cli_parse_int(optarg, 0, 1 << 24, &warmup))
                 return cli_usage_error(CMD, "invalid warm-up count '%s' (0 or more)", optarg);
             break;
         case 't':
-            if (parse_int(optarg, 0, 1024, &threads))
+            if (cli_parse_int(optarg, 0, 1024, &threads))
                 return cli_usage_error(CMD, "invalid thread count '%s' (0 = all, up to 1024)", optarg);
             break;
         case OPT_IMAGE: image = optarg; break;

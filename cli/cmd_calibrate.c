@@ -89,7 +89,10 @@ int cmd_calibrate(int argc, char **argv) {
             break;
         case OPT_AUX: aux = 1; break;
         case OPT_TABLE: table = 1; break;
-        case 't': threads = atoi(optarg); break;
+        case 't':
+            if (cli_parse_int(optarg, 0, 1024, &threads))
+                return cli_usage_error("calibrate", "invalid thread count '%s' (0 = all)", optarg);
+            break;
         case 'q': quiet = 1; break;
         case 'h': help(); return EXIT_OK;
         default: return cli_usage_error("calibrate", "unknown option");

@@ -88,6 +88,29 @@ static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int o
     return s == BZN_OK ? 0 : -1;
 }
 
+static int cmp_stem(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Two inputs with the same stem would write the same DIR/<stem>.png: refuse before running. */
+static int check_stems(const cli_list *list) {
+    char **stems = calloc((size_t)list->count + 1, sizeof *stems);
+    int bad = !stems;
+    for (int i = 0; !bad && i < list->count; i++) {
+        char stem[1024];
+        cli_stem(list->paths[i], stem, sizeof stem);
+        bad = !(stems[i] = strdup(stem));
+    }
+    if (!bad) qsort(stems, (size_t)list->count, sizeof *stems, cmp_stem);
+    for (int i = 1; !bad && i < list->count; i++)
+        if (!strcmp(stems[i - 1], stems[i])) {
+            fprintf(stderr, "blazeneo segment: two inputs are named '%s': their masks would overwrite each other\n",
+                    stems[i]);
+            bad = 1;
+        }
+    for (int i = 0; stems && i < list->count; i++) free(stems[i]);
+    free(stems);
+    return bad ? -1 : 0;
+}
+
 int cmd_segment(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"output", required_argument, 0, 'o'},
                                          {"size", required_argument, 0, 's'},   {"overlay", no_argument, 0, 'O'},
@@ -113,7 +136,10 @@ int cmd_segment(int argc, char **argv) {
             if (cli_parse_backend(optarg, &cfg.backend))
                 return cli_usage_error("segment", "unknown backend '%s' (cpu, ref)", optarg);
             break;
-        case 't': cfg.threads = atoi(optarg); break;
+        case 't':
+            if (cli_parse_int(optarg, 0, 1024, &cfg.threads))
+                return cli_usage_error("segment", "invalid thread count '%s' (0 = all)", optarg);
+            break;
         case 'q': quiet = 1; break;
         case 'h': help(); return EXIT_OK;
         default:
@@ -127,6 +153,10 @@ int cmd_segment(int argc, char **argv) {
     if (optind >= argc) return cli_usage_error("segment", "no images given");
     cli_list list;
     if (cli_collect_images("segment", argv + optind, argc - optind, &list)) return EXIT_FAIL;
+    if (check_stems(&list)) {
+        cli_list_free(&list);
+        return EXIT_FAIL;
+    }
     bzn_model *m;
     bzn_ctx *ctx;
     if (cli_open("segment", model, &cfg, &m, &ctx)) {

@@ -38,16 +38,11 @@ static int by_error(const void *a, const void *b) {
     return x->rel_err < y->rel_err ? 1 : x->rel_err > y->rel_err ? -1 : 0;
 }
 
-/* Dice of the polyp pixels (class != background) of two class maps */
+/* Dice of the polyp pixels of a class map against FP32's */
 static double seg_dice(const uint8_t *a, const uint8_t *b, size_t n) {
-    size_t tp = 0, pa = 0, pb = 0;
-    for (size_t i = 0; i < n; i++) {
-        const int x = a[i] != BZN_CLASS_BACKGROUND, y = b[i] != BZN_CLASS_BACKGROUND;
-        tp += x && y;
-        pa += x;
-        pb += y;
-    }
-    return pa + pb ? 2.0 * tp / (double)(pa + pb) : 1.0;
+    bzn_confusion conf = {0};
+    bzn_confusion_add(&conf, a, b, n);
+    return bzn_dice(&conf, BZN_METRIC_SEG);
 }
 
 int cmd_sensitivity(int argc, char **argv) {
@@ -63,12 +58,19 @@ int cmd_sensitivity(int argc, char **argv) {
         case 'm': model = optarg; break;
         case 'c': calib = optarg; break;
         case 'i': images = optarg; break;
-        case 'n': n_frames = atoi(optarg); break;
+        case 'n':
+            if (cli_parse_int(optarg, 1, 100000, &n_frames)) return cli_usage_error("sensitivity", "invalid -n '%s'", optarg);
+            break;
         case 's':
             if (cli_parse_size(optarg, &w, &h)) return cli_usage_error("sensitivity", "invalid size '%s'", optarg);
             break;
-        case 'k': top = atoi(optarg); break;
-        case 't': threads = atoi(optarg); break;
+        case 'k':
+            if (cli_parse_int(optarg, 0, 100000, &top)) return cli_usage_error("sensitivity", "invalid --top '%s'", optarg);
+            break;
+        case 't':
+            if (cli_parse_int(optarg, 0, 1024, &threads))
+                return cli_usage_error("sensitivity", "invalid thread count '%s'", optarg);
+            break;
         case 'h': help(); return EXIT_OK;
         default: return cli_usage_error("sensitivity", "unknown option");
         }
@@ -162,8 +164,21 @@ int cmd_sensitivity(int argc, char **argv) {
             goto out_free;
         }
         double err_sum = 0, dice_sum = 0;
+        if (target < 0 && bzn_calib_cache_check(t, q, &e) != BZN_OK) { /* the cache names this network */
+            bzn_ctx_free(q);
+            free(sc);
+            free(keep);
+            cli_error("sensitivity", &e);
+            goto out_free;
+        }
         for (int f = 0; f < n_frames; f++) {
-            bzn_run_tensor(q, inputs + f * in_n, NULL);
+            if (bzn_run_tensor(q, inputs + f * in_n, &e) != BZN_OK) {
+                bzn_ctx_free(q);
+                free(sc);
+                free(keep);
+                cli_error("sensitivity", &e);
+                goto out_free;
+            }
             bzn_logits(q, BZN_OUT_MAIN, &x, &C, &H, &W, NULL);
             const float *r = ref + (size_t)f * C * H * W;
             double num = 0, den = 0;

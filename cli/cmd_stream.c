@@ -93,15 +93,6 @@ static int write_full(int fd, const uint8_t *buf, size_t n) {
     return 0;
 }
 
-/* strict decimal integer in [lo, hi]; 0 on success */
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
 
 
 /* ---- latency statistics ------------------------------------------------------------------- */
@@ -166,7 +157,7 @@ int cmd_stream(int argc, char **argv) {
         {"backend", required_argument, 0, 'b'},   
         {"threads", required_argument, 0, 't'},   {"out", required_argument, 0, OPT_OUT},
         {"stats", required_argument, 0, OPT_STATS}, {"help", no_argument, 0, 'h'},
-        {0}};
+        CLI_PRECISION_OPTIONS, {0}};
     const char *model = NULL;
     int fw = 0, fh = 0, w = 0, h = 0, threads = 0, stats_every = 0, c;
     out_kind out = OUT_MASK;
@@ -177,10 +168,10 @@ int cmd_stream(int argc, char **argv) {
         switch (c) {
         case 'm': model = optarg; break;
         case 'W':
-            if (parse_int(optarg, 1, 16384, &fw)) return cli_usage_error(CMD, "invalid width '%s' (1 to 16384)", optarg);
+            if (cli_parse_int(optarg, 1, 16384, &fw)) return cli_usage_error(CMD, "invalid width '%s' (1 to 16384)", optarg);
             break;
         case 'H':
-            if (parse_int(optarg, 1, 16384, &fh)) return cli_usage_error(CMD, "invalid height '%s' (1 to 16384)", optarg);
+            if (cli_parse_int(optarg, 1, 16384, &fh)) return cli_usage_error(CMD, "invalid height '%s' (1 to 16384)", optarg);
             break;
         case 's':
             if (cli_parse_size(optarg, &w, &h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
@@ -189,7 +180,7 @@ int cmd_stream(int argc, char **argv) {
             if (cli_parse_backend(optarg, &backend)) return cli_usage_error(CMD, "unknown backend '%s' (cpu, ref)", optarg);
             break;
         case 't':
-            if (parse_int(optarg, 0, 1024, &threads))
+            if (cli_parse_int(optarg, 0, 1024, &threads))
                 return cli_usage_error(CMD, "invalid thread count '%s' (0 = all, up to 1024)", optarg);
             break;
         case OPT_OUT:
@@ -199,7 +190,7 @@ int cmd_stream(int argc, char **argv) {
             else return cli_usage_error(CMD, "unknown output '%s' (mask, overlay, classes)", optarg);
             break;
         case OPT_STATS:
-            if (parse_int(optarg, 1, 1 << 30, &stats_every))
+            if (cli_parse_int(optarg, 1, 1 << 30, &stats_every))
                 return cli_usage_error(CMD, "invalid --stats '%s' (frames, at least 1)", optarg);
             break;
         case 'h': help(); return EXIT_OK;

@@ -68,8 +68,9 @@ int cmd_trace(int argc, char **argv) {
     if (bzn_image_load_jpeg(argv[optind], &img, &e) != BZN_OK) return cli_error("trace", &e);
     bzn_model *m;
     bzn_ctx *ctx;
-    /* INT8 with an FP32 model and a main-path cache: trace the main path only */
-    if (cfg.precision == BZN_PRECISION_INT8 && cfg.calib) cfg.run_aux = 0;
+    /* INT8: the main path (calibration caches and INT8 files cover it; the auxiliary head
+       is a training aid) */
+    if (cfg.precision == BZN_PRECISION_INT8) cfg.run_aux = 0;
     if (cli_open("trace", model, &cfg, &m, &ctx)) {
         bzn_image_free(&img);
         return EXIT_FAIL;

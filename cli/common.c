@@ -10,6 +10,15 @@
 
 #include "cli.h"
 
+int cli_parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
 int cli_parse_size(const char *s, int *width, int *height) {
     char *end;
     long w = strtol(s, &end, 10), h = w;

@@ -51,7 +51,5 @@ const zip_entry *zip_find(const zip_archive *za, const char *name);
 bzn_status zip_entry_data(zip_archive *za, const zip_entry *e, const uint8_t **data, size_t *size,
                           bzn_error *err);
 
-/* CRC-32 (IEEE 802.3, as zip uses it): start with crc = 0, feed the bytes in pieces. */
-uint32_t zip_crc32(uint32_t crc, const void *data, size_t len);
 
 #endif

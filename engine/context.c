@@ -92,7 +92,7 @@ static void conv_args(const bzn_ctx *c, const bzn_node *n, bzn_conv_args *a) {
 
 /* ---- INT8 set-up ------------------------------------------------------------------------ */
 
-static int in_list(const char *list, const char *name) {
+int bzn_name_in_list(const char *list, const char *name) {
     size_t n = strlen(name);
     for (const char *p = list; p && *p;) {
         const char *e = strchr(p, ',');
@@ -201,7 +201,7 @@ static bzn_status setup_int8(bzn_ctx *c, bzn_error *err) {
     }
     for (int i = 0; i < c->g.n_nodes; i++) {
         const bzn_node *n = &c->g.nodes[i];
-        if (n->kind != BZN_NODE_CONV || in_list(c->opt.keep_fp32, n->name)) continue;
+        if (n->kind != BZN_NODE_CONV || bzn_name_in_list(c->opt.keep_fp32, n->name)) continue;
         if (c->model->int8_file && !n->conv->qweight) continue; /* kept in FP32 when quantized */
         bzn_status s = input_scale(c, i, &c->q[i].in_scale, err);
         if (s == BZN_OK) s = int8_weights(n->conv, &c->q[i], err);
@@ -348,6 +348,7 @@ static void forward(bzn_ctx *c) {
 
 bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err) {
     if (!c || !input) return bzn_fail(err, BZN_ERR_ARG, "NULL context or input");
+    c->has_run = 0; /* until this run completes: never answer with an older frame */
     memcpy(buf_ptr(c, c->g.input_buf), input, (size_t)3 * c->g.height * c->g.width * sizeof(float));
     forward(c);
     return BZN_OK;
@@ -355,7 +356,8 @@ bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err) {
 
 bzn_status bzn_run_rgb(bzn_ctx *c, const uint8_t *rgb, int width, int height, int stride, bzn_error *err) {
     if (!c || !rgb) return bzn_fail(err, BZN_ERR_ARG, "NULL context or frame");
-    if (width < 1 || height < 1 || stride < 3 * width)
+    c->has_run = 0; /* until this run completes: never answer with an older frame */
+    if (width < 1 || height < 1 || (int64_t)stride < 3 * (int64_t)width)
         return bzn_fail(err, BZN_ERR_ARG, "invalid frame geometry %dx%d, stride %d", width, height, stride);
     const int H = c->g.height, W = c->g.width;
     bzn_status s = bzn_resize_bilinear(rgb, width, height, stride, 3, c->resized, W, H, err);

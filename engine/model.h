@@ -17,6 +17,9 @@ struct bzn_model {
     int int8_file;                /* written by `blazeneo quantize`: its float convs stay FP32 */
 };
 
+/* 1 when `name` is one of the comma-separated names of `list` (NULL: none) */
+int bzn_name_in_list(const char *list, const char *name);
+
 /* Per-output-channel symmetric int8 quantization of folded weights: scale = max|w| / 127.
  * qweight: cout * per bytes, wscale: cout floats. */
 void bzn_quantize_weights(const bzn_conv_weights *cw, int8_t *qweight, float *wscale);

@@ -40,14 +40,7 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
     for (int i = 0; s == BZN_OK && i < m->n_convs; i++) {
         const bzn_conv_weights *cw = &m->convs[i];
         const size_t per = (size_t)cw->cin * cw->k * cw->k;
-        const size_t nl = strlen(cw->name);
-        int keep = 0;
-        for (const char *p = keep_fp32; p && *p;) { /* exact match within the comma list */
-            const char *e = strchr(p, ',');
-            size_t l = e ? (size_t)(e - p) : strlen(p);
-            if (l == nl && !strncmp(p, cw->name, nl)) keep = 1;
-            p = e ? e + 1 : NULL;
-        }
+        const int keep = bzn_name_in_list(keep_fp32, cw->name);
         if (snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.weight", cw->name) >= (int)BZN_WF_NAME_BYTES) {
             s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "name too long: %s", cw->name);
             break;
@@ -68,12 +61,18 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
             t[n].data = q;
             t[n].scale_index = (uint32_t)(n + 1);
             n++;
-            snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.weight_scale", cw->name);
+            if (snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.weight_scale", cw->name) >= (int)BZN_WF_NAME_BYTES) {
+                s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "name too long: %s", cw->name);
+                break;
+            }
             t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 1, {(uint32_t)cw->cout, 0, 0, 0}, ws, BZN_WF_NO_SCALE};
         }
         n++;
         if (cw->bias) {
-            snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.bias", cw->name);
+            if (snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.bias", cw->name) >= (int)BZN_WF_NAME_BYTES) {
+                s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "name too long: %s", cw->name);
+                break;
+            }
             t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 1, {(uint32_t)cw->cout, 0, 0, 0}, cw->bias, BZN_WF_NO_SCALE};
             n++;
         }

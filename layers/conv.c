@@ -99,6 +99,17 @@ static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, i
         }
     }
     if (b->status == BZN_OK && w->dtype == BZN_DT_I8) {
+        if (bn_key && !folded_bias) { /* int8 weights are quantized after folding: BN must be gone */
+            bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight' is int8 but its BatchNorm is not folded (no '%s.conv.bias')",
+                             name, name);
+            return NULL;
+        }
+        const int8_t *q = (const int8_t *)w->data;
+        for (uint64_t i = 0; i < w->nbytes; i++)
+            if (q[i] == -128) { /* symmetric quantization never produces it; the kernels assume so */
+                bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight' holds -128: int8 weights must be in -127..127", name);
+                return NULL;
+            }
         wscale = &b->model->wf.tensors[w->scale_index];
         if (wscale->dtype != BZN_DT_F32 || wscale->ndim != 1 || wscale->shape[0] != (uint32_t)cout) {
             bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight': its scales '%s' are not %d f32 values", name,
@@ -163,7 +174,16 @@ static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, i
             bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s': non-finite scale or bias at channel %d", name, o);
             return NULL;
         }
-        for (size_t i = 0; i < per_out; i++) cw->weight[o * per_out + i] = s * tensor_at(w, o * per_out + i);
+        for (size_t i = 0; i < per_out; i++) {
+            const float v = s * tensor_at(w, o * per_out + i);
+            if (!isfinite(v)) {
+                free(cw->weight);
+                free(cw->bias);
+                bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight': non-finite weight in output channel %d", name, o);
+                return NULL;
+            }
+            cw->weight[o * per_out + i] = v;
+        }
     }
     cw->params = (int64_t)cout * (int64_t)per_out + (bn_key ? 2 * cout : 0);
     m->n_convs++;

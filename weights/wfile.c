@@ -38,38 +38,47 @@ static void wrf32(uint8_t *p, float f) {
     wr32(p, u);
 }
 
-/* ---- CRC-32 (IEEE 802.3, the zlib/PNG polynomial), slicing-by-4 table ----------- */
+/* ---- CRC-32 (IEEE 802.3, the zlib/PNG/zip polynomial) ------------------------------- */
 
-static uint32_t crc_table[4][256];
-static int crc_ready; /* the tables are a pure function of the polynomial: racing writers
-                         store identical values, so no lock is needed */
-
-static void crc_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
+/* CRC-32 with the reflected polynomial 0xEDB88320. Short inputs go four bits at a time
+ * through a constant 16-entry table; long ones (storages) four bytes at a time through
+ * "slicing-by-4" tables built on the stack for the call (a few microseconds, and nothing
+ * shared between threads). t[0] is the classic byte table; t[k][n] is the CRC of byte n
+ * followed by k zero bytes, so four table lookups advance the CRC by four bytes. */
+static void crc_tables(uint32_t t[4][256]) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
         for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[0][i] = c;
+        t[0][n] = c;
     }
-    for (uint32_t i = 0; i < 256; i++)
-        for (int t = 1; t < 4; t++)
-            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
-    __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
+    for (uint32_t n = 0; n < 256; n++)
+        for (int k = 1; k < 4; k++) t[k][n] = t[0][t[k - 1][n] & 0xFF] ^ (t[k - 1][n] >> 8);
 }
 
-uint32_t bzn_crc32(const void *data, size_t n) {
-    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE)) crc_init();
+uint32_t bzn_crc32_update(uint32_t crc, const void *data, size_t len) {
+    static const uint32_t nibble[16] = {
+        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
+        0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+        0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
     const uint8_t *p = data;
-    uint32_t c = 0xFFFFFFFFu;
-    while (n >= 4) {
-        c ^= rd32(p);
-        c = crc_table[3][c & 0xFF] ^ crc_table[2][(c >> 8) & 0xFF] ^ crc_table[1][(c >> 16) & 0xFF] ^
-            crc_table[0][c >> 24];
-        p += 4;
-        n -= 4;
+    crc = ~crc;
+    if (len >= 4096) {
+        uint32_t t[4][256];
+        crc_tables(t);
+        for (; len >= 4; p += 4, len -= 4) {
+            crc ^= rd32(p);
+            crc = t[3][crc & 0xFF] ^ t[2][(crc >> 8) & 0xFF] ^ t[1][(crc >> 16) & 0xFF] ^ t[0][crc >> 24];
+        }
     }
-    while (n--) c = crc_table[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= p[i];
+        crc = (crc >> 4) ^ nibble[crc & 15];
+        crc = (crc >> 4) ^ nibble[crc & 15];
+    }
+    return ~crc;
 }
+
+uint32_t bzn_crc32(const void *data, size_t n) { return bzn_crc32_update(0, data, n); }
 
 /* ---- dtypes ------------------------------------------------------------------------ */
 
@@ -91,9 +100,13 @@ const char *bzn_dtype_name(bzn_dtype t) {
     return "?";
 }
 
+/* element count, or UINT64_MAX when it would overflow (never a valid size) */
 uint64_t bzn_wf_numel(int ndim, const uint32_t *shape) {
     uint64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] && n > UINT64_MAX / 8 / shape[i]) return UINT64_MAX;
+        n *= shape[i];
+    }
     return n;
 }
 
@@ -259,7 +272,8 @@ static bzn_status parse(bzn_wfile *wf, bzn_error *err) {
         t->nbytes = rd64(e + E_NBYTES);
         t->crc32 = rd32(e + E_CRC);
         t->scale_index = rd32(e + E_SCALE);
-        if (t->nbytes != bzn_wf_numel(t->ndim, t->shape) * bzn_dtype_size(t->dtype)) {
+        const uint64_t numel = bzn_wf_numel(t->ndim, t->shape);
+        if (numel == UINT64_MAX || t->nbytes != numel * bzn_dtype_size(t->dtype)) {
             free(order);
             return bzn_fail(err, BZN_ERR_FORMAT, "tensor '%s': size %llu does not match its shape", t->name,
                             (unsigned long long)t->nbytes);

@@ -8,6 +8,7 @@
  */
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +362,8 @@ static void cpu_upsample(void *vctx, const bzn_upsample_args *a) {
     }
 }
 
+static void single_threaded_blas(void) { openblas_set_num_threads(1); }
+
 static void cpu_destroy(bzn_backend *b) {
     if (!b) return;
     free(b->ctx);
@@ -381,16 +384,18 @@ bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err
         return bzn_fail(err, BZN_ERR_ARG, "invalid thread count %d", threads);
     }
     /* One threading runtime: OpenMP splits the work and every sgemm call runs on one
-       thread. OpenBLAS's own thread pool would otherwise fight OpenMP's for the cores. */
-    if (threads == 0) threads = omp_get_max_threads();
+       thread. OpenBLAS's own thread pool would otherwise fight OpenMP's for the cores. This
+       is OpenBLAS's process-wide setting, so it is made once (README: "Threads"). */
+    static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+    pthread_once(&blas_once, single_threaded_blas);
+    if (threads == 0) threads = omp_get_num_procs();
     ctx->threads = threads < 1 ? 1 : threads;
-    openblas_set_num_threads(1);
     ctx->s8 = bzn_s8_best_kernel();
-    const char *force = getenv("BZN_INT8_KERNEL"); /* for testing: ref, avx2, vnni */
-    if (force) {
-        bzn_s8_kernel k = !strcmp(force, "ref") ? BZN_S8_REF : !strcmp(force, "avx2") ? BZN_S8_AVX2 : BZN_S8_VNNI;
-        if (k <= ctx->s8) ctx->s8 = k; /* never a kernel the CPU cannot run */
-    }
+    /* test hook: BZN_INT8_KERNEL=ref|avx2 forces a simpler int8 kernel (never one the CPU
+       cannot run); other values are ignored */
+    const char *force = getenv("BZN_INT8_KERNEL");
+    if (force && !strcmp(force, "ref")) ctx->s8 = BZN_S8_REF;
+    if (force && !strcmp(force, "avx2") && ctx->s8 > BZN_S8_AVX2) ctx->s8 = BZN_S8_AVX2;
     b->name = "cpu";
     b->ctx = ctx;
     b->conv_prepare = cpu_conv_prepare;

@@ -1,4 +1,4 @@
-/* npy.h - NumPy .npy files (format 1.0, little-endian float32, C order): the exchange
+/* npy.h - (CLI and tests) NumPy .npy files (format 1.0, little-endian float32, C order): the exchange
  * format between the engine's trace and PyTorch (np.load / np.save). */
 #ifndef BZN_NPY_H
 #define BZN_NPY_H
