@@ -1,6 +1,6 @@
 /*
  * segment_one.c - the smallest complete use of the library: load a model, segment one JPEG,
- * write the colour mask. Build: part of the CMake build (build/examples/segment_one).
+ * write the colour mask. Build: part of the CMake build (build/segment_one).
  *   build/segment_one models/blazeneo-dha-neopolyp-small-f16.bzn samples/16d4ca6160127cd1d5ff99c267599fc4.jpeg mask.png
  */
 #include <stdio.h>

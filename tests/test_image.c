@@ -44,8 +44,9 @@ static const char *sample_path(int i) {
 /* PIL is needed for the comparison tests; without it they pass with a note. */
 static int have_pil(const char *test) {
     if (tu_have_python("PIL")) return 1;
-    fprintf(stderr, "note: %s skipped: BZN_PYTHON (%s) cannot import PIL\n", test,
+    fprintf(stderr, "note: %s: BZN_PYTHON (%s) cannot import PIL\n", test,
             tu_env("BZN_PYTHON") ? tu_env("BZN_PYTHON") : "unset");
+    tu_missing("python3-pil");
     return 0;
 }
 

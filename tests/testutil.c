@@ -1,6 +1,8 @@
 /* testutil.c - see testutil.h. */
 #include "testutil.h"
 
+#include <check.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,12 @@ int tu_have_python(const char *modules) {
     snprintf(cmd, sizeof cmd, "\"%s\" -c 'import sys\nfor m in \"%s\".split(): __import__(m)' >/dev/null 2>&1",
              py, list);
     return tu_run("%s", cmd) == 0;
+}
+
+int tu_missing(const char *what) {
+    if (tu_env("CI")) ck_abort_msg("%s is missing, but CI installs it", what);
+    fprintf(stderr, "note: skipped (needs %s)\n", what);
+    return 1;
 }
 
 int tu_have_shared(void) {

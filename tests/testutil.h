@@ -17,6 +17,10 @@ const char *tu_path(const char *dir, const char *rel);
 int tu_have_python(const char *modules);
 /* 1 when the shared/ folder (model and data) is present. */
 int tu_have_shared(void);
+/* A test case that needs something absent (a tool, a Python module, ../shared): locally it is
+ * skipped with a note on stderr and 1 is returned (the caller returns); in CI (environment CI
+ * set), where tools/install-deps.sh --test installs everything, the absence fails the case. */
+int tu_missing(const char *what);
 /* Run a shell command built printf-style; returns its exit status (-1 on failure to run). */
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fresh empty directory under the build tree (or /tmp); caller frees. */
