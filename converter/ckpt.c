@@ -427,8 +427,9 @@ bzn_status bzn_ckpt_read_memory(const uint8_t *data, size_t size, bzn_ckpt *out,
 
 /* Whole file into memory: the reader needs random access (the zip directory is at the end). */
 static bzn_status slurp(const char *path, uint8_t **buf, size_t *len, bzn_error *err) {
+    char ebuf[128]; /* errno text */
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return bzn_fail(err, BZN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return bzn_fail(err, BZN_ERR_IO, "%s: cannot open: %s", path, bzn_errno_text(errno, ebuf, sizeof ebuf));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
@@ -449,7 +450,7 @@ static bzn_status slurp(const char *path, uint8_t **buf, size_t *len, bzn_error 
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             bzn_status st = bzn_fail(err, BZN_ERR_IO, "%s: read error%s%s", path, r < 0 ? ": " : " (file shrank)",
-                                     r < 0 ? strerror(errno) : "");
+                                     r < 0 ? bzn_errno_text(errno, ebuf, sizeof ebuf) : "");
             free(b);
             close(fd);
             return st;

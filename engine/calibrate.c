@@ -530,14 +530,6 @@ static float bits_f32(uint32_t u) {
     return f;
 }
 
-static const char *errno_text(int e, char *buf, size_t len) {
-#if defined(_GNU_SOURCE)
-    return strerror_r(e, buf, len);
-#else
-    if (strerror_r(e, buf, len) != 0) snprintf(buf, len, "error %d", e);
-    return buf;
-#endif
-}
 
 /* a name the cache format can carry: not empty, no control characters, no edge spaces */
 static int valid_name(const char *s) {
@@ -576,7 +568,7 @@ bzn_status bzn_calib_cache_write(const char *path, const bzn_calib_table *t, bzn
         int e = errno;
         free(tmp);
         return bzn_fail(err, BZN_ERR_IO, "cannot write '%s': cannot create a temporary file there: %s", path,
-                        errno_text(e, ebuf, sizeof ebuf));
+                        bzn_errno_text(e, ebuf, sizeof ebuf));
     }
     /* mkstemp makes the file private: take the replaced file's permissions, or rw-r--r-- */
     struct stat old;
@@ -597,7 +589,7 @@ bzn_status bzn_calib_cache_write(const char *path, const bzn_calib_table *t, bzn
     if (e) {
         unlink(tmp);
         free(tmp);
-        return bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, errno_text(e, ebuf, sizeof ebuf));
+        return bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, bzn_errno_text(e, ebuf, sizeof ebuf));
     }
     free(tmp);
     return BZN_OK;
@@ -722,7 +714,7 @@ bzn_status bzn_calib_cache_read(const char *path, bzn_calib_table **out, bzn_err
     if (!path) return bzn_fail(err, BZN_ERR_ARG, "read calibration cache: no path given");
     char ebuf[128];
     FILE *f = fopen(path, "rb");
-    if (!f) return bzn_fail(err, BZN_ERR_IO, "cannot open '%s': %s", path, errno_text(errno, ebuf, sizeof ebuf));
+    if (!f) return bzn_fail(err, BZN_ERR_IO, "cannot open '%s': %s", path, bzn_errno_text(errno, ebuf, sizeof ebuf));
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     bzn_status s = buf ? BZN_OK : bzn_fail(err, BZN_ERR_NOMEM, "out of memory");

@@ -1,6 +1,7 @@
 /* error.c - status names and the error-setting helper used by all library code. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "error.h"
 
@@ -26,4 +27,9 @@ bzn_status bzn_fail(bzn_error *err, bzn_status status, const char *fmt, ...) {
         va_end(ap);
     }
     return status;
+}
+
+const char *bzn_errno_text(int errnum, char *buf, size_t len) {
+    if (strerror_r(errnum, buf, len) != 0) snprintf(buf, len, "error %d", errnum);
+    return buf;
 }

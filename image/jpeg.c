@@ -238,15 +238,6 @@ bzn_status bzn_image_decode_jpeg(const void *data, size_t size, bzn_image *img, 
     return decode_named(data, size, "JPEG data", img, err);
 }
 
-/* Error text for errno (strerror is not thread-safe; this is the POSIX strerror_r). */
-static const char *errno_text(int e, char *buf, size_t len) {
-#if defined(_GNU_SOURCE)
-    return strerror_r(e, buf, len);
-#else
-    if (strerror_r(e, buf, len) != 0) snprintf(buf, len, "error %d", e);
-    return buf;
-#endif
-}
 
 /* Whole file into memory (JPEGs are small; this also gives libjpeg a simple source). */
 static bzn_status read_file(const char *path, uint8_t **out, size_t *out_len, bzn_error *err) {
@@ -256,7 +247,7 @@ static bzn_status read_file(const char *path, uint8_t **out, size_t *out_len, bz
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        return bzn_fail(err, BZN_ERR_IO, "cannot open '%s': %s", path, errno_text(e, ebuf, sizeof ebuf));
+        return bzn_fail(err, BZN_ERR_IO, "cannot open '%s': %s", path, bzn_errno_text(e, ebuf, sizeof ebuf));
     }
     size_t cap = 0, len = 0;
     uint8_t *buf = NULL;
@@ -283,7 +274,7 @@ static bzn_status read_file(const char *path, uint8_t **out, size_t *out_len, bz
             if (ferror(f)) {
                 int e = errno;
                 st = bzn_fail(err, BZN_ERR_IO, "cannot read '%s': %s", path,
-                              errno_text(e, ebuf, sizeof ebuf));
+                              bzn_errno_text(e, ebuf, sizeof ebuf));
             }
             break;
         }

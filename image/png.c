@@ -85,15 +85,6 @@ static int write_guarded(png_job *job) {
     return 0;
 }
 
-/* Error text for errno (strerror is not thread-safe; this is the POSIX strerror_r). */
-static const char *errno_text(int e, char *buf, size_t len) {
-#if defined(_GNU_SOURCE)
-    return strerror_r(e, buf, len);
-#else
-    if (strerror_r(e, buf, len) != 0) snprintf(buf, len, "error %d", e);
-    return buf;
-#endif
-}
 
 bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int width, int height,
                                int channels, bzn_error *err) {
@@ -118,7 +109,7 @@ bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int widt
         int e = errno;
         free(tmp);
         return bzn_fail(err, BZN_ERR_IO, "cannot write '%s': cannot create a temporary file there: %s",
-                        path, errno_text(e, ebuf, sizeof ebuf));
+                        path, bzn_errno_text(e, ebuf, sizeof ebuf));
     }
     /* mkstemp makes the file private (0600); give it the permissions of the file it
      * replaces, or the usual rw-r--r-- for a new file */
@@ -136,7 +127,7 @@ bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int widt
     if (!job.fp) {
         int e = errno;
         close(fd);
-        st = bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, errno_text(e, ebuf, sizeof ebuf));
+        st = bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, bzn_errno_text(e, ebuf, sizeof ebuf));
         goto fail;
     }
 
@@ -153,13 +144,13 @@ bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int widt
     if (fflush(job.fp) != 0 || fsync(fileno(job.fp)) != 0) e = errno;
     if (fclose(job.fp) != 0 && !e) e = errno;
     if (e) {
-        st = bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, errno_text(e, ebuf, sizeof ebuf));
+        st = bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, bzn_errno_text(e, ebuf, sizeof ebuf));
         goto fail;
     }
     if (rename(tmp, path) != 0) {
         e = errno;
         st = bzn_fail(err, BZN_ERR_IO, "cannot write '%s': rename from the temporary file failed: %s",
-                      path, errno_text(e, ebuf, sizeof ebuf));
+                      path, bzn_errno_text(e, ebuf, sizeof ebuf));
         goto fail;
     }
     free(tmp);

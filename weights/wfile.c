@@ -319,10 +319,11 @@ static bzn_status parse(bzn_wfile *wf, bzn_error *err) {
 }
 
 bzn_status bzn_wfile_open(const char *path, bzn_wfile *wf, bzn_error *err) {
+    char ebuf[128]; /* errno text */
     memset(wf, 0, sizeof *wf);
     if (!path) return bzn_fail(err, BZN_ERR_ARG, "no weight file path given");
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return bzn_fail(err, BZN_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fd < 0) return bzn_fail(err, BZN_ERR_IO, "%s: %s", path, bzn_errno_text(errno, ebuf, sizeof ebuf));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -334,7 +335,7 @@ bzn_status bzn_wfile_open(const char *path, bzn_wfile *wf, bzn_error *err) {
     }
     void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (m == MAP_FAILED) return bzn_fail(err, BZN_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    if (m == MAP_FAILED) return bzn_fail(err, BZN_ERR_IO, "%s: cannot map: %s", path, bzn_errno_text(errno, ebuf, sizeof ebuf));
     wf->base = m;
     wf->size = (size_t)st.st_size;
     wf->mapped = 1;
@@ -392,6 +393,7 @@ static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, 
 
 bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
                            bzn_error *err) {
+    char ebuf[128]; /* errno text */
     if (!path || !cfg || !t || count <= 0 || (uint32_t)count > BZN_WF_MAX_TENSORS)
         return bzn_fail(err, BZN_ERR_ARG, "invalid arguments to the weight file writer");
     uint64_t table_off = BZN_WF_HEADER_BYTES;
@@ -449,7 +451,7 @@ bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        bzn_status s = bzn_fail(err, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        bzn_status s = bzn_fail(err, BZN_ERR_IO, "%s: cannot create: %s", path, bzn_errno_text(errno, ebuf, sizeof ebuf));
         free(tmp);
         free(table);
         return s;
@@ -480,7 +482,7 @@ bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn
         free(table);
         return BZN_OK;
     }
-    bzn_status s = bzn_fail(err, BZN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    bzn_status s = bzn_fail(err, BZN_ERR_IO, "%s: write failed: %s", path, bzn_errno_text(errno, ebuf, sizeof ebuf));
     unlink(tmp);
     free(tmp);
     free(table);
