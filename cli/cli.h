@@ -2,6 +2,8 @@
 #ifndef BZN_CLI_H
 #define BZN_CLI_H
 
+#include <stdio.h>
+
 #include "blazeneo.h"
 
 /* exit statuses */
@@ -79,5 +81,13 @@ void cli_list_free(cli_list *l);
 /* file name without directory and extension, into buf */
 void cli_stem(const char *path, char *buf, size_t size);
 double cli_now_ms(void);
+
+/* Fill e (when not NULL) and return status: the CLI's counterpart of the library's errors. */
+bzn_status cli_fail(bzn_error *e, bzn_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A JSON string literal: quotes, backslashes and control characters escaped. */
+void cli_json_string(FILE *f, const char *s);
+/* Text for HTML/SVG content and attribute values: & < > " ' as entities. */
+void cli_markup_text(FILE *f, const char *s);
 
 #endif

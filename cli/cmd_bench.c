@@ -197,29 +197,7 @@ static int synthetic_frame(bzn_image *img, int width, int height) {
     return 0;
 }
 
-/* JSON string literal (escapes quotes, backslashes and control characters) */
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
 
-/* text escaped for XML content and attribute values */
-static void xml_str(FILE *f, const char *s) {
-    for (; *s; s++) {
-        switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
-        }
-    }
-}
 
 /* ---- per-layer profile ------------------------------------------------------------------- */
 
@@ -305,7 +283,7 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
                "font-family=\"monospace\" font-size=\"10\">\n", width, height, width, height);
     fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"white\"/>\n", width, height);
     fprintf(f, "<text x=\"10\" y=\"20\" font-size=\"14\">");
-    xml_str(f, title);
+    cli_markup_text(f, title);
     fprintf(f, "</text>\n<text x=\"10\" y=\"36\">per-layer wall time (ms per run), execution order; "
                "red: the %d slowest</text>\n", TOP_N);
     /* grid lines and tick labels */
@@ -321,12 +299,12 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
         const layer_row *r = &rows[i];
         int y = top + i * row_h;
         fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", label_w - 6, y + row_h - 3);
-        xml_str(f, r->info.name);
+        cli_markup_text(f, r->info.name);
         fprintf(f, "</text>\n<rect class=\"bar\" x=\"%d\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\">"
                    "<title>", label_w, y + 1, r->ms * scale, row_h - 2, r->rank ? "#d62728" : "#4c78a8");
-        xml_str(f, r->info.name);
+        cli_markup_text(f, r->info.name);
         fprintf(f, " (");
-        xml_str(f, r->info.op);
+        cli_markup_text(f, r->info.op);
         fprintf(f, "): %.3f ms</title></rect>\n", r->ms);
         fprintf(f, "<text x=\"%.1f\" y=\"%d\" fill=\"#555\">%.2f</text>\n", label_w + r->ms * scale + 3,
                 y + row_h - 3, r->ms);
@@ -370,16 +348,16 @@ static void json_stats(FILE *f, const bench_result *r, const bench_stats *s) {
 static void print_json(const bench_result *r, const layer_row *rows, int n_rows) {
     FILE *f = stdout;
     fprintf(f, "{\"version\": ");
-    json_str(f, BZN_VERSION_STRING);
+    cli_json_string(f, BZN_VERSION_STRING);
     fprintf(f, ", \"model\": ");
-    json_str(f, r->model);
+    cli_json_string(f, r->model);
     fprintf(f, ", \"backend\": \"%s\", \"precision\": ", cli_backend_name(r->backend));
-    json_str(f, r->precision);
+    cli_json_string(f, r->precision);
     fprintf(f, ", \"size\": \"%dx%d\", \"width\": %d, \"height\": %d, \"threads\": %d, \"batch\": %d, "
                "\"iters\": %d, \"warmup\": %d, ",
             r->width, r->height, r->width, r->height, r->threads, r->batch, r->iters, r->warmup);
     fprintf(f, "\"image\": ");
-    json_str(f, r->image);
+    cli_json_string(f, r->image);
     fprintf(f, ", \"frame_width\": %d, \"frame_height\": %d,\n ", r->frame_w, r->frame_h);
     json_stats(f, r, &r->e2e);
     fprintf(f, ",\n \"network\": {");
@@ -389,7 +367,7 @@ static void print_json(const bench_result *r, const layer_row *rows, int n_rows)
             (long long)r->params, r->macs / 1e9, (unsigned long long)r->file_bytes,
             (unsigned long long)r->weight_bytes, (unsigned long long)r->arena_bytes, r->rss_mb);
     fprintf(f, " \"machine\": {\"cpu\": ");
-    json_str(f, r->cpu);
+    cli_json_string(f, r->cpu);
     fprintf(f, ", \"nproc\": %ld}", r->nproc);
     if (rows) {
         double total = 0;
@@ -398,9 +376,9 @@ static void print_json(const bench_result *r, const layer_row *rows, int n_rows)
         for (int i = 0; i < n_rows; i++) {
             const layer_row *l = &rows[i];
             fprintf(f, "%s\n  {\"name\": ", i ? "," : "");
-            json_str(f, l->info.name);
+            cli_json_string(f, l->info.name);
             fprintf(f, ", \"op\": ");
-            json_str(f, l->info.op);
+            cli_json_string(f, l->info.op);
             fprintf(f, ", \"ms\": %.5f, \"share\": %.5f, \"gmac\": %.6f, \"gflops\": %.3f, \"top\": %d}", l->ms,
                     total > 0 ? l->ms / total : 0.0, l->info.macs / 1e9, gflops(l), l->rank);
         }

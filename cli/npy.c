@@ -3,6 +3,8 @@
  * spaces to a multiple of 64 bytes and ended by '\n'; then the raw data. */
 #include "npy.h"
 
+#include "cli.h"
+
 #include <stdarg.h>
 
 #include <errno.h>
@@ -12,17 +14,6 @@
 #include <unistd.h>
 
 
-/* the CLI's own error filler (the library's bzn_fail is internal) */
-static bzn_status npy_fail(bzn_error *err, bzn_status s, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->status = s;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
 
 bzn_status bzn_npy_write(const char *path, const float *data, int ndim, const int64_t *shape, bzn_error *err) {
     char dict[256];
@@ -48,13 +39,13 @@ bzn_status bzn_npy_write(const char *path, const float *data, int ndim, const in
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) return npy_fail(err, BZN_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!f) return cli_fail(err, BZN_ERR_IO, "%s: %s", path, strerror(errno));
     int ok = fwrite(header, 1, (size_t)(10 + hlen), f) == (size_t)(10 + hlen);
     ok = ok && fwrite(data, sizeof(float), count, f) == count;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) {
         unlink(tmp);
-        return npy_fail(err, BZN_ERR_IO, "%s: write failed", path);
+        return cli_fail(err, BZN_ERR_IO, "%s: write failed", path);
     }
     return BZN_OK;
 }
@@ -62,24 +53,24 @@ bzn_status bzn_npy_write(const char *path, const float *data, int ndim, const in
 bzn_status bzn_npy_read(const char *path, float **data, int *ndim, int64_t shape[8], bzn_error *err) {
     *data = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return npy_fail(err, BZN_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!f) return cli_fail(err, BZN_ERR_IO, "%s: %s", path, strerror(errno));
     unsigned char pre[10];
     char header[4096];
     bzn_status s = BZN_OK;
     if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0 || pre[6] != 1) {
         fclose(f);
-        return npy_fail(err, BZN_ERR_FORMAT, "%s: not a version-1 .npy file", path);
+        return cli_fail(err, BZN_ERR_FORMAT, "%s: not a version-1 .npy file", path);
     }
     size_t hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
     if (hlen >= sizeof header || fread(header, 1, hlen, f) != hlen) {
         fclose(f);
-        return npy_fail(err, BZN_ERR_FORMAT, "%s: bad .npy header", path);
+        return cli_fail(err, BZN_ERR_FORMAT, "%s: bad .npy header", path);
     }
     header[hlen] = 0;
     const char *sh = strstr(header, "'shape': (");
     if (!strstr(header, "'descr': '<f4'") || !strstr(header, "'fortran_order': False") || !sh) {
         fclose(f);
-        return npy_fail(err, BZN_ERR_FORMAT, "%s: only little-endian float32 C-order arrays are read", path);
+        return cli_fail(err, BZN_ERR_FORMAT, "%s: only little-endian float32 C-order arrays are read", path);
     }
     sh += 10;
     int nd = 0;
@@ -90,11 +81,11 @@ bzn_status bzn_npy_read(const char *path, float **data, int *ndim, int64_t shape
         if (end == sh) break;
         if (nd == 8 || v < 0) {
             fclose(f);
-            return npy_fail(err, BZN_ERR_FORMAT, "%s: unsupported shape", path);
+            return cli_fail(err, BZN_ERR_FORMAT, "%s: unsupported shape", path);
         }
         if (v > 0 && count > ((size_t)1 << 40) / (size_t)v) {
             fclose(f);
-            return npy_fail(err, BZN_ERR_FORMAT, "%s: array too large", path);
+            return cli_fail(err, BZN_ERR_FORMAT, "%s: array too large", path);
         }
         shape[nd++] = v;
         count *= (size_t)v;
@@ -103,8 +94,8 @@ bzn_status bzn_npy_read(const char *path, float **data, int *ndim, int64_t shape
     }
     *ndim = nd;
     float *buf = malloc(count * sizeof(float) + 1);
-    if (!buf) s = npy_fail(err, BZN_ERR_NOMEM, "%s: out of memory", path);
-    else if (fread(buf, sizeof(float), count, f) != count) s = npy_fail(err, BZN_ERR_FORMAT, "%s: truncated", path);
+    if (!buf) s = cli_fail(err, BZN_ERR_NOMEM, "%s: out of memory", path);
+    else if (fread(buf, sizeof(float), count, f) != count) s = cli_fail(err, BZN_ERR_FORMAT, "%s: truncated", path);
     fclose(f);
     if (s != BZN_OK) {
         free(buf);

@@ -6,6 +6,7 @@
  * then renamed onto it, so a reader never sees a half-written CSV or index.html (PNG
  * thumbnails get the same treatment from bzn_image_write_png).
  */
+#include "cli.h"
 #include "report.h"
 
 #include <errno.h>
@@ -19,18 +20,6 @@
 
 static const char *const metric_name[3] = {"seg", "neo", "non"};
 
-/* Fill e (when not NULL) and return status; the CLI's counterpart of the library's errors. */
-static bzn_status report_fail(bzn_error *e, bzn_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bzn_status report_fail(bzn_error *e, bzn_status status, const char *fmt, ...) {
-    if (e) {
-        va_list ap;
-        va_start(ap, fmt);
-        e->status = status;
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 /* ---- counting ------------------------------------------------------------------------ */
 
@@ -94,9 +83,9 @@ static bzn_status atomic_open(atomic_file *a, const char *path, bzn_error *e) {
     a->f = NULL;
     a->path = path;
     if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof a->tmp)
-        return report_fail(e, BZN_ERR_ARG, "%s: path too long", path);
+        return cli_fail(e, BZN_ERR_ARG, "%s: path too long", path);
     int fd = mkstemp(a->tmp);
-    if (fd < 0) return report_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    if (fd < 0) return cli_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     /* mkstemp makes the file private (0600); give it the permissions a plain fopen would */
     mode_t mask = umask(0);
     umask(mask);
@@ -104,7 +93,7 @@ static bzn_status atomic_open(atomic_file *a, const char *path, bzn_error *e) {
         int err = errno;
         close(fd);
         unlink(a->tmp);
-        return report_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(err));
+        return cli_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(err));
     }
     return BZN_OK;
 }
@@ -117,7 +106,7 @@ static bzn_status atomic_commit(atomic_file *a, bzn_error *e) {
     if (bad || rename(a->tmp, a->path) != 0) {
         int err = bad ? EIO : errno;
         unlink(a->tmp);
-        return report_fail(e, BZN_ERR_IO, "%s: cannot write: %s", a->path, strerror(err));
+        return cli_fail(e, BZN_ERR_IO, "%s: cannot write: %s", a->path, strerror(err));
     }
     return BZN_OK;
 }
@@ -143,16 +132,6 @@ void eval_print_table(FILE *f, const eval_results *r) {
     }
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped, other bytes as is. */
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
 
 void eval_print_json(FILE *f, const eval_results *r) {
     fprintf(f, "[");
@@ -160,11 +139,11 @@ void eval_print_json(FILE *f, const eval_results *r) {
         const eval_config *cf = &r->configs[k];
         const bzn_confusion *c = &cf->total;
         fprintf(f, "%s\n  {\"model\": ", k ? "," : "");
-        json_string(f, r->model);
+        cli_json_string(f, r->model);
         fprintf(f, ", \"backend\": ");
-        json_string(f, cf->backend);
+        cli_json_string(f, cf->backend);
         fprintf(f, ", \"precision\": ");
-        json_string(f, cf->precision);
+        cli_json_string(f, cf->precision);
         fprintf(f, ", \"size\": \"%dx%d\", \"images\": %d,\n   ", r->width, r->height, r->nimages);
         for (int m = 0; m < 3; m++) fprintf(f, "\"dice_%s\": %.6f, ", metric_name[m], bzn_dice(c, m));
         for (int m = 0; m < 3; m++) fprintf(f, "\"iou_%s\": %.6f, ", metric_name[m], bzn_iou(c, m));
@@ -256,14 +235,14 @@ static int grow(uint8_t **buf, size_t *size, size_t need) {
 bzn_status report_open(const char *dir, const eval_results *r, eval_report **out, bzn_error *e) {
     *out = NULL;
     char img[4096];
-    if (snprintf(img, sizeof img, "%s/img", dir) >= (int)sizeof img) return report_fail(e, BZN_ERR_ARG, "%s: path too long", dir);
+    if (snprintf(img, sizeof img, "%s/img", dir) >= (int)sizeof img) return cli_fail(e, BZN_ERR_ARG, "%s: path too long", dir);
     struct stat st;
     for (int level = 0; level < 2; level++) {
         const char *p = level ? img : dir;
         if (stat(p, &st) == 0) {
-            if (!S_ISDIR(st.st_mode)) return report_fail(e, BZN_ERR_IO, "%s: exists and is not a directory", p);
+            if (!S_ISDIR(st.st_mode)) return cli_fail(e, BZN_ERR_IO, "%s: exists and is not a directory", p);
         } else if (mkdir(p, 0755) != 0) {
-            return report_fail(e, BZN_ERR_IO, "cannot create report folder '%s': %s", p, strerror(errno));
+            return cli_fail(e, BZN_ERR_IO, "cannot create report folder '%s': %s", p, strerror(errno));
         }
     }
     eval_report *rp = calloc(1, sizeof *rp);
@@ -274,7 +253,7 @@ bzn_status report_open(const char *dir, const eval_results *r, eval_report **out
     }
     if (!rp || !rp->dir || !rp->done) {
         report_free(rp);
-        return report_fail(e, BZN_ERR_NOMEM, "report: out of memory");
+        return cli_fail(e, BZN_ERR_NOMEM, "report: out of memory");
     }
     *out = rp;
     return BZN_OK;
@@ -284,7 +263,7 @@ bzn_status report_open(const char *dir, const eval_results *r, eval_report **out
 static bzn_status write_thumb(eval_report *rp, const uint8_t *rgb, int w, int h, const char *name, bzn_error *e) {
     int tw, th;
     thumb_dims(w, h, &tw, &th);
-    if (grow(&rp->thumb, &rp->thumb_size, (size_t)tw * th * 3)) return report_fail(e, BZN_ERR_NOMEM, "report: out of memory");
+    if (grow(&rp->thumb, &rp->thumb_size, (size_t)tw * th * 3)) return cli_fail(e, BZN_ERR_NOMEM, "report: out of memory");
     bzn_status s = bzn_resize_bilinear(rgb, w, h, w * 3, 3, rp->thumb, tw, th, e);
     if (s != BZN_OK) return s;
     char path[8192];
@@ -306,10 +285,10 @@ static void colour_truth(const uint8_t *truth, size_t n, uint8_t *rgb) {
 bzn_status report_add_image(eval_report *rp, int index, const bzn_image *frame, const uint8_t *truth,
                             uint8_t *const *pred, bzn_error *e) {
     const eval_results *r = rp->r;
-    if (index < 0 || index >= r->nimages) return report_fail(e, BZN_ERR_ARG, "report: image index %d out of range", index);
+    if (index < 0 || index >= r->nimages) return cli_fail(e, BZN_ERR_ARG, "report: image index %d out of range", index);
     const int w = frame->width, h = frame->height;
     const size_t n = (size_t)w * h;
-    if (grow(&rp->full, &rp->full_size, 3 * n)) return report_fail(e, BZN_ERR_NOMEM, "report: out of memory");
+    if (grow(&rp->full, &rp->full_size, 3 * n)) return cli_fail(e, BZN_ERR_NOMEM, "report: out of memory");
     char name[256];
     thumb_name(name, sizeof name, index, "frame", NULL);
     bzn_status s = write_thumb(rp, frame->pixels, w, h, name, e);
@@ -331,19 +310,6 @@ bzn_status report_add_image(eval_report *rp, int index, const bzn_image *frame, 
     return s;
 }
 
-/* Text for HTML: the five characters with a meaning in markup become entities. */
-static void html_text(FILE *f, const char *s) {
-    for (; *s; s++) {
-        switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        case '\'': fputs("&#39;", f); break;
-        default: fputc(*s, f);
-        }
-    }
-}
 
 /* Gallery order: per-image Dice seg of the first configuration, lowest first; then Dice
  * neo, Dice non, and the file-name order. An image with nothing to find and nothing found
@@ -398,9 +364,9 @@ static void html_img(FILE *f, const char *src, int w, int h, const char *alt) {
 bzn_status report_finish(eval_report *rp, bzn_error *e) {
     const eval_results *r = rp->r;
     for (int i = 0; i < r->nimages; i++)
-        if (!rp->done[i]) return report_fail(e, BZN_ERR_ARG, "report: no thumbnails for %s", r->images[i].name);
+        if (!rp->done[i]) return cli_fail(e, BZN_ERR_ARG, "report: no thumbnails for %s", r->images[i].name);
     gallery_entry *order = malloc(((size_t)r->nimages + 1) * sizeof *order);
-    if (!order) return report_fail(e, BZN_ERR_NOMEM, "report: out of memory");
+    if (!order) return cli_fail(e, BZN_ERR_NOMEM, "report: out of memory");
     for (int i = 0; i < r->nimages; i++) {
         for (int m = 0; m < 3; m++) order[i].key[m] = r->nconfigs ? bzn_dice(&r->images[i].conf[0], m) : 0;
         order[i].index = i;
@@ -422,13 +388,13 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
     if (localtime_r(&now, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
 
     fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>BlazeNeo eval: ");
-    html_text(f, r->model);
+    cli_markup_text(f, r->model);
     fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body data-images-loaded=\"pending\">\n", page_style);
     fprintf(f, "<h1>BlazeNeo evaluation</h1>\n<p class=\"meta\">Model <code>");
-    html_text(f, r->model);
+    cli_markup_text(f, r->model);
     fprintf(f, "</code>, network input %dx%d, %d image%s, masks from <code>", r->width, r->height, r->nimages,
             r->nimages == 1 ? "" : "s");
-    html_text(f, r->masks_dir ? r->masks_dir : "");
+    cli_markup_text(f, r->masks_dir ? r->masks_dir : "");
     fprintf(f, "</code>. Generated %s by blazeneo %s.</p>\n", when, BZN_VERSION_STRING);
     if (r->undefined == EVAL_UNDEFINED_YELLOW)
         fprintf(f, "<p class=\"meta\">Undefined (yellow) ground-truth pixels: %" PRIu64
@@ -445,7 +411,7 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
     for (int k = 0; k < r->nconfigs; k++) {
         const bzn_confusion *c = &r->configs[k].total;
         fprintf(f, "<tr><td>");
-        html_text(f, r->configs[k].label);
+        cli_markup_text(f, r->configs[k].label);
         fprintf(f, "</td>");
         for (int m = 0; m < 3; m++) fprintf(f, "<td>%.4f</td>", bzn_dice(c, m));
         for (int m = 0; m < 3; m++) fprintf(f, "<td>%.4f</td>", bzn_iou(c, m));
@@ -457,7 +423,7 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
     fprintf(f, "<h2>Every image, worst Dice first</h2>\n<p class=\"meta\">Sorted by the image's own polyp Dice");
     if (r->nconfigs > 1) {
         fprintf(f, " under ");
-        html_text(f, r->configs[0].label);
+        cli_markup_text(f, r->configs[0].label);
     }
     fprintf(f, ". Colours: <span class=\"key\" style=\"background:#f00\"></span>neoplastic"
                "<span class=\"key\" style=\"background:#0f0\"></span>non-neoplastic");
@@ -469,9 +435,9 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
             (2 + 2 * r->nconfigs) * (REPORT_THUMB_WIDTH + 4));
     for (int k = 0; k < r->nconfigs; k++) {
         fprintf(f, "<th>prediction ");
-        html_text(f, r->configs[k].label);
+        cli_markup_text(f, r->configs[k].label);
         fprintf(f, "</th><th>overlay ");
-        html_text(f, r->configs[k].label);
+        cli_markup_text(f, r->configs[k].label);
         fprintf(f, "</th>");
     }
     fprintf(f, "</tr>\n");
@@ -481,13 +447,13 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
         int tw, th;
         thumb_dims(im->width, im->height, &tw, &th);
         fprintf(f, "<tr><td class=\"cap\" colspan=\"%d\">%d. <span class=\"name\">", 2 + 2 * r->nconfigs, j + 1);
-        html_text(f, im->name);
+        cli_markup_text(f, im->name);
         fprintf(f, "</span> (%dx%d)", im->width, im->height);
         for (int k = 0; k < r->nconfigs; k++) {
             const bzn_confusion *c = &im->conf[k];
             fprintf(f, " &nbsp; ");
             if (r->nconfigs > 1) {
-                html_text(f, r->configs[k].label);
+                cli_markup_text(f, r->configs[k].label);
                 fprintf(f, ": ");
             }
             fprintf(f, "Dice seg <b%s>", score_defined(c, 0) && bzn_dice(c, 0) < 0.5 ? " class=\"bad\"" : "");
