@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """
 pytorch_bench.py MODEL.pth [--size 352] [--threads 2] [-n 30] [--warmup 3] [--with-aux] [--json]
-                           [--int8 [--calib-images DIR] [--calib-n 16]] [--eval DIR]
+                           [--int8 [--calib-images DIR] [--calib-n 16] [--int8-cache FILE]]
+                           [--eval DIR]
 
 PyTorch CPU latency of BlazeNeo: the baseline the C engine is compared with.
 
@@ -28,6 +29,9 @@ Precision:
            Preparation and calibration are not timed; their seconds are reported, and so is
            their peak RSS (quantize_peak_rss_mb: the first observed pass peaks at ~1.5 GB);
            peak_rss_mb is then reset (/proc/self/clear_refs) and measures inference only.
+           --int8-cache FILE saves the quantized state dict, and later runs with the same
+           checkpoint, size and calibration images rebuild the model from it without
+           calibrating (bit-identical outputs; compare.py uses this from its second round on).
 
 --eval DIR also measures accuracy on DIR/images with DIR/masks (tests/ref/eval_ref.py's
 protocol: PIL preprocessing, main head, nearest resize of the class map to the mask, micro
@@ -93,9 +97,16 @@ def image_names(folder):
     return sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTS))
 
 
-def quantize_fx_int8(model, size, calib_dir, calib_n):
+def quantize_fx_int8(model, size, calib_dir, calib_n, cache=None):
     """FX post-training static quantization (oneDNN backend) of an eval-mode FP32 model,
-    calibrated on the first calib_n images of calib_dir. Returns (quantized model, info)."""
+    calibrated on the first calib_n images of calib_dir. Returns (quantized model, info).
+
+    cache: a file for the quantized state dict. When it holds one made from the same
+    checkpoint, size and calibration images, the model is prepared and converted without
+    calibrating and the state dict (weights, scales, zero points) loaded from it: the same
+    model, bit for bit, in about a second instead of a calibration. Otherwise the model is
+    calibrated and the state dict written there."""
+    import warnings
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -106,14 +117,31 @@ def quantize_fx_int8(model, size, calib_dir, calib_n):
     names = image_names(calib_dir)[:calib_n]
     if not names:
         raise SystemExit("pytorch_bench: no calibration images in %s" % calib_dir)
+    meta = {"checkpoint": model.checkpoint_path, "size": size, "calib_images": os.path.abspath(calib_dir),
+            "calib_names": names, "torch": torch.__version__, "qconfig": "onednn-default"}
+    saved = None
+    if cache and os.path.exists(cache):
+        saved = torch.load(cache, map_location="cpu")
+        if not isinstance(saved, dict) or saved.get("meta") != meta:
+            saved = None                                  # made for something else: redo
     t0 = time.perf_counter()
     example = torch.zeros(1, 3, size, size)
     prepared = prepare_fx(model, get_default_qconfig_mapping("onednn"), example_inputs=(example,))
-    with torch.no_grad():
-        for n in names:
-            prepared(ref.preprocess(os.path.join(calib_dir, n), (size, size)))
-    quantized = convert_fx(prepared)
+    if saved is None:
+        with torch.no_grad():
+            for n in names:
+                prepared(ref.preprocess(os.path.join(calib_dir, n), (size, size)))
+        quantized = convert_fx(prepared)
+    else:
+        with warnings.catch_warnings():   # "must run observer before calling calculate_qparams"
+            warnings.simplefilter("ignore")
+            quantized = convert_fx(prepared)
+        quantized.load_state_dict(saved["state_dict"], strict=True)
     quantized.eval()
+    if cache and saved is None:
+        tmp = cache + ".tmp%d" % os.getpid()
+        torch.save({"meta": meta, "state_dict": quantized.state_dict()}, tmp)
+        os.replace(tmp, cache)
     code = quantized.code
     info = {
         "quant_engine": torch.backends.quantized.engine,
@@ -121,6 +149,7 @@ def quantize_fx_int8(model, size, calib_dir, calib_n):
         "calib_images": os.path.abspath(calib_dir),
         "calib_n": len(names),
         "calib_size": size,
+        "quantized_from_cache": saved is not None,
         "quantize_s": round(time.perf_counter() - t0, 2),
         # how often the quantized graph leaves INT8 (1 = only the final output)
         "dequantize_nodes": code.count(".dequantize()"),
@@ -142,7 +171,8 @@ def evaluate(model, folder, size):
         gt = eval_ref.ground_truth(mask_path)
         x = ref.preprocess(os.path.join(images, name), (size, size))
         with torch.no_grad():
-            cls = ref.classes_from_logits(model(x))[0]
+            out = model(x)
+        cls = ref.classes_from_logits(out[-1] if isinstance(out, tuple) else out)[0]   # main head
         pred = eval_ref.resize_nearest(cls, gt.shape[1], gt.shape[0], "pil")
         for c, p, g in (("seg", pred <= 1, gt <= 1), ("neo", pred == 0, gt == 0),
                         ("non", pred == 1, gt == 1)):
@@ -172,6 +202,9 @@ def main():
     ap.add_argument("--calib-images", default=DEFAULT_CALIB,
                     help="--int8: calibration images (default: %(default)s)")
     ap.add_argument("--calib-n", type=int, default=16, help="--int8: calibrate on the first N images (default 16)")
+    ap.add_argument("--int8-cache", metavar="FILE",
+                    help="--int8: keep the quantized state dict in FILE and reuse it when it matches "
+                         "(same checkpoint, size, calibration images): no recalibration")
     ap.add_argument("--eval", metavar="DIR",
                     help="also measure Dice/IoU on DIR/images + DIR/masks (eval_ref's protocol)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -192,7 +225,8 @@ def main():
     aggregation = model.aggregation
     qinfo = None
     if a.int8:
-        model, qinfo = quantize_fx_int8(model, a.size, a.calib_images, a.calib_n)
+        model.checkpoint_path = os.path.abspath(a.model)
+        model, qinfo = quantize_fx_int8(model, a.size, a.calib_images, a.calib_n, a.int8_cache)
         # The first calibration pass (prepared model with histogram observers) peaks at
         # ~1.5 GB, three times what inference needs: report it apart, and measure the peak
         # RSS of inference from here on (the FP32 model and the prepared one are gone).
@@ -246,7 +280,9 @@ def main():
         print(json.dumps(res))
     else:
         if a.int8:
-            desc = "FX INT8 (onednn, calibrated on %d images in %.1f s)" % (qinfo["calib_n"], qinfo["quantize_s"])
+            desc = "FX INT8 (onednn, calibrated on %d images; %s in %.1f s)" % (
+                qinfo["calib_n"], "loaded from --int8-cache" if qinfo["quantized_from_cache"] else "quantized",
+                qinfo["quantize_s"])
         else:
             desc = "eager FP32"
         print("PyTorch %s %s, %s, %dx%d, %d thread(s), %d runs (+%d warm-up)" % (
