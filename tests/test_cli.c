@@ -183,6 +183,19 @@ START_TEST(segment_under_valgrind) {
     int rc = tu_run("%s", cmd);
     if (rc != 0) tu_run("cat '%s/vg.log' >&2", tmp);
     ck_assert_int_eq(rc, 0);
+
+    /* INT8: calibrate on the sample frames (outside valgrind), then segment with the cache under
+       valgrind, with the AVX2 int8 kernel (valgrind has no AVX-512) */
+    ck_assert_int_eq(run("calibrate -q -m " MODEL " -s 64 --images \"$BZN_SOURCE_DIR/samples\" -o vg.cache"), 0);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && OPENBLAS_CORETYPE=Haswell BZN_INT8_KERNEL=avx2 valgrind -q --error-exitcode=99 "
+             "--leak-check=full --errors-for-leak-kinds=definite '%s' segment -m "
+             "\"%s/models/blazeneo-dha-neopolyp-small-f16.bzn\" -s 64 -p int8 --calib vg.cache -o vg8 "
+             "\"%s/samples/16d4ca6160127cd1d5ff99c267599fc4.jpeg\" > vg8.log 2>&1",
+             tmp, cli, src, src);
+    rc = tu_run("%s", cmd);
+    if (rc != 0) tu_run("cat '%s/vg8.log' >&2", tmp);
+    ck_assert_int_eq(rc, 0);
 }
 END_TEST
 
