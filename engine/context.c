@@ -14,6 +14,7 @@
 #include "graph.h"
 #include "model.h"
 #include "network.h"
+#include "resize.h"
 
 /* INT8 form of one convolution node (precision INT8, not kept in FP32) */
 typedef struct {
@@ -34,6 +35,7 @@ struct bzn_ctx {
     void *scratch;        /* backend scratch (im2col) */
     size_t scratch_bytes;
     uint8_t *resized;     /* the frame resized to the input size, RGB */
+    bzn_resizer *resizer; /* the resize's plans and buffers, kept while frames keep their size */
     int has_run;
     int profiling;        /* per-layer timing on */
     double *layer_ms;     /* per node: accumulated wall time */
@@ -260,7 +262,7 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
             if (need > c->scratch_bytes) c->scratch_bytes = need;
         }
         if ((c->scratch_bytes && posix_memalign(&c->scratch, 64, c->scratch_bytes) != 0) ||
-            !(c->resized = malloc((size_t)o.height * o.width * 3)) ||
+            !(c->resized = malloc((size_t)o.height * o.width * 3)) || !(c->resizer = bzn_resizer_new()) ||
             !(c->layer_ms = calloc((size_t)c->g.n_nodes, sizeof *c->layer_ms))) {
             c->scratch = NULL;
             s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory allocating %zu MB of scratch space",
@@ -296,6 +298,7 @@ void bzn_ctx_free(bzn_ctx *c) {
     free(c->arena);
     free(c->scratch);
     free(c->resized);
+    bzn_resizer_free(c->resizer);
     free(c->layer_ms);
     free(c);
 }
@@ -360,7 +363,7 @@ bzn_status bzn_run_rgb(bzn_ctx *c, const uint8_t *rgb, int width, int height, in
     if (width < 1 || height < 1 || (int64_t)stride < 3 * (int64_t)width)
         return bzn_fail(err, BZN_ERR_ARG, "invalid frame geometry %dx%d, stride %d", width, height, stride);
     const int H = c->g.height, W = c->g.width;
-    bzn_status s = bzn_resize_bilinear(rgb, width, height, stride, 3, c->resized, W, H, err);
+    bzn_status s = bzn_resizer_run(c->resizer, rgb, width, height, stride, 3, c->resized, W, H, err);
     if (s != BZN_OK) return s;
     /* torchvision's ToTensor then Normalize: (v / 255 - mean) / std, HWC -> CHW */
     const bzn_wf_config *cfg = &c->model->wf.config;

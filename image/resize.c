@@ -31,6 +31,7 @@
 
 #include "blazeneo.h"
 #include "error.h"
+#include "resize.h"
 
 #define PRECISION_BITS (32 - 8 - 2)
 #define HALF (1 << (PRECISION_BITS - 1))
@@ -151,8 +152,61 @@ static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes,
     }
 }
 
-bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, int channels,
-                               uint8_t *dst, int dw, int dh, bzn_error *err) {
+/* ---- the plans and buffers of one geometry, kept for the next frame of the same size ---- */
+
+struct bzn_resizer {
+    int sw, sh, channels, dw, dh; /* the geometry the plans were made for (0: none yet) */
+    axis_plan px, py;             /* py.first is relative to row y0 when there is a tmp image */
+    int y0, y1;                   /* the input rows the vertical pass reads */
+    uint8_t *tmp;                 /* horizontally resized rows [y0, y1) */
+    int32_t *acc;                 /* one output row of sums */
+};
+
+static void resizer_clear(bzn_resizer *r) {
+    plan_free(&r->px);
+    plan_free(&r->py);
+    free(r->tmp);
+    free(r->acc);
+    memset(r, 0, sizeof *r);
+}
+
+void bzn_resizer_free(bzn_resizer *r) {
+    if (!r) return;
+    resizer_clear(r);
+    free(r);
+}
+
+/* (Re)build the plans and buffers for a geometry; nothing happens when it is the same. */
+static int resizer_prepare(bzn_resizer *r, int sw, int sh, int channels, int dw, int dh) {
+    if (r->sw == sw && r->sh == sh && r->channels == channels && r->dw == dw && r->dh == dh) return 0;
+    resizer_clear(r);
+    const int need_h = dw != sw, need_v = dh != sh;
+    const size_t row_bytes = (size_t)dw * (size_t)channels;
+    if ((need_h && plan_axis(sw, dw, &r->px) != 0) || (need_v && plan_axis(sh, dh, &r->py) != 0)) goto oom;
+    if (need_v) {
+        /* the vertical pass reads rows [y0, y1) of its input: only those need the
+           horizontal pass (all of them in practice, but it is cheap to be exact) */
+        r->y0 = r->py.first[0];
+        r->y1 = r->py.first[dh - 1] + r->py.count[dh - 1];
+        if (need_h) {
+            if (!(r->tmp = malloc((size_t)(r->y1 - r->y0) * row_bytes))) goto oom;
+            for (int y = 0; y < dh; y++) r->py.first[y] -= r->y0; /* rows of tmp start at y0 */
+        }
+        if (!(r->acc = malloc(row_bytes * sizeof *r->acc))) goto oom;
+    }
+    r->sw = sw;
+    r->sh = sh;
+    r->channels = channels;
+    r->dw = dw;
+    r->dh = dh;
+    return 0;
+oom:
+    resizer_clear(r);
+    return -1;
+}
+
+bzn_status bzn_resizer_run(bzn_resizer *r, const uint8_t *src, int sw, int sh, int sstride, int channels,
+                           uint8_t *dst, int dw, int dh, bzn_error *err) {
     if (!src || !dst)
         return bzn_fail(err, BZN_ERR_ARG, "resize: %s image is NULL", src ? "destination" : "source");
     if (channels < 1 || channels > 4)
@@ -165,58 +219,37 @@ bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, 
     if ((uint64_t)dw * (uint64_t)channels > SIZE_MAX / sizeof(int32_t) / (uint64_t)dh)
         return bzn_fail(err, BZN_ERR_NOMEM, "resize: output %dx%d is too large", dw, dh);
 
-    size_t row_bytes = (size_t)dw * (size_t)channels; /* one output row */
-    int need_h = dw != sw, need_v = dh != sh;
-
+    const size_t row_bytes = (size_t)dw * (size_t)channels; /* one output row */
+    const int need_h = dw != sw, need_v = dh != sh;
     if (!need_h && !need_v) { /* same size: PIL returns a copy */
         for (int y = 0; y < sh; y++)
             memcpy(dst + (size_t)y * row_bytes, src + (size_t)y * (size_t)sstride, row_bytes);
         return BZN_OK;
     }
-
-    axis_plan px = {0}, py = {0};
-    uint8_t *tmp = NULL;
-    int32_t *acc = NULL;
-    bzn_status st = BZN_OK;
-
-    if ((need_h && plan_axis(sw, dw, &px) != 0) || (need_v && plan_axis(sh, dh, &py) != 0)) {
-        st = bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
-        goto done;
-    }
-
+    if (resizer_prepare(r, sw, sh, channels, dw, dh) != 0)
+        return bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
     if (!need_v) { /* horizontal pass only, straight into dst */
-        resize_rows(src, sstride, channels, 0, sh, &px, dst, dw);
-        goto done;
+        resize_rows(src, sstride, channels, 0, sh, &r->px, dst, dw);
+        return BZN_OK;
     }
-
-    /* The vertical pass reads rows [y0, y1) of its input: only those need the
-     * horizontal pass (all of them in practice, but it is cheap to be exact). */
     const uint8_t *vin = src;
     size_t vstride = (size_t)sstride;
-    int y0 = py.first[0];
-    int y1 = py.first[dh - 1] + py.count[dh - 1];
     if (need_h) {
-        tmp = malloc((size_t)(y1 - y0) * row_bytes);
-        if (!tmp) {
-            st = bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
-            goto done;
-        }
-        resize_rows(src, sstride, channels, y0, y1 - y0, &px, tmp, dw);
-        for (int y = 0; y < dh; y++) py.first[y] -= y0; /* rows of tmp start at y0 */
-        vin = tmp;
+        resize_rows(src, sstride, channels, r->y0, r->y1 - r->y0, &r->px, r->tmp, dw);
+        vin = r->tmp;
         vstride = row_bytes;
     }
-    acc = malloc(row_bytes * sizeof *acc);
-    if (!acc) {
-        st = bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
-        goto done;
-    }
-    resize_columns(vin, vstride, row_bytes, &py, dh, acc, dst);
+    resize_columns(vin, vstride, row_bytes, &r->py, dh, r->acc, dst);
+    return BZN_OK;
+}
 
-done:
-    free(acc);
-    free(tmp);
-    plan_free(&px);
-    plan_free(&py);
-    return st;
+bzn_resizer *bzn_resizer_new(void) { return calloc(1, sizeof(bzn_resizer)); }
+
+bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, int channels,
+                               uint8_t *dst, int dw, int dh, bzn_error *err) {
+    bzn_resizer r;
+    memset(&r, 0, sizeof r);
+    bzn_status s = bzn_resizer_run(&r, src, sw, sh, sstride, channels, dst, dw, dh, err);
+    resizer_clear(&r);
+    return s;
 }

@@ -123,8 +123,8 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
                           bzn_error *err);
 void bzn_ctx_free(bzn_ctx *c);
 
-/* Bytes of the activation arena planned at creation plus the backend's scratch space (the
- * network allocates nothing per frame). */
+/* Bytes of the activation arena planned at creation plus the backend's scratch space
+ * (running a frame allocates nothing). */
 size_t bzn_ctx_arena_bytes(const bzn_ctx *c);
 
 /* ---- running -------------------------------------------------------------------- */

@@ -192,6 +192,71 @@ START_TEST(determinism_and_threads) {
 }
 END_TEST
 
+/* ---- nothing allocated per frame -------------------------------------------------------
+ * test_engine is linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc (tests/CMakeLists.txt):
+ * every allocation of the library (linked statically into this test) is counted here. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+static volatile long allocations;
+void *__wrap_malloc(size_t n) {
+    __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t m) {
+    __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    return __real_calloc(n, m);
+}
+void *__wrap_realloc(void *p, size_t n) {
+    __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+    return __real_realloc(p, n);
+}
+
+START_TEST(no_allocation_per_frame) {
+    const int w = 200, h = 150; /* a frame of its own size: the resize is part of the run */
+    uint8_t *frame = malloc((size_t)w * h * 3);
+    for (int i = 0; i < w * h * 3; i++) frame[i] = (uint8_t)(i * 7);
+    for (int precision = 0; precision < 2; precision++) {
+        bzn_ctx_options o = bzn_ctx_default_options(model);
+        o.height = 64;
+        o.width = 96;
+        o.threads = 2;
+        bzn_calib_table *t = NULL;
+        bzn_error e;
+        if (precision == 1) { /* scales from one calibration frame */
+            bzn_ctx_options k = o;
+            k.keep_intermediates = 1;
+            bzn_ctx *kc;
+            bzn_calibrator *cal;
+            ck_assert_int_eq(bzn_ctx_create(model, &k, &kc, &e), BZN_OK);
+            ck_assert_int_eq(bzn_run_rgb(kc, frame, w, h, w * 3, &e), BZN_OK);
+            ck_assert_int_eq(bzn_calibrator_create(kc, &cal, &e), BZN_OK);
+            ck_assert_int_eq(bzn_calibrator_observe(cal, kc, &e), BZN_OK);
+            ck_assert_int_eq(bzn_calibrator_compute(cal, BZN_CALIB_MINMAX, 0, &t, &e), BZN_OK);
+            bzn_calibrator_free(cal);
+            bzn_ctx_free(kc);
+            o.precision = BZN_PRECISION_INT8;
+            o.scales = t->scales;
+            o.n_scales = t->count;
+        }
+        bzn_ctx *c;
+        ck_assert_msg(bzn_ctx_create(model, &o, &c, &e) == BZN_OK, "%s", e.msg);
+        ck_assert_int_eq(bzn_run_rgb(c, frame, w, h, w * 3, &e), BZN_OK); /* first frame: plans the resize */
+        /* (no ck_assert inside the counted loop: Check's bookkeeping allocates) */
+        const long before = allocations;
+        int failures = 0;
+        for (int i = 0; i < 3; i++) failures += bzn_run_rgb(c, frame, w, h, w * 3, &e) != BZN_OK;
+        const long after = allocations;
+        ck_assert_int_eq(failures, 0);
+        ck_assert_msg(after == before, "%s: %ld allocations in 3 frames", precision ? "int8" : "fp32",
+                      after - before);
+        bzn_ctx_free(c);
+        bzn_calib_table_free(t);
+    }
+    free(frame);
+}
+END_TEST
+
 START_TEST(open_from_memory) {
     size_t len;
     uint8_t *buf = tu_read_file(shipped(), &len);
@@ -225,6 +290,7 @@ int main(void) {
     tcase_add_test(tc, memory_plan);
     tcase_add_test(tc, determinism_and_threads);
     tcase_add_test(tc, open_from_memory);
+    tcase_add_test(tc, no_allocation_per_frame);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

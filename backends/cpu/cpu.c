@@ -255,6 +255,11 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
  * every thread runs a single-threaded sgemm on its own block of output pixels. */
 static void cpu_gemm(int threads, int m, int n, int k, const float *a, int lda, const float *b, float *c,
                      int accumulate) {
+    if (threads == 1) { /* no OpenMP region: libgomp allocates a team for every 1-thread region */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, lda, b, n, accumulate ? 1.0f : 0.0f,
+                    c, n);
+        return;
+    }
     const int block = ((n + threads - 1) / threads + 15) / 16 * 16;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int j0 = 0; j0 < n; j0 += block) {
