@@ -31,32 +31,11 @@ static char out[1 << 17]; /* what the last command printed */
 #define FW 96 /* stream frame size */
 #define FH 64
 
-/* Run the CLI in the temporary folder with stdin from `in` (NULL: /dev/null) and stdout to
- * `outfile` (NULL: captured with stderr). Whatever was captured is in `out`. */
-static int run_io(const char *in, const char *outfile, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int run_io(const char *in, const char *outfile, const char *fmt, ...) {
-    char args[2048], cmd[8192], log[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(log, sizeof log, "%s/log.txt", tmp);
-    if (outfile)
-        snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s < '%s' > '%s' 2> '%s'", tmp, cli, args, in ? in : "/dev/null",
-                 outfile, log);
-    else
-        snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s < '%s' > '%s' 2>&1", tmp, cli, args, in ? in : "/dev/null", log);
-    int rc = tu_run("%s", cmd);
-    size_t n = 0;
-    uint8_t *text = tu_read_file(log, &n);
-    if (n >= sizeof out) n = sizeof out - 1;
-    memcpy(out, text ? (char *)text : "", n);
-    out[n] = 0;
-    free(text);
-    return rc;
-}
-
+/* the CLI in the temporary folder: stdin from `in` (NULL: /dev/null), stdout to `outfile`
+ * (NULL: captured with stderr into `out`) */
+#define run_io(in, outfile, ...) tu_cli_io(tmp, in, outfile, out, sizeof out, __VA_ARGS__)
 #define run(...) run_io(NULL, NULL, __VA_ARGS__)
+
 
 /* The main-path layers of the shipped model at 64x64, as the library lists them. */
 static bzn_model *model;
@@ -400,10 +379,7 @@ int main(void) {
     tcase_add_test(tc, stream_truncated);
     tcase_add_test(tc, stream_closed_pipe);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run_suite(s);
     free(tmp);
-    return failed ? 1 : 0;
+    return failed;
 }

@@ -797,20 +797,9 @@ END_TEST
 
 /* ---- the command line --------------------------------------------------------------------- */
 
-static char out[65536];
+static char out[65536]; /* what the last cli() printed */
+#define cli(args) tu_cli(tmp, out, sizeof out, "%s", args)
 
-static int cli(const char *args) {
-    char log[4096];
-    snprintf(log, sizeof log, "%s/cli.txt", tmp);
-    int rc = tu_run("cd '%s' && \"$BZN_CLI\" %s > '%s' 2>&1", tmp, args, log);
-    size_t n = 0;
-    uint8_t *t = tu_read_file(log, &n);
-    if (n >= sizeof out) n = sizeof out - 1;
-    memcpy(out, t ? (char *)t : "", n);
-    out[n] = 0;
-    free(t);
-    return rc;
-}
 
 #define MODEL "\"$BZN_SOURCE_DIR/models/blazeneo-dha-neopolyp-small-f16.bzn\""
 #define CALIB "\"$BZN_SHARED_DIR/data/neopolyp-small/calib/images\""
@@ -891,12 +880,9 @@ int main(void) {
     tcase_add_test(tc, cli_usage);
     tcase_add_test(tc, cli_end_to_end);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run_suite(s);
     bzn_model_free(model);
     tu_run("rm -rf '%s'", tmp);
     free(tmp);
-    return failed ? 1 : 0;
+    return failed;
 }

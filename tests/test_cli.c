@@ -14,27 +14,9 @@
 
 static const char *cli, *src;
 static char *tmp;
-static char out[65536];
+static char out[65536]; /* what the last run() printed */
+#define run(...) tu_cli(tmp, out, sizeof out, __VA_ARGS__)
 
-/* run the CLI with arguments; stdout+stderr captured in `out`; returns the exit status */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-    char args[2048], cmd[8192], log[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(log, sizeof log, "%s/log.txt", tmp);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s > '%s' 2>&1", tmp, cli, args, log);
-    int rc = tu_run("%s", cmd);
-    size_t n = 0;
-    uint8_t *text = tu_read_file(log, &n);
-    if (n >= sizeof out) n = sizeof out - 1;
-    memcpy(out, text ? (char *)text : "", n);
-    out[n] = 0;
-    free(text);
-    return rc;
-}
 
 #define MODEL "\"$BZN_SOURCE_DIR/models/blazeneo-dha-neopolyp-small-f16.bzn\""
 #define SAMPLE "\"$BZN_SOURCE_DIR/samples/16d4ca6160127cd1d5ff99c267599fc4.jpeg\""
@@ -218,10 +200,7 @@ int main(void) {
     tcase_add_test(tc, info_and_trace);
     tcase_add_test(tc, segment_under_valgrind);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run_suite(s);
     free(tmp);
-    return failed ? 1 : 0;
+    return failed;
 }

@@ -292,10 +292,7 @@ int main(void) {
     tcase_add_test(tc, open_from_memory);
     tcase_add_test(tc, no_allocation_per_frame);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run_suite(s);
     bzn_model_free(model);
-    return failed ? 1 : 0;
+    return failed;
 }

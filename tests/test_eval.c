@@ -30,29 +30,13 @@
 static const char *cli, *src;
 static char *tmp;
 static char out[1 << 16], err[1 << 16]; /* stdout and stderr of the last run() */
+static int run_rc;
+/* `blazeneo ARGS` in tmp: stdout into out, stderr into err; the exit status */
+#define run(...)                                                                                   \
+    (run_rc = tu_cli_io(tmp, NULL, "out.txt", err, sizeof err, __VA_ARGS__),                        \
+     tu_slurp(tu_path(tmp, "out.txt"), out, sizeof out), run_rc)
 
-static void slurp(const char *path, char *buf, size_t size) {
-    size_t n = 0;
-    uint8_t *text = tu_read_file(path, &n);
-    if (n >= size) n = size - 1;
-    memcpy(buf, text ? (char *)text : "", n);
-    buf[n] = 0;
-    free(text);
-}
 
-/* Run `blazeneo ARGS` in tmp; stdout into out, stderr into err; returns the exit status. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-    char args[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    int rc = tu_run("cd '%s' && '%s' %s > out.txt 2> err.txt", tmp, cli, args);
-    slurp(tu_path(tmp, "out.txt"), out, sizeof out);
-    slurp(tu_path(tmp, "err.txt"), err, sizeof err);
-    return rc;
-}
 
 #define MODEL "\"$BZN_SOURCE_DIR/models/blazeneo-dha-neopolyp-small-f16.bzn\""
 #define FIX "\"$BZN_SOURCE_DIR/tests/data/eval\""
@@ -333,7 +317,7 @@ START_TEST(eval_matches_protocol) {
 
     /* the CSV: header, one row per image, written in place (no temporary left) */
     char csv[1 << 14];
-    slurp(tu_path(tmp, "scores.csv"), csv, sizeof csv);
+    tu_slurp(tu_path(tmp, "scores.csv"), csv, sizeof csv);
     ck_assert_msg(!strncmp(csv, "image,mask,config,", 18), "%s", csv);
     ck_assert_ptr_nonnull(strstr(csv, "\na.jpg,a.jpg,cpu/fp32,"));
     ck_assert_ptr_nonnull(strstr(csv, "\nb.jpeg,b.jpg,cpu/fp32,")); /* matched by stem */
@@ -381,7 +365,7 @@ START_TEST(eval_configurations_and_report) {
     ck_assert_int_eq(tu_run("test $(ls '%s/rep/img' | grep -c 'png$') -eq 18", tmp), 0);
     ck_assert_int_eq(tu_run("cd '%s' && ls -A rep rep/img | grep -q tmp", tmp), 1);
     char html[1 << 16];
-    slurp(tu_path(tmp, "rep/index.html"), html, sizeof html);
+    tu_slurp(tu_path(tmp, "rep/index.html"), html, sizeof html);
     ck_assert_ptr_nonnull(strstr(html, "<table class=\"metrics\">"));
     ck_assert_ptr_nonnull(strstr(html, "ref/fp32"));
     ck_assert_msg(!strstr(html, "http://") && !strstr(html, "https://"), "the page must not load anything remote");
@@ -396,7 +380,7 @@ START_TEST(eval_configurations_and_report) {
     ck_assert_int_eq(imgs, 18);
     /* worst first: by the CSV's per-image Dice seg of the first configuration (cpu/fp32) */
     char csv[1 << 14];
-    slurp(tu_path(tmp, "per-image.csv"), csv, sizeof csv);
+    tu_slurp(tu_path(tmp, "per-image.csv"), csv, sizeof csv);
     static const char *const names[3] = {"a.jpg", "b.jpeg", "c.jpg"};
     double dice[3];
     for (int i = 0; i < 3; i++) {
@@ -429,7 +413,7 @@ START_TEST(eval_configurations_and_report) {
                             tmp, flags),
                      0);
     char dom[1 << 16];
-    slurp(tu_path(tmp, "dom.html"), dom, sizeof dom);
+    tu_slurp(tu_path(tmp, "dom.html"), dom, sizeof dom);
     ck_assert_msg(strstr(dom, "data-images-loaded=\"18/18\""), "not every image loaded: %.300s",
                   strstr(dom, "<body") ? strstr(dom, "<body") : dom);
     ck_assert_int_eq(tu_run("cd '%s' && HOME=\"$PWD/chrome\" timeout 180 chromium %s --user-data-dir=\"$PWD/chrome/profile\" "
@@ -550,10 +534,7 @@ int main(void) {
     tcase_add_test(cmd, eval_configurations_and_report);
     tcase_add_test(cmd, eval_bad_input);
     suite_add_tcase(s, cmd);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run_suite(s);
     free(tmp);
-    return failed ? 1 : 0;
+    return failed;
 }

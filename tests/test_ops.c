@@ -360,9 +360,5 @@ int main(void) {
     tcase_add_test(tc, s8_gemm_kernels_exact);
     tcase_add_loop_test(tc, conv_int8_sweep, 0, 2);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s);
 }

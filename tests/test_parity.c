@@ -191,9 +191,6 @@ int main(void) {
     tcase_add_loop_test(tc, parity_cpu, 0, n_cases);
     tcase_add_loop_test(tc, parity_ref, 0, n_cases);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run_suite(s);
     return failed || n_cases < 8 ? 1 : 0;
 }

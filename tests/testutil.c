@@ -60,6 +60,53 @@ int tu_have_shared(void) {
     return d && stat(tu_path(d, "models/blazeneo-dha-neopolyp-small.pth"), &st) == 0;
 }
 
+void tu_slurp(const char *path, char *buf, size_t size) {
+    size_t n = 0;
+    uint8_t *text = tu_read_file(path, &n);
+    if (n >= size) n = size - 1;
+    memcpy(buf, text ? (char *)text : "", n);
+    buf[n] = 0;
+    free(text);
+}
+
+static int cli_va(const char *dir, const char *in, const char *outfile, char *out, size_t outsize, const char *fmt,
+                  va_list ap) {
+    char args[4096], log[2048];
+    vsnprintf(args, sizeof args, fmt, ap);
+    snprintf(log, sizeof log, "%s/cli-log.txt", dir);
+    int rc;
+    if (outfile)
+        rc = tu_run("cd '%s' && \"$BZN_CLI\" %s < '%s' > '%s' 2> '%s'", dir, args, in ? in : "/dev/null", outfile, log);
+    else
+        rc = tu_run("cd '%s' && \"$BZN_CLI\" %s < '%s' > '%s' 2>&1", dir, args, in ? in : "/dev/null", log);
+    tu_slurp(log, out, outsize);
+    return rc;
+}
+
+int tu_cli(const char *dir, char *out, size_t outsize, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = cli_va(dir, NULL, NULL, out, outsize, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int tu_cli_io(const char *dir, const char *in, const char *outfile, char *out, size_t outsize, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = cli_va(dir, in, outfile, out, outsize, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int tu_run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
 char *tu_tmpdir(const char *tag) {
     const char *base = tu_env("BZN_BUILD_DIR");
     char tmpl[4096];

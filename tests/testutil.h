@@ -23,6 +23,18 @@ int tu_have_shared(void);
 int tu_missing(const char *what);
 /* Run a shell command built printf-style; returns its exit status (-1 on failure to run). */
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Run the CLI ($BZN_CLI) with printf-style arguments in folder `dir`, stdin from /dev/null;
+ * its stdout and stderr together are copied into out (NUL-terminated). Returns the exit status. */
+int tu_cli(const char *dir, char *out, size_t outsize, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The same with stdin from file `in` (NULL: /dev/null) and stdout to file `outfile` (NULL:
+ * captured with stderr); out gets what was captured. */
+int tu_cli_io(const char *dir, const char *in, const char *outfile, char *out, size_t outsize, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* A file's text into buf (NUL-terminated, cut to size; empty when unreadable). */
+void tu_slurp(const char *path, char *buf, size_t size);
+/* Run a Check suite with the usual runner; returns the process exit status (0 all passed). */
+struct Suite;
+int tu_run_suite(struct Suite *s);
 /* A fresh empty directory under the build tree (or /tmp); caller frees. */
 char *tu_tmpdir(const char *tag);
 /* Whole file into a malloc'd buffer (NULL on error). */
