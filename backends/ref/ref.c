@@ -29,60 +29,39 @@ static size_t ref_conv_scratch(void *ctx, const bzn_conv_args *a) {
     return 0;
 }
 
-/* INT8: exact integer sums of quantized inputs and weights, then the float epilogue */
-static void ref_conv_int8(const bzn_conv_args *a) {
-    const int k = a->k;
-    const float inv = 1.0f / a->in_scale;
-    for (int oc = 0; oc < a->out_c; oc++) {
-        const float mult = a->in_scale * a->wscale[oc], bias = a->bias ? a->bias[oc] : 0.0f;
-        for (int oy = 0; oy < a->out_h; oy++)
-            for (int ox = 0; ox < a->out_w; ox++) {
-                int32_t acc = 0;
-                for (int ic = 0; ic < a->in_c; ic++) {
-                    const float *x = ref_in_channel(a, ic);
-                    const int8_t *w = a->qweight + ((size_t)oc * a->in_c + ic) * k * k;
-                    for (int ky = 0; ky < k; ky++) {
-                        int iy = oy * a->stride - a->pad + ky * a->dilation;
-                        if (iy < 0 || iy >= a->in_h) continue;
-                        for (int kx = 0; kx < k; kx++) {
-                            int ix = ox * a->stride - a->pad + kx * a->dilation;
-                            if (ix < 0 || ix >= a->in_w) continue;
-                            acc += (int32_t)w[ky * k + kx] * bzn_quantize(x[(size_t)iy * a->in_w + ix], inv);
-                        }
-                    }
-                }
-                a->out[((size_t)oc * a->out_h + oy) * a->out_w + ox] = ref_activate((float)acc * mult + bias, a->act);
-            }
-    }
-}
-
+/* One output value per (oc, oy, ox), summing over every input channel and kernel tap inside
+ * the image. FP32: double sums of float products, bias first. INT8: the products of the
+ * quantized input and weights (exact integers, also in a double), then the float epilogue
+ * acc * in_scale * wscale[oc] + bias. */
 static void ref_conv(void *ctx, const bzn_conv_args *a, void *scratch) {
     (void)ctx;
     (void)scratch;
-    if (a->qweight) {
-        ref_conv_int8(a);
-        return;
-    }
-    const int k = a->k;
-    for (int oc = 0; oc < a->out_c; oc++)
+    const int k = a->k, int8 = a->qweight != NULL;
+    const float inv = int8 ? 1.0f / a->in_scale : 0.0f;
+    for (int oc = 0; oc < a->out_c; oc++) {
+        const float bias = a->bias ? a->bias[oc] : 0.0f;
         for (int oy = 0; oy < a->out_h; oy++)
             for (int ox = 0; ox < a->out_w; ox++) {
-                double acc = a->bias ? a->bias[oc] : 0.0;
+                double acc = int8 ? 0.0 : bias;
                 for (int ic = 0; ic < a->in_c; ic++) {
                     const float *x = ref_in_channel(a, ic);
-                    const float *w = a->weight + ((size_t)oc * a->in_c + ic) * k * k;
+                    const size_t w0 = ((size_t)oc * a->in_c + ic) * k * k;
                     for (int ky = 0; ky < k; ky++) {
                         int iy = oy * a->stride - a->pad + ky * a->dilation;
                         if (iy < 0 || iy >= a->in_h) continue;
                         for (int kx = 0; kx < k; kx++) {
                             int ix = ox * a->stride - a->pad + kx * a->dilation;
                             if (ix < 0 || ix >= a->in_w) continue;
-                            acc += (double)w[ky * k + kx] * x[(size_t)iy * a->in_w + ix];
+                            const float v = x[(size_t)iy * a->in_w + ix];
+                            const size_t wi = w0 + ky * k + kx;
+                            acc += int8 ? (double)a->qweight[wi] * bzn_quantize(v, inv) : (double)a->weight[wi] * v;
                         }
                     }
                 }
-                a->out[((size_t)oc * a->out_h + oy) * a->out_w + ox] = ref_activate((float)acc, a->act);
+                const float y = int8 ? (float)acc * (a->in_scale * a->wscale[oc]) + bias : (float)acc;
+                a->out[((size_t)oc * a->out_h + oy) * a->out_w + ox] = ref_activate(y, a->act);
             }
+    }
 }
 
 static void ref_maxpool(void *ctx, const bzn_pool_args *a) {
