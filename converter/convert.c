@@ -13,11 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "blazeneo.h"
 #include "ckpt.h"
 #include "error.h"
+#include "model.h"
 #include "wfile.h"
 
 static int ends_with(const char *s, const char *suffix) {
@@ -161,23 +161,8 @@ bzn_status bzn_convert_checkpoint(const char *in_path, const char *out_path, con
         w->data = bufs[n];
         n++;
     }
-    /* write beside the destination, validate by loading, then move into place */
-    char *tmp = NULL;
-    if (s == BZN_OK) {
-        size_t len = strlen(out_path) + 16;
-        tmp = malloc(len);
-        if (!tmp) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
-        else snprintf(tmp, len, "%s.partial", out_path);
-    }
-    if (s == BZN_OK) s = bzn_wfile_write(tmp, &cfg, in, n, err);
-    if (s == BZN_OK) {
-        bzn_model *m = NULL;
-        s = bzn_model_open(tmp, &m, err);
-        bzn_model_free(m);
-        if (s == BZN_OK && rename(tmp, out_path) != 0)
-            s = bzn_fail(err, BZN_ERR_IO, "%s: cannot move the converted file into place", out_path);
-        if (s != BZN_OK) unlink(tmp);
-    }
+    /* validated by loading before it replaces anything */
+    if (s == BZN_OK) s = bzn_model_write_checked(out_path, &cfg, in, n, err);
     if (s == BZN_OK) {
         FILE *f = fopen(out_path, "rb");
         if (f && fseek(f, 0, SEEK_END) == 0) rep.file_bytes = (uint64_t)ftell(f);
@@ -188,7 +173,6 @@ bzn_status bzn_convert_checkpoint(const char *in_path, const char *out_path, con
         rep.tensors_written = n;
         if (report) *report = rep;
     }
-    free(tmp);
     for (int i = 0; i < n + 1 && bufs; i++) free(bufs[i]);
     free(bufs);
     free(in);

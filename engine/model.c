@@ -3,6 +3,7 @@
  * check every tensor against the architecture and fold BatchNorm into the convolutions.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,25 @@ bzn_status bzn_model_open_memory(const void *data, size_t size, bzn_model **out,
     bzn_model *m = calloc(1, sizeof *m);
     if (!m) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     return open_common(m, bzn_wfile_open_memory(data, size, &m->wf, err), out, err);
+}
+
+bzn_status bzn_model_write_checked(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
+                                   bzn_error *err) {
+    const size_t len = strlen(path) + sizeof ".partial";
+    char *tmp = malloc(len);
+    if (!tmp) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    snprintf(tmp, len, "%s.partial", path);
+    bzn_status s = bzn_wfile_write(tmp, cfg, t, count, err);
+    if (s == BZN_OK) {
+        bzn_model *m = NULL;
+        s = bzn_model_open(tmp, &m, err);
+        bzn_model_free(m);
+        if (s == BZN_OK && rename(tmp, path) != 0)
+            s = bzn_fail(err, BZN_ERR_IO, "%s: cannot move the new file into place", path);
+        if (s != BZN_OK) remove(tmp);
+    }
+    free(tmp);
+    return s;
 }
 
 void bzn_model_free(bzn_model *m) {

@@ -85,22 +85,8 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
         t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 1, {1, 0, 0, 0}, &scales[i].scale, BZN_WF_NO_SCALE};
         n++;
     }
-    /* written beside the destination; it must load back before it replaces anything */
-    char *tmp = NULL;
-    if (s == BZN_OK && !(tmp = malloc(strlen(out_path) + 16))) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
-    if (s == BZN_OK) {
-        sprintf(tmp, "%s.partial", out_path);
-        s = bzn_wfile_write(tmp, &m->wf.config, t, n, err);
-    }
-    if (s == BZN_OK) {
-        bzn_model *back = NULL;
-        s = bzn_model_open(tmp, &back, err);
-        bzn_model_free(back);
-        if (s == BZN_OK && rename(tmp, out_path) != 0)
-            s = bzn_fail(err, BZN_ERR_IO, "%s: cannot move the quantized file into place", out_path);
-        if (s != BZN_OK) remove(tmp);
-    }
-    free(tmp);
+    /* it must load back before it replaces anything */
+    if (s == BZN_OK) s = bzn_model_write_checked(out_path, &m->wf.config, t, n, err);
     for (int i = 0; owned && i < cap; i++) free(owned[i]);
     free(owned);
     free(names);
