@@ -174,12 +174,7 @@ def evaluate(model, folder, size):
             out = model(x)
         cls = ref.classes_from_logits(out[-1] if isinstance(out, tuple) else out)[0]   # main head
         pred = eval_ref.resize_nearest(cls, gt.shape[1], gt.shape[0], "pil")
-        for c, p, g in (("seg", pred <= 1, gt <= 1), ("neo", pred == 0, gt == 0),
-                        ("non", pred == 1, gt == 1)):
-            tp = int(np.count_nonzero(p & g))
-            counts[c][0] += tp
-            counts[c][1] += int(np.count_nonzero(p)) - tp
-            counts[c][2] += int(np.count_nonzero(g)) - tp
+        eval_ref.add_counts(counts, pred, gt)
         used += 1
     res = {"dir": os.path.abspath(folder), "images": used, "seconds": round(time.time() - t0, 1)}
     for c in ("seg", "neo", "non"):

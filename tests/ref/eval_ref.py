@@ -76,6 +76,17 @@ def find_mask(masks_dir, image_name):
     return None
 
 
+def add_counts(counts, pred, gt):
+    """Add one image's TP/FP/FN to counts[c] = [TP, FP, FN] for c in seg, neo, non
+    (classes: 0 neo, 1 non, 2 background)."""
+    for c, p, g in (("seg", pred <= 1, gt <= 1), ("neo", pred == 0, gt == 0),
+                    ("non", pred == 1, gt == 1)):
+        tp = int(np.count_nonzero(p & g))
+        counts[c][0] += tp
+        counts[c][1] += int(np.count_nonzero(p)) - tp
+        counts[c][2] += int(np.count_nonzero(g)) - tp
+
+
 def scores(tp, fp, fn):
     dice = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else float("nan")
     iou = tp / (tp + fp + fn) if (tp + fp + fn) else float("nan")
@@ -110,12 +121,7 @@ def main():
         with torch.no_grad():
             cls = ref.classes_from_logits(model(x))[0]
         pred = resize_nearest(cls, gt.shape[1], gt.shape[0], a.nearest)
-        for c, p, g in (("seg", pred <= 1, gt <= 1), ("neo", pred == 0, gt == 0),
-                        ("non", pred == 1, gt == 1)):
-            tp = int(np.count_nonzero(p & g))
-            counts[c][0] += tp
-            counts[c][1] += int(np.count_nonzero(p)) - tp
-            counts[c][2] += int(np.count_nonzero(g)) - tp
+        add_counts(counts, pred, gt)
         used += 1
 
     result = {"images": used, "size": a.size, "nearest": a.nearest,
