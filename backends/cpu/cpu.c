@@ -35,29 +35,28 @@ static int cpu_is_pointwise(const bzn_conv_args *a) {
 
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
-/* INT8 scratch: B, the quantized im2col ([K/4][N][4] uint8); C (int32, out_c x npad); the
- * input quantized once into zero-padded uint8 planes; one row of zeros (128). */
+/* INT8 scratch: the input quantized once into zero-padded uint8 planes (+ 64 bytes of slack
+ * for the stride-2 interleave); the plane offset of every im2col row (kpad int32, -1 past K);
+ * a row of zeros (128); one B tile (kpad x 32 bytes) per thread. */
 typedef struct {
-    size_t b, c, planes, zeros, total;
+    size_t planes, roff, zeros, tiles, total;
 } qscratch;
 
-static qscratch qconv_layout(const bzn_conv_args *a) {
-    const size_t npad = (size_t)bzn_s8_npad(a->out_h * a->out_w), kpad = (size_t)bzn_s8_kpad(a->in_c * a->k * a->k);
+static qscratch qconv_layout(const bzn_conv_args *a, int threads) {
+    const size_t kpad = (size_t)bzn_s8_kpad(a->in_c * a->k * a->k);
     const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
     qscratch l;
-    l.b = 0;
-    l.c = align64(kpad * npad);
-    l.planes = l.c + align64((size_t)a->out_c * npad * sizeof(int32_t));
-    l.zeros = l.planes + align64((size_t)a->in_c * hp * wp);
-    l.total = l.zeros + align64(npad);
+    l.planes = 0;
+    l.roff = align64((size_t)a->in_c * hp * wp + 64);
+    l.zeros = l.roff + align64(kpad * sizeof(int32_t));
+    l.tiles = l.zeros + align64((size_t)BZN_S8_NR * (a->stride > 0 ? a->stride : 1) + 64);
+    l.total = l.tiles + (size_t)threads * align64(kpad * BZN_S8_NR);
     return l;
 }
 
-static size_t cpu_qconv_scratch(const bzn_conv_args *a) { return qconv_layout(a).total; }
-
-static size_t cpu_conv_scratch(void *ctx, const bzn_conv_args *a) {
-    (void)ctx;
-    if (a->qweight) return cpu_qconv_scratch(a);
+static size_t cpu_conv_scratch(void *vctx, const bzn_conv_args *a) {
+    const cpu_ctx *ctx = vctx;
+    if (a->qweight) return qconv_layout(a, ctx->threads).total;
     if (cpu_is_pointwise(a)) return 0;
     return (size_t)a->in_c * a->k * a->k * a->out_h * a->out_w * sizeof(float);
 }
@@ -105,6 +104,14 @@ static void cpu_im2col(const bzn_conv_args *a, float *col, int threads) {
     }
 }
 
+/* fmaxf/fminf compile to library calls (their NaN rules differ from maxss); these
+ * vectorise and agree with them: NaN -> 0 (relu) or 6 (relu6), as in ref_activate. */
+static inline float relu(float v) { return v > 0.0f ? v : 0.0f; }
+static inline float relu6(float v) {
+    v = v > 0.0f ? v : 0.0f;
+    return v < 6.0f ? v : 6.0f;
+}
+
 static void cpu_epilogue(const bzn_conv_args *a, int threads) {
     const size_t hw = (size_t)a->out_h * a->out_w;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -117,10 +124,10 @@ static void cpu_epilogue(const bzn_conv_args *a, int threads) {
                 for (size_t i = 0; i < hw; i++) o[i] += b;
             break;
         case BZN_ACT_RELU:
-            for (size_t i = 0; i < hw; i++) o[i] = fmaxf(o[i] + b, 0.0f);
+            for (size_t i = 0; i < hw; i++) o[i] = relu(o[i] + b);
             break;
         case BZN_ACT_RELU6:
-            for (size_t i = 0; i < hw; i++) o[i] = fminf(fmaxf(o[i] + b, 0.0f), 6.0f);
+            for (size_t i = 0; i < hw; i++) o[i] = relu6(o[i] + b);
             break;
         }
     }
@@ -183,70 +190,86 @@ static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint
     }
 }
 
-/* Lay the quantized input out as the GEMM's B: im2col row r = (channel, ky, kx) goes to
- * [r / 4][n][r % 4]. With stride 1 each output row reads one contiguous run of a padded
- * plane, so four rows interleave with SIMD; rows past K read zeros (128). */
-static void cpu_pack_b(const cpu_ctx *ctx, const bzn_conv_args *a, const uint8_t *planes, const uint8_t *zeros,
-                       uint8_t *b) {
-    const int k = a->k, kk = k * k, K = a->in_c * kk, oh = a->out_h, ow = a->out_w, n = oh * ow;
-    const int npad = bzn_s8_npad(n), kg = bzn_s8_kpad(K) / 4, wp = a->in_w + 2 * a->pad, hp = a->in_h + 2 * a->pad;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
-    for (int g = 0; g < kg; g++) {
-        uint8_t *bg = b + (size_t)g * npad * 4;
-        const uint8_t *base[4];
-        int dy[4], dx[4];
-        for (int l = 0; l < 4; l++) {
-            const int r = 4 * g + l;
-            if (r >= K) {
-                base[l] = NULL;
-                continue;
-            }
-            const int c = r / kk, ky = (r % kk) / k, kx = r % k;
-            base[l] = planes + (size_t)c * hp * wp;
-            dy[l] = ky * a->dilation;
-            dx[l] = kx * a->dilation;
+/* One B tile: im2col columns n0 .. n0 + 31 laid out [K/4][32][4]. Row r = (channel, ky, kx)
+ * of column (oy, ox) is planes[roff[r] + oy * stride * wp + ox * stride]; the columns of one
+ * output row are one run (strided by `stride`), so four rows interleave with SIMD. Rows past
+ * K read zeros (128); columns past n are zeros too. */
+static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const int32_t *roff, int kg,
+                          const uint8_t *zeros, int n0, uint8_t *bt) {
+    const int n = a->out_h * a->out_w, ow = a->out_w, s = a->stride, wp = a->in_w + 2 * a->pad;
+    for (int j = 0; j < BZN_S8_NR;) {
+        const int col = n0 + j;
+        if (col >= n) {
+            for (int g = 0; g < kg; g++) memset(bt + (size_t)g * BZN_S8_NR * 4 + j * 4, 128, (size_t)(BZN_S8_NR - j) * 4);
+            break;
         }
-        for (int oy = 0; oy < oh; oy++) {
+        const int oy = col / ow, ox = col % ow;
+        const int len = ow - ox < BZN_S8_NR - j ? ow - ox : BZN_S8_NR - j;
+        const size_t base = (size_t)oy * s * wp + (size_t)ox * s;
+        for (int g = 0; g < kg; g++) {
             const uint8_t *src[4];
-            for (int l = 0; l < 4; l++)
-                src[l] = base[l] ? base[l] + (size_t)(oy * a->stride + dy[l]) * wp + dx[l] : zeros;
-            uint8_t *d = bg + (size_t)oy * ow * 4;
-            if (a->stride == 1) {
-                bzn_s8_interleave4(src[0], src[1], src[2], src[3], ow, d);
-            } else {
-                for (int ox = 0; ox < ow; ox++)
-                    for (int l = 0; l < 4; l++) d[ox * 4 + l] = base[l] ? src[l][ox * a->stride] : 128;
-            }
+            for (int l = 0; l < 4; l++) src[l] = roff[4 * g + l] >= 0 ? planes + roff[4 * g + l] + base : zeros;
+            bzn_s8_interleave4(src[0], src[1], src[2], src[3], len, s, bt + (size_t)g * BZN_S8_NR * 4 + j * 4);
         }
-        memset(bg + (size_t)n * 4, 128, (size_t)(npad - n) * 4);
+        j += len;
     }
 }
 
-static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
-    const cpu_qconv *q = a->prepared;
-    const int n = a->out_h * a->out_w, npad = bzn_s8_npad(n), K = a->in_c * a->k * a->k;
-    const qscratch l = qconv_layout(a);
-    uint8_t *b = (uint8_t *)scratch + l.b, *planes = (uint8_t *)scratch + l.planes, *zeros = (uint8_t *)scratch + l.zeros;
-    int32_t *c = (int32_t *)((uint8_t *)scratch + l.c);
-    memset(zeros, 128, (size_t)npad);
-    cpu_quantize_planes(ctx, a, planes);
-    cpu_pack_b(ctx, a, planes, zeros, b);
-    bzn_s8_gemm(ctx->s8, a->out_c, n, K, q->a, q->rowsum, b, c, ctx->threads);
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
-    for (int oc = 0; oc < a->out_c; oc++) {
+/* out[oc][n0 + j] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C */
+static void cpu_qepilogue(const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0, int cols,
+                          int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+    const size_t n = (size_t)a->out_h * a->out_w;
+    for (int r = 0; r < rows; r++) {
+        const int oc = oc0 + r;
         const float mult = q->mult[oc], bias = a->bias ? a->bias[oc] : 0.0f;
-        const int32_t *ci = c + (size_t)oc * npad;
-        float *o = a->out + (size_t)oc * n;
+        const int32_t *ci = acc[r];
+        float *o = a->out + (size_t)oc * n + n0;
         switch (a->act) {
         case BZN_ACT_NONE:
-            for (int i = 0; i < n; i++) o[i] = (float)ci[i] * mult + bias;
+            for (int i = 0; i < cols; i++) o[i] = (float)ci[i] * mult + bias;
             break;
         case BZN_ACT_RELU:
-            for (int i = 0; i < n; i++) o[i] = fmaxf((float)ci[i] * mult + bias, 0.0f);
+            for (int i = 0; i < cols; i++) o[i] = relu((float)ci[i] * mult + bias);
             break;
         case BZN_ACT_RELU6:
-            for (int i = 0; i < n; i++) o[i] = fminf(fmaxf((float)ci[i] * mult + bias, 0.0f), 6.0f);
+            for (int i = 0; i < cols; i++) o[i] = relu6((float)ci[i] * mult + bias);
             break;
+        }
+    }
+}
+
+/* Quantize the input into padded planes, then, tile by tile of 32 output pixels: pack the
+ * tile's B (it stays in cache), multiply it by every 8-row block of weights and write the
+ * block's outputs. One parallel region for all three. */
+static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
+    const cpu_qconv *q = a->prepared;
+    const int n = a->out_h * a->out_w, kk = a->k * a->k, K = a->in_c * kk, kp = bzn_s8_kpad(K), kg = kp / 4;
+    const int tiles = bzn_s8_npad(n) / BZN_S8_NR, mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
+    const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad;
+    const qscratch l = qconv_layout(a, ctx->threads);
+    uint8_t *planes = (uint8_t *)scratch + l.planes, *zeros = (uint8_t *)scratch + l.zeros;
+    int32_t *roff = (int32_t *)((uint8_t *)scratch + l.roff);
+    memset(zeros, 128, l.tiles - l.zeros);
+    for (int r = 0; r < kp; r++) {
+        const int c = r / kk, ky = (r % kk) / a->k, kx = r % a->k;
+        roff[r] = r < K ? (int32_t)((size_t)c * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation) : -1;
+    }
+    cpu_quantize_planes(ctx, a, planes);
+    const int threads = ctx->threads < tiles ? ctx->threads : tiles;
+#pragma omp parallel num_threads(threads)
+    {
+        uint8_t *bt = (uint8_t *)scratch + l.tiles + (size_t)omp_get_thread_num() * align64((size_t)kp * BZN_S8_NR);
+        int32_t acc[BZN_S8_MR][BZN_S8_NR];
+#pragma omp for schedule(static)
+        for (int t = 0; t < tiles; t++) {
+            const int n0 = t * BZN_S8_NR, cols = n - n0 < BZN_S8_NR ? n - n0 : BZN_S8_NR;
+            cpu_pack_tile(a, planes, roff, kg, zeros, n0, bt);
+            for (int mb = 0; mb < mblocks; mb++) {
+                const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                bzn_s8_block(ctx->s8, kg, q->a + (size_t)mb * kg * BZN_S8_MR * 4, q->rowsum + oc0, rows, bt,
+                             BZN_S8_NR * 4, acc);
+                cpu_qepilogue(a, q, oc0, rows, n0, cols, acc);
+            }
         }
     }
 }

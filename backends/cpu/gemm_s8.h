@@ -13,7 +13,9 @@
  *
  * Packed layouts (K padded to a multiple of 4, M to 8, N to 32):
  *   A: [M/8][K/4][8 rows][4 k]   (bzn_s8_pack_a)
- *   B: [K/4][N][4 k]             (written directly by the quantizing im2col)
+ *   B: [K/4][N][4 k]             any number of columns, `bstride` bytes from one group of 4 k
+ *                                to the next: a whole matrix (bstride = 4 npad) or one tile
+ *                                of 32 columns packed on the fly by a convolution (128)
  */
 #ifndef BZN_GEMM_S8_H
 #define BZN_GEMM_S8_H
@@ -37,6 +39,12 @@ const char *bzn_s8_kernel_name(bzn_s8_kernel k);
 /* pack A (M x K, row-major) into `packed` (mpad * kpad bytes); rowsum[m] = sum_k A[m][k] */
 void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum);
 
+/* One block of C: acc = A rows [8 mb, 8 mb + 8) x (B - 128) over 32 columns, exact.
+ * a_block = a_packed + mb * kg * 32, rowsum = rowsum + 8 mb, rows = the valid rows (<= 8),
+ * b = the tile's first column in group 0. */
+void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
+                  const uint8_t *b, size_t bstride, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
+
 /* C (M x npad int32, row-major) = A x (B - 128), exact; rowsum from bzn_s8_pack_a;
  * `threads` OpenMP threads over the column tiles */
 void bzn_s8_gemm(bzn_s8_kernel kern, int m, int n, int k, const int8_t *a_packed, const int32_t *rowsum,
@@ -45,8 +53,9 @@ void bzn_s8_gemm(bzn_s8_kernel kern, int m, int n, int k, const int8_t *a_packed
 /* dst[i] = bzn_quantize(x[i], inv_scale) + 128, vectorised where the kernel allows */
 void bzn_s8_quantize_row(bzn_s8_kernel kern, const float *x, int n, float inv_scale, uint8_t *dst);
 
-/* B rows from four byte runs of equal length: dst[4 i + l] = src_l[i] (SSE2) */
+/* B rows from four byte runs of equal length: dst[4 i + l] = src_l[i * stride] (SSE2 for
+ * strides 1 and 2; stride 2 may read one byte past the last element it uses) */
 void bzn_s8_interleave4(const uint8_t *s0, const uint8_t *s1, const uint8_t *s2, const uint8_t *s3, int n,
-                        uint8_t *dst);
+                        int stride, uint8_t *dst);
 
 #endif
