@@ -242,7 +242,8 @@ END_TEST
 
 /* ---- INT8 ---------------------------------------------------------------------------- */
 
-/* every int8 GEMM kernel the CPU runs gives exactly the integers of the definition */
+/* every int8 GEMM kernel the CPU runs gives exactly the integers of the definition, on
+ * every block of C, with B's k-groups scattered (goff in reverse order, with gaps) */
 START_TEST(s8_gemm_kernels_exact) {
     static const int ms[] = {1, 3, 8, 14, 33}, ns[] = {1, 31, 32, 33, 100}, ks[] = {1, 3, 4, 27, 130, 577};
     const bzn_s8_kernel best = bzn_s8_best_kernel();
@@ -250,10 +251,12 @@ START_TEST(s8_gemm_kernels_exact) {
     for (size_t mi = 0; mi < 5; mi++)
         for (size_t ni = 0; ni < 5; ni++)
             for (size_t ki = 0; ki < 6; ki++) {
-                const int m = ms[mi], n = ns[ni], k = ks[ki], np = bzn_s8_npad(n), kp = bzn_s8_kpad(k);
+                const int m = ms[mi], n = ns[ni], k = ks[ki], kp = bzn_s8_kpad(k), kg = kp / 4;
+                const int tiles = (n + BZN_S8_NR - 1) / BZN_S8_NR, gbytes = tiles * BZN_S8_NR * 4 + 64;
                 int8_t *a = malloc((size_t)m * k), *ap = malloc((size_t)bzn_s8_mpad(m) * kp);
-                uint8_t *b = malloc((size_t)k * n), *bp = malloc((size_t)kp * np);
-                int32_t *rs = malloc((size_t)m * sizeof *rs), *c = malloc((size_t)m * np * sizeof *c);
+                uint8_t *b = malloc((size_t)k * n), *bp = malloc((size_t)kg * gbytes);
+                int32_t *rs = malloc((size_t)m * sizeof *rs);
+                size_t *goff = malloc((size_t)kg * sizeof *goff);
                 for (int i = 0; i < m * k; i++) a[i] = (int8_t)(frand() * 127.5f);
                 for (int i = 0; i < k * n; i++) b[i] = (uint8_t)(128 + (int)(frand() * 127.5f));
                 /* extreme values too: the AVX2 path must not saturate */
@@ -261,21 +264,29 @@ START_TEST(s8_gemm_kernels_exact) {
                 b[0] = 1;
                 if (k * n > 1) b[1] = 255;
                 bzn_s8_pack_a(a, m, k, ap, rs);
-                memset(bp, 128, (size_t)kp * np);
+                memset(bp, 128, (size_t)kg * gbytes);
+                for (int g = 0; g < kg; g++) goff[g] = (size_t)(kg - 1 - g) * gbytes + 64;
                 for (int r = 0; r < k; r++)
-                    for (int j = 0; j < n; j++) bp[(size_t)(r / 4) * np * 4 + j * 4 + r % 4] = b[(size_t)r * n + j];
+                    for (int j = 0; j < n; j++) bp[goff[r / 4] + (size_t)j * 4 + r % 4] = b[(size_t)r * n + j];
                 for (int kern = BZN_S8_REF; kern <= (int)best; kern++) {
-                    bzn_s8_gemm((bzn_s8_kernel)kern, m, n, k, ap, rs, bp, c, 1 + kern % 2);
-                    for (int i = 0; i < m; i++)
-                        for (int j = 0; j < n; j++) {
-                            int32_t want = 0;
-                            for (int r = 0; r < k; r++) want += (int32_t)a[i * k + r] * ((int32_t)b[(size_t)r * n + j] - 128);
-                            ck_assert_msg(c[(size_t)i * np + j] == want, "%s m%d n%d k%d at (%d,%d): %d != %d",
-                                          bzn_s8_kernel_name((bzn_s8_kernel)kern), m, n, k, i, j, c[(size_t)i * np + j], want);
+                    for (int t = 0; t < tiles; t++)
+                        for (int mb = 0; mb < bzn_s8_mpad(m) / BZN_S8_MR; mb++) {
+                            int32_t c[BZN_S8_MR][BZN_S8_NR];
+                            const int rows = m - mb * BZN_S8_MR < BZN_S8_MR ? m - mb * BZN_S8_MR : BZN_S8_MR;
+                            bzn_s8_block((bzn_s8_kernel)kern, kg, ap + (size_t)mb * kg * BZN_S8_MR * 4,
+                                         rs + mb * BZN_S8_MR, rows, bp + (size_t)t * BZN_S8_NR * 4, goff, c);
+                            for (int r = 0; r < rows; r++)
+                                for (int jj = 0; jj < BZN_S8_NR && t * BZN_S8_NR + jj < n; jj++) {
+                                    const int i = mb * BZN_S8_MR + r, j = t * BZN_S8_NR + jj;
+                                    int32_t want = 0;
+                                    for (int x = 0; x < k; x++) want += (int32_t)a[i * k + x] * ((int32_t)b[(size_t)x * n + j] - 128);
+                                    ck_assert_msg(c[r][jj] == want, "%s m%d n%d k%d at (%d,%d): %d != %d",
+                                                  bzn_s8_kernel_name((bzn_s8_kernel)kern), m, n, k, i, j, c[r][jj], want);
+                                }
                         }
                     checked++;
                 }
-                free(a); free(ap); free(b); free(bp); free(rs); free(c);
+                free(a); free(ap); free(b); free(bp); free(rs); free(goff);
             }
     fprintf(stderr, "  int8 GEMM: %d checks, best kernel here: %s\n", checked, bzn_s8_kernel_name(best));
 }
@@ -290,6 +301,8 @@ START_TEST(conv_int8_sweep) {
         {32, 32, 22, 22, 3, 1, 5, 5, 1, BZN_ACT_NONE, 1}, {32, 32, 22, 22, 5, 1, 2, 1, 1, BZN_ACT_RELU, 0},
         {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1}, {262, 256, 11, 11, 1, 1, 0, 1, 1, BZN_ACT_RELU6, 1},
         {64, 3, 78, 14, 3, 1, 1, 1, 1, BZN_ACT_NONE, 0},  {7, 5, 1, 1, 3, 1, 1, 1, 1, BZN_ACT_RELU, 1},
+        {6, 9, 15, 13, 3, 2, 2, 2, 2, BZN_ACT_RELU, 1},   {5, 17, 9, 40, 1, 2, 0, 1, 1, BZN_ACT_NONE, 0},
+        {9, 10, 5, 70, 3, 1, 1, 1, 1, BZN_ACT_RELU6, 1},  {13, 8, 33, 37, 5, 1, 2, 1, 3, BZN_ACT_NONE, 1},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const conv_case *c = &cases[ci];

@@ -35,22 +35,30 @@ static int cpu_is_pointwise(const bzn_conv_args *a) {
 
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
-/* INT8 scratch: the input quantized once into zero-padded uint8 planes (+ 64 bytes of slack
- * for the stride-2 interleave); the plane offset of every im2col row (kpad int32, -1 past K);
- * a row of zeros (128); one B tile (kpad x 32 bytes) per thread. */
+/* The INT8 convolution's input: the activations quantized once (uint8, value + 128) into
+ * ceil(in_c / 4) groups of 4 channels; each group is a zero-padded hp x wp image whose pixels
+ * are the 4 channels' bytes side by side ([group][hp][wp][4], padding and missing channels
+ * 128). The GEMM's K runs over (ky, kx, group, channel in group): one group of 4 k at one
+ * kernel tap over 32 consecutive pixels is 128 consecutive bytes of this buffer. */
+static int qgroups(const bzn_conv_args *a) { return (a->in_c + 3) / 4; }
+static int qkg(const bzn_conv_args *a) { return a->k * a->k * qgroups(a); } /* K / 4 */
+
+/* INT8 scratch: the planes (+ slack: stride-1 tiles run over the padded width and read up
+ * to (k-1) d + 32 pixels past the last row); each k-group's byte offset in the planes and
+ * in a packed tile; one packed tile (kg x 128 bytes) per thread for strides above 1. */
 typedef struct {
-    size_t planes, roff, zeros, tiles, total;
+    size_t planes, slack, poff, toff, tiles, total;
 } qscratch;
 
 static qscratch qconv_layout(const bzn_conv_args *a, int threads) {
-    const size_t kpad = (size_t)bzn_s8_kpad(a->in_c * a->k * a->k);
-    const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
+    const size_t kg = (size_t)qkg(a), hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
     qscratch l;
     l.planes = 0;
-    l.roff = align64((size_t)a->in_c * hp * wp + 64);
-    l.zeros = l.roff + align64(kpad * sizeof(int32_t));
-    l.tiles = l.zeros + align64((size_t)BZN_S8_NR * (a->stride > 0 ? a->stride : 1) + 64);
-    l.total = l.tiles + (size_t)threads * align64(kpad * BZN_S8_NR);
+    l.slack = (size_t)qgroups(a) * hp * wp * 4;
+    l.poff = align64(l.slack + ((size_t)(a->k - 1) * a->dilation + 2 * BZN_S8_NR) * 4);
+    l.toff = l.poff + align64(kg * sizeof(size_t));
+    l.tiles = l.toff + align64(kg * sizeof(size_t));
+    l.total = l.tiles + (a->stride == 1 ? 0 : (size_t)threads * align64(kg * BZN_S8_NR * 4));
     return l;
 }
 
@@ -135,18 +143,22 @@ static void cpu_epilogue(const bzn_conv_args *a, int threads) {
 
 /* ---- INT8 convolution ----------------------------------------------------------------- */
 
+/* The weights in K order (ky, kx, group of 4 input channels, channel), missing channels 0,
+ * packed for the GEMM kernel. */
 static void *cpu_conv_prepare(void *vctx, const bzn_conv_args *a, int *failed) {
     (void)vctx;
     *failed = 0;
     if (!a->qweight) return NULL;
-    const int K = a->in_c * a->k * a->k;
+    const int kk = a->k * a->k, cg = qgroups(a), K = 4 * qkg(a);
     cpu_qconv *q = calloc(1, sizeof *q);
+    int8_t *w = calloc((size_t)a->out_c * K, 1);
     if (q) {
-        q->a = aligned_alloc(64, align64((size_t)bzn_s8_mpad(a->out_c) * bzn_s8_kpad(K)));
+        q->a = aligned_alloc(64, align64((size_t)bzn_s8_mpad(a->out_c) * K));
         q->rowsum = malloc((size_t)a->out_c * sizeof *q->rowsum);
         q->mult = malloc((size_t)a->out_c * sizeof *q->mult);
     }
-    if (!q || !q->a || !q->rowsum || !q->mult) {
+    if (!w || !q || !q->a || !q->rowsum || !q->mult) {
+        free(w);
         if (q) {
             free(q->a);
             free(q->rowsum);
@@ -156,7 +168,12 @@ static void *cpu_conv_prepare(void *vctx, const bzn_conv_args *a, int *failed) {
         *failed = 1;
         return NULL;
     }
-    bzn_s8_pack_a(a->qweight, a->out_c, K, q->a, q->rowsum);
+    for (int oc = 0; oc < a->out_c; oc++)
+        for (int c = 0; c < a->in_c; c++)
+            for (int t = 0; t < kk; t++)
+                w[(size_t)oc * K + ((size_t)t * cg + c / 4) * 4 + c % 4] = a->qweight[((size_t)oc * a->in_c + c) * kk + t];
+    bzn_s8_pack_a(w, a->out_c, K, q->a, q->rowsum);
+    free(w);
     for (int oc = 0; oc < a->out_c; oc++) q->mult[oc] = a->in_scale * a->wscale[oc];
     return q;
 }
@@ -171,104 +188,133 @@ static void cpu_conv_release(void *vctx, void *prepared) {
     free(q);
 }
 
-/* Quantize the input once, into zero-padded uint8 planes (value + 128; the padding is 128). */
+/* Quantize the input once into the planes (layout above), one padded row of one group at a
+ * time: four channels' rows quantized side by side, then interleaved. */
 static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
-    const int p = a->pad, wp = a->in_w + 2 * p, hp = a->in_h + 2 * p;
+    const int p = a->pad, wp = a->in_w + 2 * p, hp = a->in_h + 2 * p, rows = qgroups(a) * hp;
     const float inv = 1.0f / a->in_scale;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static)
-    for (int c = 0; c < a->in_c; c++) {
-        const float *x = cpu_in_channel(a, c);
-        uint8_t *q = planes + (size_t)c * hp * wp;
-        memset(q, 128, (size_t)p * wp);                          /* top rows */
-        memset(q + (size_t)(p + a->in_h) * wp, 128, (size_t)p * wp); /* bottom rows */
-        for (int y = 0; y < a->in_h; y++) {
-            uint8_t *row = q + (size_t)(y + p) * wp;
-            memset(row, 128, (size_t)p);
-            bzn_s8_quantize_row(ctx->s8, x + (size_t)y * a->in_w, a->in_w, inv, row + p);
-            memset(row + p + a->in_w, 128, (size_t)p);
+    for (int row = 0; row < rows; row++) {
+        const int g = row / hp, iy = row % hp - p;
+        uint8_t *dst = planes + (size_t)row * wp * 4;
+        if (iy < 0 || iy >= a->in_h) {
+            memset(dst, 128, (size_t)wp * 4);
+            continue;
+        }
+        memset(dst, 128, (size_t)p * 4);
+        memset(dst + (size_t)(p + a->in_w) * 4, 128, (size_t)p * 4);
+        for (int x0 = 0; x0 < a->in_w; x0 += 64) {
+            const int len = a->in_w - x0 < 64 ? a->in_w - x0 : 64;
+            uint8_t q[4][64];
+            for (int l = 0; l < 4; l++) {
+                const int c = 4 * g + l;
+                if (c < a->in_c)
+                    bzn_s8_quantize_row(ctx->s8, cpu_in_channel(a, c) + (size_t)iy * a->in_w + x0, len, inv, q[l]);
+                else
+                    memset(q[l], 128, (size_t)len);
+            }
+            bzn_s8_interleave4(q[0], q[1], q[2], q[3], len, dst + (size_t)(p + x0) * 4);
         }
     }
 }
 
-/* One B tile: im2col columns n0 .. n0 + 31 laid out [K/4][32][4]. Row r = (channel, ky, kx)
- * of column (oy, ox) is planes[roff[r] + oy * stride * wp + ox * stride]; the columns of one
- * output row are one run (strided by `stride`), so four rows interleave with SIMD. Rows past
- * K read zeros (128); columns past n are zeros too. */
-static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const int32_t *roff, int kg,
-                          const uint8_t *zeros, int n0, uint8_t *bt) {
-    const int n = a->out_h * a->out_w, ow = a->out_w, s = a->stride, wp = a->in_w + 2 * a->pad;
-    for (int j = 0; j < BZN_S8_NR;) {
-        const int col = n0 + j;
-        if (col >= n) {
-            for (int g = 0; g < kg; g++) memset(bt + (size_t)g * BZN_S8_NR * 4 + j * 4, 128, (size_t)(BZN_S8_NR - j) * 4);
-            break;
-        }
-        const int oy = col / ow, ox = col % ow;
-        const int len = ow - ox < BZN_S8_NR - j ? ow - ox : BZN_S8_NR - j;
-        const size_t base = (size_t)oy * s * wp + (size_t)ox * s;
-        for (int g = 0; g < kg; g++) {
-            const uint8_t *src[4];
-            for (int l = 0; l < 4; l++) src[l] = roff[4 * g + l] >= 0 ? planes + roff[4 * g + l] + base : zeros;
-            bzn_s8_interleave4(src[0], src[1], src[2], src[3], len, s, bt + (size_t)g * BZN_S8_NR * 4 + j * 4);
+/* A tile of 32 output pixels for strides above 1: each k-group's 4 bytes per pixel gathered
+ * from the planes (columns past n are zeros, 128). */
+static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const size_t *poff, int kg, int n0,
+                          uint8_t *bt) {
+    const int n = a->out_h * a->out_w, s = a->stride, wp = a->in_w + 2 * a->pad;
+    size_t src[BZN_S8_NR];
+    int cols = 0;
+    for (; cols < BZN_S8_NR && n0 + cols < n; cols++) {
+        const int oy = (n0 + cols) / a->out_w, ox = (n0 + cols) % a->out_w;
+        src[cols] = ((size_t)oy * s * wp + (size_t)ox * s) * 4;
+    }
+    for (int g = 0; g < kg; g++) {
+        const uint8_t *x = planes + poff[g];
+        uint8_t *d = bt + (size_t)g * BZN_S8_NR * 4;
+        for (int j = 0; j < cols; j++) memcpy(d + 4 * j, x + src[j], 4);
+        memset(d + 4 * cols, 128, (size_t)(BZN_S8_NR - cols) * 4);
+    }
+}
+
+/* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C whose
+ * columns are pixels n0 .. n0 + 31 of a grid `gw` wide (the padded width for stride 1:
+ * the columns past out_w are dropped) */
+static void cpu_qepilogue(const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0, int gw,
+                          int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+    const size_t n = (size_t)a->out_h * a->out_w;
+    int run_j[BZN_S8_NR], run_len[BZN_S8_NR], runs = 0;
+    size_t run_out[BZN_S8_NR];
+    for (int j = 0; j < BZN_S8_NR;) { /* the tile's pieces of output rows */
+        const int oy = (n0 + j) / gw, ox = (n0 + j) % gw;
+        if (oy >= a->out_h) break;
+        const int len = gw - ox < BZN_S8_NR - j ? gw - ox : BZN_S8_NR - j;
+        const int valid = ox < a->out_w ? (a->out_w - ox < len ? a->out_w - ox : len) : 0;
+        if (valid) {
+            run_j[runs] = j;
+            run_len[runs] = valid;
+            run_out[runs++] = (size_t)oy * a->out_w + ox;
         }
         j += len;
     }
-}
-
-/* out[oc][n0 + j] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C */
-static void cpu_qepilogue(const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0, int cols,
-                          int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
-    const size_t n = (size_t)a->out_h * a->out_w;
     for (int r = 0; r < rows; r++) {
         const int oc = oc0 + r;
         const float mult = q->mult[oc], bias = a->bias ? a->bias[oc] : 0.0f;
-        const int32_t *ci = acc[r];
-        float *o = a->out + (size_t)oc * n + n0;
-        switch (a->act) {
-        case BZN_ACT_NONE:
-            for (int i = 0; i < cols; i++) o[i] = (float)ci[i] * mult + bias;
-            break;
-        case BZN_ACT_RELU:
-            for (int i = 0; i < cols; i++) o[i] = relu((float)ci[i] * mult + bias);
-            break;
-        case BZN_ACT_RELU6:
-            for (int i = 0; i < cols; i++) o[i] = relu6((float)ci[i] * mult + bias);
-            break;
+        for (int u = 0; u < runs; u++) {
+            const int32_t *ci = acc[r] + run_j[u];
+            float *o = a->out + (size_t)oc * n + run_out[u];
+            const int len = run_len[u];
+            switch (a->act) {
+            case BZN_ACT_NONE:
+                for (int i = 0; i < len; i++) o[i] = (float)ci[i] * mult + bias;
+                break;
+            case BZN_ACT_RELU:
+                for (int i = 0; i < len; i++) o[i] = relu((float)ci[i] * mult + bias);
+                break;
+            case BZN_ACT_RELU6:
+                for (int i = 0; i < len; i++) o[i] = relu6((float)ci[i] * mult + bias);
+                break;
+            }
         }
     }
 }
 
-/* Quantize the input into padded planes, then, tile by tile of 32 output pixels: pack the
- * tile's B (it stays in cache), multiply it by every 8-row block of weights and write the
- * block's outputs. One parallel region for all three. */
+/* Quantize the input into the planes, then, tile by tile of 32 output pixels: multiply the
+ * tile's B (stride 1: read in place from the planes; otherwise gathered into a small tile
+ * that stays in cache) by every 8-row block of weights and write the block's outputs. */
 static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     const cpu_qconv *q = a->prepared;
-    const int n = a->out_h * a->out_w, kk = a->k * a->k, K = a->in_c * kk, kp = bzn_s8_kpad(K), kg = kp / 4;
-    const int tiles = bzn_s8_npad(n) / BZN_S8_NR, mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
-    const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad;
+    const int kg = qkg(a), cg = qgroups(a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
+    const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad, direct = a->stride == 1;
+    const int gw = direct ? wp : a->out_w, tiles = (a->out_h * gw + BZN_S8_NR - 1) / BZN_S8_NR;
     const qscratch l = qconv_layout(a, ctx->threads);
-    uint8_t *planes = (uint8_t *)scratch + l.planes, *zeros = (uint8_t *)scratch + l.zeros;
-    int32_t *roff = (int32_t *)((uint8_t *)scratch + l.roff);
-    memset(zeros, 128, l.tiles - l.zeros);
-    for (int r = 0; r < kp; r++) {
-        const int c = r / kk, ky = (r % kk) / a->k, kx = r % a->k;
-        roff[r] = r < K ? (int32_t)((size_t)c * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation) : -1;
+    uint8_t *planes = (uint8_t *)scratch + l.planes;
+    size_t *poff = (size_t *)((uint8_t *)scratch + l.poff), *toff = (size_t *)((uint8_t *)scratch + l.toff);
+    memset(planes + l.slack, 128, l.poff - l.slack);
+    for (int g = 0; g < kg; g++) {
+        const int t = g / cg, ky = t / a->k, kx = t % a->k;
+        poff[g] = ((size_t)(g % cg) * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation) * 4;
+        toff[g] = (size_t)g * BZN_S8_NR * 4;
     }
     cpu_quantize_planes(ctx, a, planes);
     const int threads = ctx->threads < tiles ? ctx->threads : tiles;
 #pragma omp parallel num_threads(threads)
     {
-        uint8_t *bt = (uint8_t *)scratch + l.tiles + (size_t)omp_get_thread_num() * align64((size_t)kp * BZN_S8_NR);
+        uint8_t *bt = (uint8_t *)scratch + l.tiles + (size_t)omp_get_thread_num() * align64((size_t)kg * BZN_S8_NR * 4);
         int32_t acc[BZN_S8_MR][BZN_S8_NR];
 #pragma omp for schedule(static)
         for (int t = 0; t < tiles; t++) {
-            const int n0 = t * BZN_S8_NR, cols = n - n0 < BZN_S8_NR ? n - n0 : BZN_S8_NR;
-            cpu_pack_tile(a, planes, roff, kg, zeros, n0, bt);
+            const int n0 = t * BZN_S8_NR;
+            const uint8_t *b = planes + (size_t)n0 * 4;
+            if (!direct) {
+                cpu_pack_tile(a, planes, poff, kg, n0, bt);
+                b = bt;
+            }
             for (int mb = 0; mb < mblocks; mb++) {
                 const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
-                bzn_s8_block(ctx->s8, kg, q->a + (size_t)mb * kg * BZN_S8_MR * 4, q->rowsum + oc0, rows, bt,
-                             BZN_S8_NR * 4, acc);
-                cpu_qepilogue(a, q, oc0, rows, n0, cols, acc);
+                bzn_s8_block(ctx->s8, kg, q->a + (size_t)mb * kg * BZN_S8_MR * 4, q->rowsum + oc0, rows, b,
+                             direct ? poff : toff, acc);
+                cpu_qepilogue(a, q, oc0, rows, n0, gw, acc);
             }
         }
     }

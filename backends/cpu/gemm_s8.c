@@ -38,17 +38,17 @@ void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsu
 }
 
 /* One MR x NR tile of C, plain C: the definition every kernel must reproduce exactly. */
-static void tile_ref(int kg, size_t bstride, const int8_t *a, const uint8_t *b, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+static void tile_ref(int kg, const size_t *goff, const int8_t *a, const uint8_t *b, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
     memset(acc, 0, sizeof(int32_t) * BZN_S8_MR * BZN_S8_NR);
     for (int g = 0; g < kg; g++)
         for (int r = 0; r < BZN_S8_MR; r++)
             for (int n = 0; n < BZN_S8_NR; n++)
                 for (int l = 0; l < 4; l++)
-                    acc[r][n] += (int32_t)a[(g * BZN_S8_MR + r) * 4 + l] * ((int32_t)b[(size_t)g * bstride + n * 4 + l] - 128);
+                    acc[r][n] += (int32_t)a[(g * BZN_S8_MR + r) * 4 + l] * ((int32_t)b[goff[g] + n * 4 + l] - 128);
 }
 
 #ifdef BZN_X86
-__attribute__((target("avx2"))) static void tile_avx2(int kg, size_t bstride, const int8_t *a, const uint8_t *b,
+__attribute__((target("avx2"))) static void tile_avx2(int kg, const size_t *goff, const int8_t *a, const uint8_t *b,
                                                        int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
     for (int j = 0; j < BZN_S8_NR / 8; j++) { /* 8 columns at a time: 8 rows x 8 int32 accumulators */
@@ -56,7 +56,7 @@ __attribute__((target("avx2"))) static void tile_avx2(int kg, size_t bstride, co
         for (int r = 0; r < BZN_S8_MR; r++) acc[r] = _mm256_setzero_si256();
         for (int g = 0; g < kg; g++) {
             /* 8 columns x 4 k, back to signed q; |q| <= 127 so maddubs never saturates */
-            const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + (size_t)g * bstride + j * 32)), flip);
+            const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + goff[g] + j * 32)), flip);
             const __m256i aq = _mm256_abs_epi8(q);
             const int8_t *ag = a + (size_t)g * BZN_S8_MR * 4;
             for (int r = 0; r < BZN_S8_MR; r++) {
@@ -71,13 +71,13 @@ __attribute__((target("avx2"))) static void tile_avx2(int kg, size_t bstride, co
     }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_vnni(int kg, size_t bstride, const int8_t *a,
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_vnni(int kg, const size_t *goff, const int8_t *a,
                                                                              const uint8_t *b, const int32_t *rowsum128,
                                                                              int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
     __m512i acc[BZN_S8_MR][2];
     for (int r = 0; r < BZN_S8_MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
     for (int g = 0; g < kg; g++) {
-        const uint8_t *bg = b + (size_t)g * bstride;
+        const uint8_t *bg = b + goff[g];
         const __m512i b0 = _mm512_loadu_si512(bg), b1 = _mm512_loadu_si512(bg + 64); /* 32 columns x 4 k */
         const int8_t *ag = a + (size_t)g * BZN_S8_MR * 4;
         for (int r = 0; r < BZN_S8_MR; r++) {
@@ -97,35 +97,18 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_vnni(int
 #endif
 
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
-                  const uint8_t *b, size_t bstride, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+                  const uint8_t *b, const size_t *goff, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
     switch (kern) {
 #ifdef BZN_X86
     case BZN_S8_VNNI: {
         int32_t rs[BZN_S8_MR] = {0}; /* 128 * rowsum: the activations' offset */
         for (int r = 0; r < rows; r++) rs[r] = 128 * rowsum[r];
-        tile_vnni(kg, bstride, a_block, b, rs, acc);
+        tile_vnni(kg, goff, a_block, b, rs, acc);
         break;
     }
-    case BZN_S8_AVX2: tile_avx2(kg, bstride, a_block, b, acc); break;
+    case BZN_S8_AVX2: tile_avx2(kg, goff, a_block, b, acc); break;
 #endif
-    default: (void)rows; (void)rowsum; tile_ref(kg, bstride, a_block, b, acc); break;
-    }
-}
-
-void bzn_s8_gemm(bzn_s8_kernel kern, int m, int n, int k, const int8_t *a_packed, const int32_t *rowsum,
-                 const uint8_t *b_packed, int32_t *c, int threads) {
-    const int kg = bzn_s8_kpad(k) / 4, npad = bzn_s8_npad(n), mblocks = bzn_s8_mpad(m) / BZN_S8_MR;
-    const int tiles = npad / BZN_S8_NR;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int t = 0; t < tiles; t++) {
-        int32_t acc[BZN_S8_MR][BZN_S8_NR];
-        for (int mb = 0; mb < mblocks; mb++) {
-            const int rows = m - mb * BZN_S8_MR < BZN_S8_MR ? m - mb * BZN_S8_MR : BZN_S8_MR;
-            bzn_s8_block(kern, kg, a_packed + (size_t)mb * kg * BZN_S8_MR * 4, rowsum + mb * BZN_S8_MR, rows,
-                         b_packed + (size_t)t * BZN_S8_NR * 4, (size_t)npad * 4, acc);
-            for (int r = 0; r < rows; r++)
-                memcpy(c + (size_t)(mb * BZN_S8_MR + r) * npad + t * BZN_S8_NR, acc[r], sizeof acc[r]);
-        }
+    default: (void)rows; (void)rowsum; tile_ref(kg, goff, a_block, b, acc); break;
     }
 }
 
@@ -160,40 +143,24 @@ void bzn_s8_quantize_row(bzn_s8_kernel kern, const float *x, int n, float inv_sc
 }
 
 void bzn_s8_interleave4(const uint8_t *s0, const uint8_t *s1, const uint8_t *s2, const uint8_t *s3, int n,
-                        int stride, uint8_t *dst) {
+                        uint8_t *dst) {
     int i = 0;
 #if defined(__SSE2__)
-    if (stride <= 2) {
-        const __m128i even = _mm_set1_epi16(0xff);
-        for (; i + 16 <= n; i += 16) {
-            __m128i a, b, c, d;
-            if (stride == 1) {
-                a = _mm_loadu_si128((const __m128i *)(s0 + i));
-                b = _mm_loadu_si128((const __m128i *)(s1 + i));
-                c = _mm_loadu_si128((const __m128i *)(s2 + i));
-                d = _mm_loadu_si128((const __m128i *)(s3 + i));
-            } else { /* the even bytes of 32: reads up to s + 2 i + 31, one byte past the last used */
-#define BZN_EVEN16(p) _mm_packus_epi16(_mm_and_si128(_mm_loadu_si128((const __m128i *)((p) + 2 * i)), even), \
-                                       _mm_and_si128(_mm_loadu_si128((const __m128i *)((p) + 2 * i + 16)), even))
-                a = BZN_EVEN16(s0);
-                b = BZN_EVEN16(s1);
-                c = BZN_EVEN16(s2);
-                d = BZN_EVEN16(s3);
-#undef BZN_EVEN16
-            }
-            const __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
-            const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
-            _mm_storeu_si128((__m128i *)(dst + 4 * i), _mm_unpacklo_epi16(ab_lo, cd_lo));
-            _mm_storeu_si128((__m128i *)(dst + 4 * i + 16), _mm_unpackhi_epi16(ab_lo, cd_lo));
-            _mm_storeu_si128((__m128i *)(dst + 4 * i + 32), _mm_unpacklo_epi16(ab_hi, cd_hi));
-            _mm_storeu_si128((__m128i *)(dst + 4 * i + 48), _mm_unpackhi_epi16(ab_hi, cd_hi));
-        }
+    for (; i + 16 <= n; i += 16) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(s0 + i)), b = _mm_loadu_si128((const __m128i *)(s1 + i));
+        const __m128i c = _mm_loadu_si128((const __m128i *)(s2 + i)), d = _mm_loadu_si128((const __m128i *)(s3 + i));
+        const __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
+        const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+        _mm_storeu_si128((__m128i *)(dst + 4 * i), _mm_unpacklo_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128((__m128i *)(dst + 4 * i + 16), _mm_unpackhi_epi16(ab_lo, cd_lo));
+        _mm_storeu_si128((__m128i *)(dst + 4 * i + 32), _mm_unpacklo_epi16(ab_hi, cd_hi));
+        _mm_storeu_si128((__m128i *)(dst + 4 * i + 48), _mm_unpackhi_epi16(ab_hi, cd_hi));
     }
 #endif
     for (; i < n; i++) {
-        dst[4 * i] = s0[(size_t)i * stride];
-        dst[4 * i + 1] = s1[(size_t)i * stride];
-        dst[4 * i + 2] = s2[(size_t)i * stride];
-        dst[4 * i + 3] = s3[(size_t)i * stride];
+        dst[4 * i] = s0[i];
+        dst[4 * i + 1] = s1[i];
+        dst[4 * i + 2] = s2[i];
+        dst[4 * i + 3] = s3[i];
     }
 }

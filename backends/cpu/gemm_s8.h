@@ -11,11 +11,12 @@
  *   - AVX-512 VNNI (vpdpbusd, 64 multiply-adds per instruction),
  * chosen at run time from what the CPU reports (never assumed at build time).
  *
- * Packed layouts (K padded to a multiple of 4, M to 8, N to 32):
+ * Layouts (K padded to a multiple of 4, M to 8):
  *   A: [M/8][K/4][8 rows][4 k]   (bzn_s8_pack_a)
- *   B: [K/4][N][4 k]             any number of columns, `bstride` bytes from one group of 4 k
- *                                to the next: a whole matrix (bstride = 4 npad) or one tile
- *                                of 32 columns packed on the fly by a convolution (128)
+ *   B: 32 columns at a time; the 128 bytes of group g (4 k x 32 columns, [32][4]) start at
+ *      b + goff[g]. A convolution points the groups straight into its input (stride 1: the
+ *      input is stored 4 channels interleaved, so a kernel tap of 4 channels over 32
+ *      consecutive pixels is 128 consecutive bytes) or packs a tile (goff[g] = 128 g).
  */
 #ifndef BZN_GEMM_S8_H
 #define BZN_GEMM_S8_H
@@ -30,7 +31,6 @@ typedef enum { BZN_S8_REF = 0, BZN_S8_AVX2 = 1, BZN_S8_VNNI = 2 } bzn_s8_kernel;
 
 static inline int bzn_s8_kpad(int k) { return (k + 3) / 4 * 4; }
 static inline int bzn_s8_mpad(int m) { return (m + BZN_S8_MR - 1) / BZN_S8_MR * BZN_S8_MR; }
-static inline int bzn_s8_npad(int n) { return (n + BZN_S8_NR - 1) / BZN_S8_NR * BZN_S8_NR; }
 
 /* the best kernel this CPU runs */
 bzn_s8_kernel bzn_s8_best_kernel(void);
@@ -40,22 +40,15 @@ const char *bzn_s8_kernel_name(bzn_s8_kernel k);
 void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum);
 
 /* One block of C: acc = A rows [8 mb, 8 mb + 8) x (B - 128) over 32 columns, exact.
- * a_block = a_packed + mb * kg * 32, rowsum = rowsum + 8 mb, rows = the valid rows (<= 8),
- * b = the tile's first column in group 0. */
+ * a_block = a_packed + mb * kg * 32, rowsum = rowsum + 8 mb, rows = the valid rows (<= 8). */
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
-                  const uint8_t *b, size_t bstride, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
-
-/* C (M x npad int32, row-major) = A x (B - 128), exact; rowsum from bzn_s8_pack_a;
- * `threads` OpenMP threads over the column tiles */
-void bzn_s8_gemm(bzn_s8_kernel kern, int m, int n, int k, const int8_t *a_packed, const int32_t *rowsum,
-                 const uint8_t *b_packed, int32_t *c, int threads);
+                  const uint8_t *b, const size_t *goff, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
 
 /* dst[i] = bzn_quantize(x[i], inv_scale) + 128, vectorised where the kernel allows */
 void bzn_s8_quantize_row(bzn_s8_kernel kern, const float *x, int n, float inv_scale, uint8_t *dst);
 
-/* B rows from four byte runs of equal length: dst[4 i + l] = src_l[i * stride] (SSE2 for
- * strides 1 and 2; stride 2 may read one byte past the last element it uses) */
+/* four byte runs of equal length interleaved: dst[4 i + l] = src_l[i] (SSE2) */
 void bzn_s8_interleave4(const uint8_t *s0, const uint8_t *s1, const uint8_t *s2, const uint8_t *s3, int n,
-                        int stride, uint8_t *dst);
+                        uint8_t *dst);
 
 #endif
