@@ -188,8 +188,8 @@ static void cpu_conv_release(void *vctx, void *prepared) {
     free(q);
 }
 
-/* Quantize the input once into the planes (layout above), one padded row of one group at a
- * time: four channels' rows quantized side by side, then interleaved. */
+/* Quantize the input once into the planes (layout above), one padded row of one group of
+ * four channels at a time. */
 static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
     const int p = a->pad, wp = a->in_w + 2 * p, hp = a->in_h + 2 * p, rows = qgroups(a) * hp;
     const float inv = 1.0f / a->in_scale;
@@ -203,18 +203,10 @@ static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint
         }
         memset(dst, 128, (size_t)p * 4);
         memset(dst + (size_t)(p + a->in_w) * 4, 128, (size_t)p * 4);
-        for (int x0 = 0; x0 < a->in_w; x0 += 64) {
-            const int len = a->in_w - x0 < 64 ? a->in_w - x0 : 64;
-            uint8_t q[4][64];
-            for (int l = 0; l < 4; l++) {
-                const int c = 4 * g + l;
-                if (c < a->in_c)
-                    bzn_s8_quantize_row(ctx->s8, cpu_in_channel(a, c) + (size_t)iy * a->in_w + x0, len, inv, q[l]);
-                else
-                    memset(q[l], 128, (size_t)len);
-            }
-            bzn_s8_interleave4(q[0], q[1], q[2], q[3], len, dst + (size_t)(p + x0) * 4);
-        }
+        const float *x[4];
+        for (int l = 0; l < 4; l++)
+            x[l] = 4 * g + l < a->in_c ? cpu_in_channel(a, 4 * g + l) + (size_t)iy * a->in_w : NULL;
+        bzn_s8_quantize4(ctx->s8, x, a->in_w, inv, dst + (size_t)p * 4);
     }
 }
 

@@ -113,54 +113,38 @@ void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32
 }
 
 #ifdef BZN_X86
-__attribute__((target("avx2"))) static void quantize_avx2(const float *x, int n, float inv, uint8_t *dst) {
+/* 8 pixels: each channel quantized in int32 lanes (1..255), then the four shifted into the
+ * bytes of one dword per pixel */
+__attribute__((target("avx2"))) static void quantize4_avx2(const float *const x[4], int n, float inv, uint8_t *dst) {
     const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     const __m256i off = _mm256_set1_epi32(128);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv);
-        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi); /* max(NaN, lo) = lo, like bzn_quantize */
-        const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), off); /* round to nearest even */
-        const __m256i p16 = _mm256_packus_epi32(q, q);                  /* per 128-bit lane */
-        const __m256i p8 = _mm256_packus_epi16(p16, p16);
-        const uint32_t lo = (uint32_t)_mm256_extract_epi32(p8, 0), hi = (uint32_t)_mm256_extract_epi32(p8, 4);
-        memcpy(dst + i, &lo, 4);
-        memcpy(dst + i + 4, &hi, 4);
+        __m256i px = _mm256_setzero_si256();
+        for (int l = 0; l < 4; l++) {
+            __m256i q = off;
+            if (x[l]) {
+                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x[l] + i), vinv);
+                v = _mm256_min_ps(_mm256_max_ps(v, lo), hi); /* max(NaN, lo) = lo, like bzn_quantize */
+                q = _mm256_add_epi32(_mm256_cvtps_epi32(v), off); /* round to nearest even */
+            }
+            px = _mm256_or_si256(px, _mm256_sll_epi32(q, _mm_cvtsi32_si128(8 * l)));
+        }
+        _mm256_storeu_si256((__m256i *)(dst + 4 * i), px);
     }
-    for (; i < n; i++) dst[i] = (uint8_t)(bzn_quantize(x[i], inv) + 128);
+    for (; i < n; i++)
+        for (int l = 0; l < 4; l++) dst[4 * i + l] = x[l] ? (uint8_t)(bzn_quantize(x[l][i], inv) + 128) : 128;
 }
 #endif
 
-void bzn_s8_quantize_row(bzn_s8_kernel kern, const float *x, int n, float inv_scale, uint8_t *dst) {
+void bzn_s8_quantize4(bzn_s8_kernel kern, const float *const x[4], int n, float inv_scale, uint8_t *dst) {
 #ifdef BZN_X86
     if (kern >= BZN_S8_AVX2) {
-        quantize_avx2(x, n, inv_scale, dst);
+        quantize4_avx2(x, n, inv_scale, dst);
         return;
     }
 #endif
     (void)kern;
-    for (int i = 0; i < n; i++) dst[i] = (uint8_t)(bzn_quantize(x[i], inv_scale) + 128);
-}
-
-void bzn_s8_interleave4(const uint8_t *s0, const uint8_t *s1, const uint8_t *s2, const uint8_t *s3, int n,
-                        uint8_t *dst) {
-    int i = 0;
-#if defined(__SSE2__)
-    for (; i + 16 <= n; i += 16) {
-        const __m128i a = _mm_loadu_si128((const __m128i *)(s0 + i)), b = _mm_loadu_si128((const __m128i *)(s1 + i));
-        const __m128i c = _mm_loadu_si128((const __m128i *)(s2 + i)), d = _mm_loadu_si128((const __m128i *)(s3 + i));
-        const __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
-        const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
-        _mm_storeu_si128((__m128i *)(dst + 4 * i), _mm_unpacklo_epi16(ab_lo, cd_lo));
-        _mm_storeu_si128((__m128i *)(dst + 4 * i + 16), _mm_unpackhi_epi16(ab_lo, cd_lo));
-        _mm_storeu_si128((__m128i *)(dst + 4 * i + 32), _mm_unpacklo_epi16(ab_hi, cd_hi));
-        _mm_storeu_si128((__m128i *)(dst + 4 * i + 48), _mm_unpackhi_epi16(ab_hi, cd_hi));
-    }
-#endif
-    for (; i < n; i++) {
-        dst[4 * i] = s0[i];
-        dst[4 * i + 1] = s1[i];
-        dst[4 * i + 2] = s2[i];
-        dst[4 * i + 3] = s3[i];
-    }
+    for (int i = 0; i < n; i++)
+        for (int l = 0; l < 4; l++) dst[4 * i + l] = x[l] ? (uint8_t)(bzn_quantize(x[l][i], inv_scale) + 128) : 128;
 }

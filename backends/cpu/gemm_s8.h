@@ -44,11 +44,9 @@ void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsu
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
                   const uint8_t *b, const size_t *goff, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
 
-/* dst[i] = bzn_quantize(x[i], inv_scale) + 128, vectorised where the kernel allows */
-void bzn_s8_quantize_row(bzn_s8_kernel kern, const float *x, int n, float inv_scale, uint8_t *dst);
-
-/* four byte runs of equal length interleaved: dst[4 i + l] = src_l[i] (SSE2) */
-void bzn_s8_interleave4(const uint8_t *s0, const uint8_t *s1, const uint8_t *s2, const uint8_t *s3, int n,
-                        uint8_t *dst);
+/* four channels' rows quantized and interleaved, one pixel per dword:
+ * dst[4 i + l] = bzn_quantize(x[l][i], inv_scale) + 128, or 128 where x[l] is NULL (AVX2
+ * where the kernel allows) */
+void bzn_s8_quantize4(bzn_s8_kernel kern, const float *const x[4], int n, float inv_scale, uint8_t *dst);
 
 #endif
