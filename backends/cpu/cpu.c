@@ -39,13 +39,13 @@ static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
  * ceil(in_c / 4) groups of 4 channels; each group is a zero-padded hp x wp image whose pixels
  * are the 4 channels' bytes side by side ([group][hp][wp][4], padding and missing channels
  * 128). The GEMM's K runs over (ky, kx, group, channel in group): one group of 4 k at one
- * kernel tap over 32 consecutive pixels is 128 consecutive bytes of this buffer. */
+ * kernel tap over NR (48) consecutive pixels is 4 NR consecutive bytes of this buffer. */
 static int qgroups(const bzn_conv_args *a) { return (a->in_c + 3) / 4; }
 static int qkg(const bzn_conv_args *a) { return a->k * a->k * qgroups(a); } /* K / 4 */
 
 /* INT8 scratch: the planes (+ slack: stride-1 tiles run over the padded width and read up
- * to (k-1) d + 32 pixels past the last row); each k-group's byte offset in the planes and
- * in a packed tile; one packed tile (kg x 128 bytes) per thread for strides above 1. */
+ * to (k-1) d + NR pixels past the last row); each k-group's byte offset in the planes and
+ * in a packed tile; one packed tile (kg x 4 NR bytes) per thread for strides above 1. */
 typedef struct {
     size_t planes, slack, poff, toff, tiles, total;
 } qscratch;
@@ -210,7 +210,7 @@ static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint
     }
 }
 
-/* A tile of 32 output pixels for strides above 1: each k-group's 4 bytes per pixel gathered
+/* A tile of NR output pixels for strides above 1: each k-group's 4 bytes per pixel gathered
  * from the planes (columns past n are zeros, 128). */
 static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const size_t *poff, int kg, int n0,
                           uint8_t *bt) {
@@ -230,7 +230,7 @@ static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const s
 }
 
 /* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C whose
- * columns are pixels n0 .. n0 + 31 of a grid `gw` wide (the padded width for stride 1:
+ * columns are pixels n0 .. n0 + NR - 1 of a grid `gw` wide (the padded width for stride 1:
  * the columns past out_w are dropped) */
 static void cpu_qepilogue(const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0, int gw,
                           int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
@@ -271,7 +271,7 @@ static void cpu_qepilogue(const bzn_conv_args *a, const cpu_qconv *q, int oc0, i
     }
 }
 
-/* Quantize the input into the planes, then, tile by tile of 32 output pixels: multiply the
+/* Quantize the input into the planes, then, tile by tile of NR output pixels: multiply the
  * tile's B (stride 1: read in place from the planes; otherwise gathered into a small tile
  * that stays in cache) by every 8-row block of weights and write the block's outputs. */
 static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {

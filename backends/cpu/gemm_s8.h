@@ -13,10 +13,10 @@
  *
  * Layouts (K padded to a multiple of 4, M to 8):
  *   A: [M/8][K/4][8 rows][4 k]   (bzn_s8_pack_a)
- *   B: 32 columns at a time; the 128 bytes of group g (4 k x 32 columns, [32][4]) start at
- *      b + goff[g]. A convolution points the groups straight into its input (stride 1: the
- *      input is stored 4 channels interleaved, so a kernel tap of 4 channels over 32
- *      consecutive pixels is 128 consecutive bytes) or packs a tile (goff[g] = 128 g).
+ *   B: NR = 48 columns at a time; the 192 bytes of group g (4 k x 48 columns, [48][4])
+ *      start at b + goff[g]. A convolution points the groups straight into its input
+ *      (stride 1: the input is stored 4 channels interleaved, so a kernel tap of 4 channels
+ *      over 48 consecutive pixels is 192 consecutive bytes) or packs a tile (goff[g] = 192 g).
  */
 #ifndef BZN_GEMM_S8_H
 #define BZN_GEMM_S8_H
@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define BZN_S8_MR 8  /* rows of A per block */
-#define BZN_S8_NR 32 /* columns of B per tile */
+#define BZN_S8_NR 48 /* columns of B per tile: 8 x 3 zmm accumulators */
 
 typedef enum { BZN_S8_REF = 0, BZN_S8_AVX2 = 1, BZN_S8_VNNI = 2 } bzn_s8_kernel;
 
@@ -39,7 +39,7 @@ const char *bzn_s8_kernel_name(bzn_s8_kernel k);
 /* pack A (M x K, row-major) into `packed` (mpad * kpad bytes); rowsum[m] = sum_k A[m][k] */
 void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum);
 
-/* One block of C: acc = A rows [8 mb, 8 mb + 8) x (B - 128) over 32 columns, exact.
+/* One block of C: acc = A rows [8 mb, 8 mb + 8) x (B - 128) over NR columns, exact.
  * a_block = a_packed + mb * kg * 32, rowsum = rowsum + 8 mb, rows = the valid rows (<= 8). */
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
                   const uint8_t *b, const size_t *goff, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
