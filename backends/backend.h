@@ -27,7 +27,7 @@ typedef struct {
     int channels;
 } bzn_segment;
 
-typedef struct {
+typedef struct bzn_conv_args {
     /* input: the concatenation of the segments, in order; spatial size in_h x in_w */
     bzn_segment in[BZN_MAX_SEGMENTS];
     int n_in, in_c, in_h, in_w;
@@ -45,6 +45,14 @@ typedef struct {
     const float *wscale;
     float in_scale;
     const void *prepared; /* the backend's own form of the weights, from conv_prepare */
+    /* INT8 hand-off (NULL unless the engine arranged one; see conv_qin_bytes): when a tensor
+     * goes from one INT8 convolution to exactly one other, as that one's whole input, the
+     * producer writes it already quantized with the consumer's in_scale, in the backend's
+     * own int8 layout, and the consumer reads it as it is. Bit for bit what quantizing the
+     * float tensor would give; only the float tensor is never written. */
+    const void *in_q;                 /* this input, already quantized (in[] is not read) */
+    void *out_q;                      /* write the output here, quantized for `next`, not to out */
+    const struct bzn_conv_args *next; /* the consumer, when out_q */
 } bzn_conv_args;
 
 typedef struct {
@@ -71,6 +79,8 @@ typedef struct bzn_backend {
     size_t (*conv_scratch)(void *ctx, const bzn_conv_args *a);
     /* scratch is at least conv_scratch() bytes, 64-byte aligned */
     void (*conv)(void *ctx, const bzn_conv_args *a, void *scratch);
+    /* optional (INT8 hand-offs): bytes of a's input in the backend's int8 layout */
+    size_t (*conv_qin_bytes)(void *ctx, const bzn_conv_args *a);
     void (*maxpool)(void *ctx, const bzn_pool_args *a);
     void (*upsample)(void *ctx, const bzn_upsample_args *a);
     void (*destroy)(struct bzn_backend *b);

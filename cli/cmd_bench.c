@@ -333,6 +333,7 @@ typedef struct {
     int64_t params, macs;
     uint64_t file_bytes, weight_bytes, arena_bytes;
     double rss_mb;
+    int handoffs; /* INT8 convolution outputs passed on as int8 */
     char cpu[256];
     long nproc;
 } bench_result;
@@ -363,9 +364,9 @@ static void print_json(const bench_result *r, const layer_row *rows, int n_rows)
     fprintf(f, ",\n \"network\": {");
     json_stats(f, r, &r->net);
     fprintf(f, "},\n \"params\": %lld, \"gmac\": %.4f, \"weight_file_bytes\": %llu, \"weight_bytes\": %llu, "
-               "\"arena_bytes\": %llu, \"peak_rss_mb\": %.2f,\n",
+               "\"arena_bytes\": %llu, \"peak_rss_mb\": %.2f, \"int8_handoffs\": %d,\n",
             (long long)r->params, r->macs / 1e9, (unsigned long long)r->file_bytes,
-            (unsigned long long)r->weight_bytes, (unsigned long long)r->arena_bytes, r->rss_mb);
+            (unsigned long long)r->weight_bytes, (unsigned long long)r->arena_bytes, r->rss_mb, r->handoffs);
     fprintf(f, " \"machine\": {\"cpu\": ");
     cli_json_string(f, r->cpu);
     fprintf(f, ", \"nproc\": %ld}", r->nproc);
@@ -414,6 +415,9 @@ static void print_report(const bench_result *r) {
     printf("memory        : weight file %.1f MB, folded f32 weights %.1f MB, activation arena %.1f MB,\n"
            "                peak RSS %.1f MB\n",
            r->file_bytes / 1e6, r->weight_bytes / 1e6, r->arena_bytes / 1e6, r->rss_mb);
+    if (r->handoffs)
+        printf("int8          : %d convolution outputs go to the next convolution as int8 (the rest as float)\n",
+               r->handoffs);
 }
 
 /* ---- the command ---------------------------------------------------------------------------- */
@@ -591,6 +595,7 @@ int cmd_bench(int argc, char **argv) {
     r.file_bytes = mi.file_bytes;
     r.weight_bytes = mi.weight_bytes;
     r.arena_bytes = bzn_ctx_arena_bytes(ctx);
+    r.handoffs = bzn_ctx_int8_handoffs(ctx);
     r.rss_mb = peak_rss_mb();
 
     if (svg) {

@@ -23,6 +23,8 @@ typedef struct {
     float in_scale;   /* the input tensor's scale (the largest of its pieces') */
     void *prepared;   /* the backend's packed form */
     int owned;        /* qweight/wscale allocated here (not the model's) */
+    int hand_to;      /* INT8 hand-off: 1 + the node that gets this output as int8, or 0 */
+    int handed;       /* INT8 hand-off: the input arrives already quantized */
 } qconv;
 
 struct bzn_ctx {
@@ -89,6 +91,19 @@ static void conv_args(const bzn_ctx *c, const bzn_node *n, bzn_conv_args *a) {
         a->wscale = q->wscale;
         a->in_scale = q->in_scale;
         a->prepared = q->prepared;
+        if (q->handed) a->in_q = a->in[0].data; /* the producer's buffer holds int8 planes */
+    }
+}
+
+/* A convolution's arguments, with its INT8 hand-off to the next one (`next` holds that
+ * one's arguments, which outlive the call). */
+static void conv_args_handoff(const bzn_ctx *c, const bzn_node *n, bzn_conv_args *a, bzn_conv_args *next) {
+    conv_args(c, n, a);
+    const qconv *q = c->q ? &c->q[n - c->g.nodes] : NULL;
+    if (q && q->hand_to) {
+        conv_args(c, &c->g.nodes[q->hand_to - 1], next);
+        a->out_q = a->out;
+        a->next = next;
     }
 }
 
@@ -179,6 +194,43 @@ static bzn_status int8_weights(const bzn_conv_weights *cw, qconv *q, bzn_error *
     return BZN_OK;
 }
 
+/* INT8 hand-offs: a convolution's output stays int8 when its buffer is read by exactly one
+ * node, an INT8 convolution taking that whole buffer as its only input (so its scale is the
+ * producer's own), and nobody inspects it (keep_intermediates off). The consumer's int8
+ * layout must fit in the float buffer. Everywhere else - concatenations whose pieces have
+ * different scales, tensors read by several layers, pools and upsamplings - it stays float. */
+static void plan_handoffs(bzn_ctx *c) {
+    if (c->opt.keep_intermediates || !c->backend->conv_qin_bytes) return;
+    for (int i = 0; i < c->g.n_nodes; i++) {
+        const bzn_node *p = &c->g.nodes[i];
+        if (p->kind != BZN_NODE_CONV || !c->q[i].qweight) continue;
+        const int buf = p->out.seg[0].buf;
+        const bzn_buffer *b = &c->g.bufs[buf];
+        if (b->pinned || p->out.seg[0].c0 != 0 || p->out.c != b->c) continue;
+        int readers = 0, consumer = -1;
+        for (int j = 0; j < c->g.n_nodes; j++)
+            for (int s = 0; s < c->g.nodes[j].in.n; s++)
+                if (c->g.nodes[j].in.seg[s].buf == buf) {
+                    readers++;
+                    consumer = j;
+                }
+        if (readers != 1) continue;
+        const bzn_node *n = &c->g.nodes[consumer];
+        if (n->kind != BZN_NODE_CONV || !c->q[consumer].qweight || n->in.n != 1 || n->in.c != b->c) continue;
+        bzn_conv_args a;
+        conv_args(c, n, &a);
+        if (c->backend->conv_qin_bytes(c->backend->ctx, &a) > (size_t)b->c * b->h * b->w * sizeof(float)) continue;
+        c->q[i].hand_to = consumer + 1;
+        c->q[consumer].handed = 1;
+    }
+}
+
+int bzn_ctx_int8_handoffs(const bzn_ctx *c) {
+    int n = 0;
+    for (int i = 0; c && c->q && i < c->g.n_nodes; i++) n += c->q[i].hand_to != 0;
+    return n;
+}
+
 static bzn_status setup_int8(bzn_ctx *c, bzn_error *err) {
     if (!c->opt.scales) { /* the scales stored in an INT8 weight file */
         c->opt.scales = c->model->act_scales;
@@ -261,6 +313,7 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
             size_t need = c->backend->conv_scratch(c->backend->ctx, &a);
             if (need > c->scratch_bytes) c->scratch_bytes = need;
         }
+        if (c->q) plan_handoffs(c);
         if ((c->scratch_bytes && posix_memalign(&c->scratch, 64, c->scratch_bytes) != 0) ||
             !(c->resized = malloc((size_t)o.height * o.width * 3)) || !(c->resizer = bzn_resizer_new()) ||
             !(c->layer_ms = calloc((size_t)c->g.n_nodes, sizeof *c->layer_ms))) {
@@ -320,8 +373,8 @@ static void forward(bzn_ctx *c) {
         const bzn_node *n = &c->g.nodes[i];
         switch (n->kind) {
         case BZN_NODE_CONV: {
-            bzn_conv_args a;
-            conv_args(c, n, &a);
+            bzn_conv_args a, next;
+            conv_args_handoff(c, n, &a, &next);
             be->conv(be->ctx, &a, c->scratch);
             break;
         }

@@ -127,6 +127,12 @@ void bzn_ctx_free(bzn_ctx *c);
  * (running a frame allocates nothing). */
 size_t bzn_ctx_arena_bytes(const bzn_ctx *c);
 
+/* INT8: how many convolution outputs go to the next convolution as int8 (quantized once,
+ * with the consumer's scale, in the producer's epilogue) instead of as float: a tensor read
+ * by exactly one INT8 convolution as its whole input. 0 for FP32, and with
+ * keep_intermediates (every tensor then stays float for inspection). */
+int bzn_ctx_int8_handoffs(const bzn_ctx *c);
+
 /* ---- running -------------------------------------------------------------------- */
 
 /* Preprocess an 8-bit RGB frame of any size (antialiased bilinear resize to the context's

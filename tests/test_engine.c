@@ -257,6 +257,63 @@ START_TEST(no_allocation_per_frame) {
 }
 END_TEST
 
+/* INT8 hand-offs (a convolution's output passed on as int8) change nothing: the logits are
+ * bit for bit those of the same context with every tensor kept float (keep_intermediates),
+ * on both backends, main and auxiliary heads */
+START_TEST(int8_handoffs_exact) {
+    const int h = 64, w = 96;
+    float *x = random_input(h, w, 7);
+    bzn_error e;
+    bzn_ctx_options o = bzn_ctx_default_options(model);
+    o.height = h;
+    o.width = w;
+    o.run_aux = 1;
+    o.keep_intermediates = 1;
+    bzn_ctx *c;
+    bzn_calibrator *cal;
+    bzn_calib_table *t;
+    ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_OK);
+    ck_assert_int_eq(bzn_run_tensor(c, x, &e), BZN_OK);
+    ck_assert_int_eq(bzn_calibrator_create(c, &cal, &e), BZN_OK);
+    ck_assert_int_eq(bzn_calibrator_observe(cal, c, &e), BZN_OK);
+    ck_assert_int_eq(bzn_calibrator_compute(cal, BZN_CALIB_ENTROPY, 0, &t, &e), BZN_OK);
+    bzn_calibrator_free(cal);
+    ck_assert_int_eq(bzn_ctx_int8_handoffs(c), 0); /* FP32 */
+    bzn_ctx_free(c);
+    o.precision = BZN_PRECISION_INT8;
+    o.scales = t->scales;
+    o.n_scales = t->count;
+    o.threads = 2;
+    for (int backend = 0; backend < 2; backend++) {
+        o.backend = backend ? BZN_BACKEND_REF : BZN_BACKEND_CPU;
+        bzn_ctx *kept, *handed;
+        o.keep_intermediates = 1;
+        ck_assert_msg(bzn_ctx_create(model, &o, &kept, &e) == BZN_OK, "%s", e.msg);
+        o.keep_intermediates = 0;
+        ck_assert_msg(bzn_ctx_create(model, &o, &handed, &e) == BZN_OK, "%s", e.msg);
+        ck_assert_int_eq(bzn_ctx_int8_handoffs(kept), 0);
+        const int n = bzn_ctx_int8_handoffs(handed);
+        ck_assert_int_ge(n, 10); /* encoder.base.0, the RFB branches, the aggregation blocks */
+        ck_assert_int_eq(bzn_run_tensor(kept, x, &e), BZN_OK);
+        ck_assert_int_eq(bzn_run_tensor(handed, x, &e), BZN_OK);
+        for (int which = 0; which < 2; which++) {
+            const float *a, *b;
+            int ca, ha, wa, cb, hb, wb;
+            ck_assert_int_eq(bzn_logits(kept, which ? BZN_OUT_AUX : BZN_OUT_MAIN, &a, &ca, &ha, &wa, &e), BZN_OK);
+            ck_assert_int_eq(bzn_logits(handed, which ? BZN_OUT_AUX : BZN_OUT_MAIN, &b, &cb, &hb, &wb, &e), BZN_OK);
+            ck_assert(ca == cb && ha == hb && wa == wb);
+            ck_assert_msg(memcmp(a, b, (size_t)ca * ha * wa * sizeof *a) == 0, "%s backend, %s head: hand-offs changed the logits",
+                          backend ? "ref" : "cpu", which ? "aux" : "main");
+        }
+        fprintf(stderr, "  %s: %d INT8 hand-offs, logits identical\n", backend ? "ref" : "cpu", n);
+        bzn_ctx_free(kept);
+        bzn_ctx_free(handed);
+    }
+    bzn_calib_table_free(t);
+    free(x);
+}
+END_TEST
+
 START_TEST(open_from_memory) {
     size_t len;
     uint8_t *buf = tu_read_file(shipped(), &len);
@@ -291,6 +348,7 @@ int main(void) {
     tcase_add_test(tc, determinism_and_threads);
     tcase_add_test(tc, open_from_memory);
     tcase_add_test(tc, no_allocation_per_frame);
+    tcase_add_test(tc, int8_handoffs_exact);
     suite_add_tcase(s, tc);
     const int failed = tu_run_suite(s);
     bzn_model_free(model);

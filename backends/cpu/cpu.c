@@ -62,6 +62,12 @@ static qscratch qconv_layout(const bzn_conv_args *a, int threads) {
     return l;
 }
 
+/* INT8 hand-offs: a's input as planes, slack included */
+static size_t cpu_conv_qin_bytes(void *vctx, const bzn_conv_args *a) {
+    (void)vctx;
+    return qconv_layout(a, 1).poff;
+}
+
 static size_t cpu_conv_scratch(void *vctx, const bzn_conv_args *a) {
     const cpu_ctx *ctx = vctx;
     if (a->qweight) return qconv_layout(a, ctx->threads).total;
@@ -113,7 +119,7 @@ static void cpu_im2col(const bzn_conv_args *a, float *col, int threads) {
 }
 
 /* fmaxf/fminf compile to library calls (their NaN rules differ from maxss); these
- * vectorise and agree with them: NaN -> 0 (relu) or 6 (relu6), as in ref_activate. */
+ * vectorise and give what they gave: NaN -> 0. */
 static inline float relu(float v) { return v > 0.0f ? v : 0.0f; }
 static inline float relu6(float v) {
     v = v > 0.0f ? v : 0.0f;
@@ -188,6 +194,21 @@ static void cpu_conv_release(void *vctx, void *prepared) {
     free(q);
 }
 
+/* The padding of padded row `row` (group row / hp, row row % hp) of a's planes: the whole
+ * row when it is a padding row, else its left and right margins. Returns the input row that
+ * goes inside, or -1. */
+static int cpu_plane_border(const bzn_conv_args *a, uint8_t *planes, int row) {
+    const int p = a->pad, wp = a->in_w + 2 * p, hp = a->in_h + 2 * p, iy = row % hp - p;
+    uint8_t *dst = planes + (size_t)row * wp * 4;
+    if (iy < 0 || iy >= a->in_h) {
+        memset(dst, 128, (size_t)wp * 4);
+        return -1;
+    }
+    memset(dst, 128, (size_t)p * 4);
+    memset(dst + (size_t)(p + a->in_w) * 4, 128, (size_t)p * 4);
+    return iy;
+}
+
 /* Quantize the input once into the planes (layout above), one padded row of one group of
  * four channels at a time. */
 static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
@@ -195,18 +216,12 @@ static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint
     const float inv = 1.0f / a->in_scale;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int row = 0; row < rows; row++) {
-        const int g = row / hp, iy = row % hp - p;
-        uint8_t *dst = planes + (size_t)row * wp * 4;
-        if (iy < 0 || iy >= a->in_h) {
-            memset(dst, 128, (size_t)wp * 4);
-            continue;
-        }
-        memset(dst, 128, (size_t)p * 4);
-        memset(dst + (size_t)(p + a->in_w) * 4, 128, (size_t)p * 4);
+        const int g = row / hp, iy = cpu_plane_border(a, planes, row);
+        if (iy < 0) continue;
         const float *x[4];
         for (int l = 0; l < 4; l++)
             x[l] = 4 * g + l < a->in_c ? cpu_in_channel(a, 4 * g + l) + (size_t)iy * a->in_w : NULL;
-        bzn_s8_quantize4(ctx->s8, x, a->in_w, inv, dst + (size_t)p * 4);
+        bzn_s8_quantize4(ctx->s8, x, a->in_w, inv, planes + ((size_t)row * wp + p) * 4);
     }
 }
 
@@ -229,14 +244,30 @@ static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const s
     }
 }
 
+/* o[i] = act(acc[i] * mult + bias) */
+static inline void cpu_qact(bzn_act act, const int32_t *acc, int len, float mult, float bias, float *o) {
+    switch (act) {
+    case BZN_ACT_NONE:
+        for (int i = 0; i < len; i++) o[i] = (float)acc[i] * mult + bias;
+        break;
+    case BZN_ACT_RELU:
+        for (int i = 0; i < len; i++) o[i] = relu((float)acc[i] * mult + bias);
+        break;
+    case BZN_ACT_RELU6:
+        for (int i = 0; i < len; i++) o[i] = relu6((float)acc[i] * mult + bias);
+        break;
+    }
+}
+
 /* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C whose
  * columns are pixels n0 .. n0 + NR - 1 of a grid `gw` wide (the padded width for stride 1:
- * the columns past out_w are dropped) */
-static void cpu_qepilogue(const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0, int gw,
-                          int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+ * the columns past out_w are dropped). With an INT8 hand-off the values go, quantized with
+ * the consumer's scale, into the consumer's planes instead: the block's 8 channels are two
+ * of its groups of 4, quantized and interleaved exactly as the consumer would. */
+static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0,
+                          int gw, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
     const size_t n = (size_t)a->out_h * a->out_w;
-    int run_j[BZN_S8_NR], run_len[BZN_S8_NR], runs = 0;
-    size_t run_out[BZN_S8_NR];
+    int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR], runs = 0;
     for (int j = 0; j < BZN_S8_NR;) { /* the tile's pieces of output rows */
         const int oy = (n0 + j) / gw, ox = (n0 + j) % gw;
         if (oy >= a->out_h) break;
@@ -245,28 +276,30 @@ static void cpu_qepilogue(const bzn_conv_args *a, const cpu_qconv *q, int oc0, i
         if (valid) {
             run_j[runs] = j;
             run_len[runs] = valid;
-            run_out[runs++] = (size_t)oy * a->out_w + ox;
+            run_y[runs] = oy;
+            run_x[runs++] = ox;
         }
         j += len;
     }
-    for (int r = 0; r < rows; r++) {
-        const int oc = oc0 + r;
-        const float mult = q->mult[oc], bias = a->bias ? a->bias[oc] : 0.0f;
-        for (int u = 0; u < runs; u++) {
-            const int32_t *ci = acc[r] + run_j[u];
-            float *o = a->out + (size_t)oc * n + run_out[u];
-            const int len = run_len[u];
-            switch (a->act) {
-            case BZN_ACT_NONE:
-                for (int i = 0; i < len; i++) o[i] = (float)ci[i] * mult + bias;
-                break;
-            case BZN_ACT_RELU:
-                for (int i = 0; i < len; i++) o[i] = relu((float)ci[i] * mult + bias);
-                break;
-            case BZN_ACT_RELU6:
-                for (int i = 0; i < len; i++) o[i] = relu6((float)ci[i] * mult + bias);
-                break;
-            }
+    if (!a->out_q) {
+        for (int r = 0; r < rows; r++)
+            for (int u = 0; u < runs; u++)
+                cpu_qact(a->act, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f,
+                         a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
+        return;
+    }
+    const bzn_conv_args *nx = a->next;
+    const int pn = nx->pad, wpn = nx->in_w + 2 * pn, hpn = nx->in_h + 2 * pn;
+    const float inv = 1.0f / nx->in_scale;
+    for (int u = 0; u < runs; u++) {
+        float v[BZN_S8_MR][BZN_S8_NR];
+        for (int r = 0; r < rows; r++)
+            cpu_qact(a->act, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f, v[r]);
+        for (int g = 0; g < BZN_S8_MR / 4 && 4 * g < rows; g++) {
+            const float *x[4];
+            for (int l = 0; l < 4; l++) x[l] = 4 * g + l < rows ? v[4 * g + l] : NULL;
+            const size_t px = (size_t)(oc0 / 4 + g) * hpn * wpn + (size_t)(run_y[u] + pn) * wpn + run_x[u] + pn;
+            bzn_s8_quantize4(ctx->s8, x, run_len[u], inv, (uint8_t *)a->out_q + px * 4);
         }
     }
 }
@@ -280,20 +313,32 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad, direct = a->stride == 1;
     const int gw = direct ? wp : a->out_w, tiles = (a->out_h * gw + BZN_S8_NR - 1) / BZN_S8_NR;
     const qscratch l = qconv_layout(a, ctx->threads);
-    uint8_t *planes = (uint8_t *)scratch + l.planes;
     size_t *poff = (size_t *)((uint8_t *)scratch + l.poff), *toff = (size_t *)((uint8_t *)scratch + l.toff);
-    memset(planes + l.slack, 128, l.poff - l.slack);
     for (int g = 0; g < kg; g++) {
         const int t = g / cg, ky = t / a->k, kx = t % a->k;
         poff[g] = ((size_t)(g % cg) * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation) * 4;
         toff[g] = (size_t)g * BZN_S8_NR * 4;
     }
-    cpu_quantize_planes(ctx, a, planes);
+    const uint8_t *planes = a->in_q; /* handed over by the convolution before, slack included */
+    if (!planes) {
+        uint8_t *p = (uint8_t *)scratch + l.planes;
+        memset(p + l.slack, 128, l.poff - l.slack);
+        cpu_quantize_planes(ctx, a, p);
+        planes = p;
+    }
+    /* handing the output over: the consumer's padding and slack, while the tiles fill the rest */
+    const int next_rows = a->out_q ? qgroups(a->next) * (a->next->in_h + 2 * a->next->pad) : 0;
+    if (a->out_q) {
+        const qscratch ln = qconv_layout(a->next, 1);
+        memset((uint8_t *)a->out_q + ln.slack, 128, ln.poff - ln.slack);
+    }
     const int threads = ctx->threads < tiles ? ctx->threads : tiles;
 #pragma omp parallel num_threads(threads)
     {
         uint8_t *bt = (uint8_t *)scratch + l.tiles + (size_t)omp_get_thread_num() * align64((size_t)kg * BZN_S8_NR * 4);
         int32_t acc[BZN_S8_MR][BZN_S8_NR];
+#pragma omp for schedule(static) nowait
+        for (int row = 0; row < next_rows; row++) cpu_plane_border(a->next, a->out_q, row);
 #pragma omp for schedule(static)
         for (int t = 0; t < tiles; t++) {
             const int n0 = t * BZN_S8_NR;
@@ -306,7 +351,7 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
                 const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
                 bzn_s8_block(ctx->s8, kg, q->a + (size_t)mb * kg * BZN_S8_MR * 4, q->rowsum + oc0, rows, b,
                              direct ? poff : toff, acc);
-                cpu_qepilogue(a, q, oc0, rows, n0, gw, acc);
+                cpu_qepilogue(ctx, a, q, oc0, rows, n0, gw, acc);
             }
         }
     }
@@ -468,6 +513,7 @@ bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err
     b->conv_release = cpu_conv_release;
     b->conv_scratch = cpu_conv_scratch;
     b->conv = cpu_conv;
+    b->conv_qin_bytes = cpu_conv_qin_bytes;
     b->maxpool = cpu_maxpool;
     b->upsample = cpu_upsample;
     b->destroy = cpu_destroy;

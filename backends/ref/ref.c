@@ -29,6 +29,12 @@ static size_t ref_conv_scratch(void *ctx, const bzn_conv_args *a) {
     return 0;
 }
 
+/* INT8 hand-offs: the reference's int8 layout is the plain one, [C][H][W] int8 values */
+static size_t ref_conv_qin_bytes(void *ctx, const bzn_conv_args *a) {
+    (void)ctx;
+    return (size_t)a->in_c * a->in_h * a->in_w;
+}
+
 /* One output value per (oc, oy, ox), summing over every input channel and kernel tap inside
  * the image. FP32: double sums of float products, bias first. INT8: the products of the
  * quantized input and weights (exact integers, also in a double), then the float epilogue
@@ -52,14 +58,22 @@ static void ref_conv(void *ctx, const bzn_conv_args *a, void *scratch) {
                         for (int kx = 0; kx < k; kx++) {
                             int ix = ox * a->stride - a->pad + kx * a->dilation;
                             if (ix < 0 || ix >= a->in_w) continue;
-                            const float v = x[(size_t)iy * a->in_w + ix];
-                            const size_t wi = w0 + ky * k + kx;
-                            acc += int8 ? (double)a->qweight[wi] * bzn_quantize(v, inv) : (double)a->weight[wi] * v;
+                            const size_t xi = (size_t)iy * a->in_w + ix, wi = w0 + ky * k + kx;
+                            if (!int8)
+                                acc += (double)a->weight[wi] * x[xi];
+                            else if (a->in_q) /* handed over already quantized */
+                                acc += (double)a->qweight[wi] * ((const int8_t *)a->in_q)[(size_t)ic * a->in_h * a->in_w + xi];
+                            else
+                                acc += (double)a->qweight[wi] * bzn_quantize(x[xi], inv);
                         }
                     }
                 }
-                const float y = int8 ? (float)acc * (a->in_scale * a->wscale[oc]) + bias : (float)acc;
-                a->out[((size_t)oc * a->out_h + oy) * a->out_w + ox] = ref_activate(y, a->act);
+                const float y = ref_activate(int8 ? (float)acc * (a->in_scale * a->wscale[oc]) + bias : (float)acc, a->act);
+                const size_t oi = ((size_t)oc * a->out_h + oy) * a->out_w + ox;
+                if (a->out_q)
+                    ((int8_t *)a->out_q)[oi] = (int8_t)bzn_quantize(y, 1.0f / a->next->in_scale);
+                else
+                    a->out[oi] = y;
             }
     }
 }
@@ -121,6 +135,7 @@ bzn_status bzn_backend_ref_create(bzn_backend **out, bzn_error *err) {
     b->name = "ref";
     b->conv_scratch = ref_conv_scratch;
     b->conv = ref_conv;
+    b->conv_qin_bytes = ref_conv_qin_bytes;
     b->maxpool = ref_maxpool;
     b->upsample = ref_upsample;
     b->destroy = ref_destroy;
