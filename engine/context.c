@@ -38,6 +38,8 @@ struct bzn_ctx {
     size_t scratch_bytes;
     uint8_t *resized;     /* the frame resized to the input size, RGB */
     bzn_resizer *resizer; /* the resize's plans and buffers, kept while frames keep their size */
+    float **fweight;      /* per node: float weights dequantized here for a convolution stored
+                             int8 in its file but run in FP32 (else NULL: the model's are used) */
     int has_run;
     int profiling;        /* per-layer timing on */
     double *layer_ms;     /* per node: accumulated wall time */
@@ -78,7 +80,7 @@ static void conv_args(const bzn_ctx *c, const bzn_node *n, bzn_conv_args *a) {
     a->out_c = n->out.c;
     a->out_h = n->out.h;
     a->out_w = n->out.w;
-    a->weight = n->conv->weight;
+    a->weight = c->fweight && c->fweight[n - c->g.nodes] ? c->fweight[n - c->g.nodes] : n->conv->weight;
     a->bias = n->conv->bias;
     a->k = n->k;
     a->stride = n->stride;
@@ -231,6 +233,24 @@ int bzn_ctx_int8_handoffs(const bzn_ctx *c) {
     return n;
 }
 
+/* Float weights for the convolutions that run in FP32 but are stored int8 (an INT8 file run
+ * with precision FP32, or with --keep-fp32): dequantized, q * wscale. */
+static bzn_status dequantize_fp32_convs(bzn_ctx *c, bzn_error *err) {
+    for (int i = 0; i < c->g.n_nodes; i++) {
+        const bzn_node *n = &c->g.nodes[i];
+        if (n->kind != BZN_NODE_CONV || n->conv->weight || (c->q && c->q[i].qweight)) continue;
+        const bzn_conv_weights *cw = n->conv;
+        const size_t per = (size_t)cw->cin * cw->k * cw->k;
+        if (!c->fweight && !(c->fweight = calloc((size_t)c->g.n_nodes, sizeof *c->fweight)))
+            return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+        if (!(c->fweight[i] = malloc((size_t)cw->cout * per * sizeof(float))))
+            return bzn_fail(err, BZN_ERR_NOMEM, "out of memory dequantizing '%s'", cw->name);
+        for (int o = 0; o < cw->cout; o++)
+            for (size_t j = 0; j < per; j++) c->fweight[i][o * per + j] = (float)cw->qweight[o * per + j] * cw->wscale[o];
+    }
+    return BZN_OK;
+}
+
 static bzn_status setup_int8(bzn_ctx *c, bzn_error *err) {
     if (!c->opt.scales) { /* the scales stored in an INT8 weight file */
         c->opt.scales = c->model->act_scales;
@@ -296,6 +316,7 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
     if (s == BZN_OK && o.precision == BZN_PRECISION_INT8) s = setup_int8(c, err);
     else if (s == BZN_OK && o.precision != BZN_PRECISION_FP32)
         s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown precision %d", (int)o.precision);
+    if (s == BZN_OK) s = dequantize_fp32_convs(c, err);
     if (s == BZN_OK) {
         for (int i = 0; i < c->g.n_nodes; i++) {
             if (c->g.nodes[i].kind != BZN_NODE_CONV) continue;
@@ -346,6 +367,8 @@ void bzn_ctx_free(bzn_ctx *c) {
         }
         free(c->q);
     }
+    for (int i = 0; c->fweight && i < c->g.n_nodes; i++) free(c->fweight[i]);
+    free(c->fweight);
     if (c->backend) c->backend->destroy(c->backend);
     bzn_graph_free(&c->g);
     free(c->arena);

@@ -51,7 +51,7 @@ typedef enum {
 typedef struct {
     char name[BZN_NAME_MAX]; /* module path, e.g. "encoder.base.3.layers.5" */
     int cin, cout, k;
-    float *weight; /* [cout][cin][k][k], BatchNorm folded in */
+    float *weight; /* [cout][cin][k][k], BatchNorm folded in; NULL when stored int8 (qweight) */
     float *bias;   /* [cout] or NULL */
     int64_t params; /* as PyTorch counts them: conv weight + BN weight and bias */
     /* from an INT8 weight file: the stored int8 weights and per-channel scales (point into

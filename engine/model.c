@@ -154,7 +154,8 @@ void bzn_model_get_info(const bzn_model *m, bzn_model_info *info) {
     info->file_bytes = m->wf.size;
     for (int i = 0; i < m->n_convs; i++) {
         const bzn_conv_weights *cw = &m->convs[i];
-        info->weight_bytes += ((uint64_t)cw->cout * cw->cin * cw->k * cw->k + (cw->bias ? cw->cout : 0)) * sizeof(float);
+        info->weight_bytes += ((cw->weight ? (uint64_t)cw->cout * cw->cin * cw->k * cw->k : 0) + (cw->bias ? cw->cout : 0)) *
+                              sizeof(float);
     }
 }
 

@@ -61,7 +61,8 @@ typedef struct {
     int64_t params_total;        /* parameters including the auxiliary branch */
     int num_tensors;             /* entries in the weight file's tensor table */
     uint64_t file_bytes;         /* size of the weight file */
-    uint64_t weight_bytes;       /* memory of the folded f32 weights the engine computes with */
+    uint64_t weight_bytes;       /* memory of the folded f32 weights and biases the model holds
+                                    (an INT8 file's int8 weights are used in place, in the file) */
 } bzn_model_info;
 
 typedef struct bzn_model bzn_model;

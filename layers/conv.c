@@ -80,7 +80,7 @@ static float tensor_at(const bzn_wf_tensor *t, size_t i) {
 /* Fold one convolution (and its BN) from the weight file into model->convs.
  * A file written by `blazeneo quantize` is already folded: `<name>.conv.bias` holds the
  * folded bias (no BatchNorm tensors), and `<name>.conv.weight` may be int8 with per-output-
- * channel scales; its float weights are then the dequantized ones. */
+ * channel scales (then there are no float weights: cw->weight is NULL). */
 static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, int cout, int k,
                                     const char *bn_key) {
     char key[160];
@@ -139,9 +139,11 @@ static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, i
     cw->k = k;
     const size_t per_out = (size_t)cin * k * k;
     const int has_bias = bn_key || folded_bias;
-    cw->weight = malloc((size_t)cout * per_out * sizeof *cw->weight);
+    /* int8 weights are used where they lie in the file: no float copy (a context that runs
+       such a convolution in FP32 dequantizes its own) */
+    cw->weight = wscale ? NULL : malloc((size_t)cout * per_out * sizeof *cw->weight);
     cw->bias = has_bias ? malloc((size_t)cout * sizeof *cw->bias) : NULL;
-    if (!cw->weight || (has_bias && !cw->bias)) {
+    if ((!wscale && !cw->weight) || (has_bias && !cw->bias)) {
         free(cw->weight);
         free(cw->bias);
         bzn_builder_fail(b, BZN_ERR_NOMEM, "out of memory folding '%s'", name);
@@ -174,7 +176,7 @@ static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, i
             bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s': non-finite scale or bias at channel %d", name, o);
             return NULL;
         }
-        for (size_t i = 0; i < per_out; i++) {
+        for (size_t i = 0; !wscale && i < per_out; i++) {
             const float v = s * tensor_at(w, o * per_out + i);
             if (!isfinite(v)) {
                 free(cw->weight);
