@@ -858,6 +858,79 @@ START_TEST(cli_end_to_end) {
 }
 END_TEST
 
+/* An INT8 weight file runs exactly as the FP32 model with the same scales does (its int8
+ * weights, used in place, are the ones a context would quantize itself); it holds no float
+ * weights except those of --keep-fp32 convolutions; it still runs in FP32 (dequantized); it
+ * is not quantized twice. */
+START_TEST(int8_weight_file) {
+    const int h = 64, w = 64;
+    bzn_error e;
+    bzn_ctx *k = make_ctx(h, w, 1, 0);
+    run_random(k, h, w, 5);
+    bzn_calibrator *cal;
+    bzn_calib_table *t;
+    ck_assert_int_eq(bzn_calibrator_create(k, &cal, &e), BZN_OK);
+    ck_assert_int_eq(bzn_calibrator_observe(cal, k, &e), BZN_OK);
+    ck_assert_int_eq(bzn_calibrator_compute(cal, BZN_CALIB_ENTROPY, 0, &t, &e), BZN_OK);
+    bzn_calibrator_free(cal);
+    const char *keep = "encoder.base.0,agg2.block_22.1", *path = tu_path(tmp, "file-int8.bzn");
+    ck_assert_msg(bzn_quantize_model(model, t->scales, t->count, keep, path, &e) == BZN_OK, "%s", e.msg);
+    bzn_model *q;
+    ck_assert_msg(bzn_model_open(path, &q, &e) == BZN_OK, "%s", e.msg);
+    ck_assert_int_eq(bzn_quantize_model(q, t->scales, t->count, NULL, tu_path(tmp, "twice.bzn"), &e), BZN_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "already quantized"));
+    bzn_model_info mi, qi;
+    bzn_model_get_info(model, &mi);
+    bzn_model_get_info(q, &qi);
+    /* floats left: every bias, and the two kept convolutions' weights (32x3x3x3 and 32x32x3x3) */
+    ck_assert_msg(qi.weight_bytes < mi.weight_bytes / 100, "%llu float bytes kept of %llu",
+                  (unsigned long long)qi.weight_bytes, (unsigned long long)mi.weight_bytes);
+    ck_assert_uint_ge(qi.weight_bytes, (32 * 3 * 9 + 32 * 32 * 9) * sizeof(float));
+
+    float *x = malloc((size_t)3 * h * w * sizeof *x);
+    for (int i = 0; i < 3 * h * w; i++) x[i] = (float)((i * 37) % 101) / 25.0f - 2.0f;
+    bzn_ctx_options o = bzn_ctx_default_options(model);
+    o.height = h;
+    o.width = w;
+    bzn_ctx *ctx[4]; /* FP32 model in FP32; INT8 from the FP32 model + scales; the INT8 file; the file in FP32 */
+    ck_assert_int_eq(bzn_ctx_create(model, &o, &ctx[0], &e), BZN_OK);
+    o.precision = BZN_PRECISION_INT8;
+    o.scales = t->scales;
+    o.n_scales = t->count;
+    o.keep_fp32 = keep;
+    ck_assert_msg(bzn_ctx_create(model, &o, &ctx[1], &e) == BZN_OK, "%s", e.msg);
+    bzn_ctx_options oq = bzn_ctx_default_options(q);
+    oq.height = h;
+    oq.width = w;
+    oq.precision = BZN_PRECISION_INT8;
+    ck_assert_msg(bzn_ctx_create(q, &oq, &ctx[2], &e) == BZN_OK, "%s", e.msg);
+    oq.precision = BZN_PRECISION_FP32;
+    ck_assert_msg(bzn_ctx_create(q, &oq, &ctx[3], &e) == BZN_OK, "%s", e.msg);
+    const float *y[4];
+    int c, hh, ww;
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(bzn_run_tensor(ctx[i], x, &e), BZN_OK);
+        ck_assert_int_eq(bzn_logits(ctx[i], BZN_OUT_MAIN, &y[i], &c, &hh, &ww, &e), BZN_OK);
+    }
+    const size_t n = (size_t)c * hh * ww;
+    ck_assert_msg(memcmp(y[1], y[2], n * sizeof(float)) == 0, "the INT8 file differs from INT8 with the same scales");
+    float range = 0, d1 = 0, d3 = 0; /* FP32 against INT8, and against the dequantized weights in FP32 */
+    for (size_t i = 0; i < n; i++) {
+        range = fmaxf(range, fabsf(y[0][i]));
+        d1 = fmaxf(d1, fabsf(y[0][i] - y[1][i]));
+        d3 = fmaxf(d3, fabsf(y[0][i] - y[3][i]));
+    }
+    fprintf(stderr, "  INT8 file: %.1f KB of float weights; |logits| <= %.2f, FP32 vs INT8 %.3f, vs dequantized FP32 %.3f\n",
+            qi.weight_bytes / 1e3, range, d1, d3);
+    ck_assert_msg(d3 > 0 && d3 < 0.1f * range, "dequantized FP32 run: %g of %g", d3, range);
+    for (int i = 0; i < 4; i++) bzn_ctx_free(ctx[i]);
+    free(x);
+    bzn_model_free(q);
+    bzn_calib_table_free(t);
+    bzn_ctx_free(k);
+}
+END_TEST
+
 int main(void) {
     bzn_error e;
     if (bzn_model_open(shipped(), &model, &e) != BZN_OK) {
@@ -879,6 +952,7 @@ int main(void) {
     tcase_add_test(tc, cache_names_against_network);
     tcase_add_test(tc, cli_usage);
     tcase_add_test(tc, cli_end_to_end);
+    tcase_add_test(tc, int8_weight_file);
     suite_add_tcase(s, tc);
     const int failed = tu_run_suite(s);
     bzn_model_free(model);
