@@ -99,6 +99,17 @@ static inline int bzn_quantize(float x, float inv_scale) {
     return (int)__builtin_rintf(v);
 }
 
+/* The activations, as every backend applies them. Written so that compilers vectorise them
+ * (fmaxf/fminf become library calls); NaN gives 0, as fmaxf(NaN, 0) does. */
+static inline float bzn_relu(float v) { return v > 0.0f ? v : 0.0f; }
+static inline float bzn_relu6(float v) {
+    v = v > 0.0f ? v : 0.0f;
+    return v < 6.0f ? v : 6.0f;
+}
+static inline float bzn_activate(float v, bzn_act act) {
+    return act == BZN_ACT_RELU ? bzn_relu(v) : act == BZN_ACT_RELU6 ? bzn_relu6(v) : v;
+}
+
 /* Output size of a convolution or pooling window along one axis. */
 static inline int bzn_out_size(int in, int k, int stride, int pad, int dilation) {
     return (in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;

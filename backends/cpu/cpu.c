@@ -118,14 +118,6 @@ static void cpu_im2col(const bzn_conv_args *a, float *col, int threads) {
     }
 }
 
-/* fmaxf/fminf compile to library calls (their NaN rules differ from maxss); these
- * vectorise and give what they gave: NaN -> 0. */
-static inline float relu(float v) { return v > 0.0f ? v : 0.0f; }
-static inline float relu6(float v) {
-    v = v > 0.0f ? v : 0.0f;
-    return v < 6.0f ? v : 6.0f;
-}
-
 static void cpu_epilogue(const bzn_conv_args *a, int threads) {
     const size_t hw = (size_t)a->out_h * a->out_w;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -138,10 +130,10 @@ static void cpu_epilogue(const bzn_conv_args *a, int threads) {
                 for (size_t i = 0; i < hw; i++) o[i] += b;
             break;
         case BZN_ACT_RELU:
-            for (size_t i = 0; i < hw; i++) o[i] = relu(o[i] + b);
+            for (size_t i = 0; i < hw; i++) o[i] = bzn_relu(o[i] + b);
             break;
         case BZN_ACT_RELU6:
-            for (size_t i = 0; i < hw; i++) o[i] = relu6(o[i] + b);
+            for (size_t i = 0; i < hw; i++) o[i] = bzn_relu6(o[i] + b);
             break;
         }
     }
@@ -244,21 +236,6 @@ static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const s
     }
 }
 
-/* o[i] = act(acc[i] * mult + bias) */
-static inline void cpu_qact(bzn_act act, const int32_t *acc, int len, float mult, float bias, float *o) {
-    switch (act) {
-    case BZN_ACT_NONE:
-        for (int i = 0; i < len; i++) o[i] = (float)acc[i] * mult + bias;
-        break;
-    case BZN_ACT_RELU:
-        for (int i = 0; i < len; i++) o[i] = relu((float)acc[i] * mult + bias);
-        break;
-    case BZN_ACT_RELU6:
-        for (int i = 0; i < len; i++) o[i] = relu6((float)acc[i] * mult + bias);
-        break;
-    }
-}
-
 /* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C whose
  * columns are pixels n0 .. n0 + NR - 1 of a grid `gw` wide (the padded width for stride 1:
  * the columns past out_w are dropped). With an INT8 hand-off the values go, quantized with
@@ -284,7 +261,7 @@ static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_
     if (!a->out_q) {
         for (int r = 0; r < rows; r++)
             for (int u = 0; u < runs; u++)
-                cpu_qact(a->act, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f,
+                bzn_s8_dequantize(ctx->s8, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f, a->act,
                          a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
         return;
     }
@@ -294,7 +271,8 @@ static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_
     for (int u = 0; u < runs; u++) {
         float v[BZN_S8_MR][BZN_S8_NR];
         for (int r = 0; r < rows; r++)
-            cpu_qact(a->act, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f, v[r]);
+            bzn_s8_dequantize(ctx->s8, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f,
+                              a->act, v[r]);
         for (int g = 0; g < BZN_S8_MR / 4 && 4 * g < rows; g++) {
             const float *x[4];
             for (int l = 0; l < 4; l++) x[l] = 4 * g + l < rows ? v[4 * g + l] : NULL;
@@ -332,7 +310,11 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
         const qscratch ln = qconv_layout(a->next, 1);
         memset((uint8_t *)a->out_q + ln.slack, 128, ln.poff - ln.slack);
     }
-    const int threads = ctx->threads < tiles ? ctx->threads : tiles;
+    /* few tiles (the small deep layers): split the 8-row blocks of weights too, so that every
+       thread gets a share (stride 1 only: a packed tile would be packed again per share) */
+    int msplit = 1;
+    while (direct && tiles * msplit < 4 * ctx->threads && 2 * msplit <= mblocks) msplit *= 2;
+    const int items = tiles * msplit, threads = ctx->threads < items ? ctx->threads : items;
 #pragma omp parallel num_threads(threads)
     {
         uint8_t *bt = (uint8_t *)scratch + l.tiles + (size_t)omp_get_thread_num() * align64((size_t)kg * BZN_S8_NR * 4);
@@ -340,14 +322,14 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
 #pragma omp for schedule(static) nowait
         for (int row = 0; row < next_rows; row++) cpu_plane_border(a->next, a->out_q, row);
 #pragma omp for schedule(static)
-        for (int t = 0; t < tiles; t++) {
-            const int n0 = t * BZN_S8_NR;
+        for (int item = 0; item < items; item++) {
+            const int t = item / msplit, share = item % msplit, n0 = t * BZN_S8_NR;
             const uint8_t *b = planes + (size_t)n0 * 4;
             if (!direct) {
                 cpu_pack_tile(a, planes, poff, kg, n0, bt);
                 b = bt;
             }
-            for (int mb = 0; mb < mblocks; mb++) {
+            for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
                 const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
                 bzn_s8_block(ctx->s8, kg, q->a + (size_t)mb * kg * BZN_S8_MR * 4, q->rowsum + oc0, rows, b,
                              direct ? poff : toff, acc);

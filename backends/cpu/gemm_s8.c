@@ -147,6 +147,42 @@ __attribute__((target("avx2"))) static void quantize4_avx2(const float *const x[
 }
 #endif
 
+#ifdef BZN_X86
+/* 16 at a time, the last ones masked; mul then add, never fused (as the reference) */
+__attribute__((target("avx512f"))) static void dequantize_avx512(const int32_t *acc, int n, float mult, float bias,
+                                                                 bzn_act act, float *out) {
+    const __m512 m = _mm512_set1_ps(mult), b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, acc + i)), m), b);
+        if (act != BZN_ACT_NONE) v = _mm512_max_ps(v, zero); /* NaN -> 0, like bzn_relu */
+        if (act == BZN_ACT_RELU6) v = _mm512_min_ps(v, six);
+        _mm512_mask_storeu_ps(out + i, k, v);
+    }
+}
+#endif
+
+void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out) {
+#ifdef BZN_X86
+    if (kern == BZN_S8_VNNI) {
+        dequantize_avx512(acc, n, mult, bias, act, out);
+        return;
+    }
+#endif
+    (void)kern;
+    switch (act) { /* one loop per activation, so that each vectorises */
+    case BZN_ACT_NONE:
+        for (int i = 0; i < n; i++) out[i] = (float)acc[i] * mult + bias;
+        break;
+    case BZN_ACT_RELU:
+        for (int i = 0; i < n; i++) out[i] = bzn_relu((float)acc[i] * mult + bias);
+        break;
+    case BZN_ACT_RELU6:
+        for (int i = 0; i < n; i++) out[i] = bzn_relu6((float)acc[i] * mult + bias);
+        break;
+    }
+}
+
 void bzn_s8_quantize4(bzn_s8_kernel kern, const float *const x[4], int n, float inv_scale, uint8_t *dst) {
 #ifdef BZN_X86
     if (kern >= BZN_S8_AVX2) {

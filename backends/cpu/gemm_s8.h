@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
+
 #define BZN_S8_MR 8  /* rows of A per block */
 #define BZN_S8_NR 48 /* columns of B per tile: 8 x 3 zmm accumulators */
 
@@ -43,6 +45,9 @@ void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsu
  * a_block = a_packed + mb * kg * 32, rowsum = rowsum + 8 mb, rows = the valid rows (<= 8). */
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
                   const uint8_t *b, const size_t *goff, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
+
+/* the epilogue: out[i] = act(acc[i] * mult + bias) (AVX-512 with the VNNI kernel) */
+void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out);
 
 /* four channels' rows quantized and interleaved, one pixel per dword:
  * dst[4 i + l] = bzn_quantize(x[l][i], inv_scale) + 128, or 128 where x[l] is NULL (AVX2

@@ -17,12 +17,6 @@ static const float *ref_in_channel(const bzn_conv_args *a, int c) {
     return NULL; /* unreachable for consistent arguments */
 }
 
-static float ref_activate(float v, bzn_act act) {
-    if (act == BZN_ACT_RELU) return v > 0 ? v : 0;
-    if (act == BZN_ACT_RELU6) return v < 0 ? 0 : (v > 6 ? 6 : v);
-    return v;
-}
-
 static size_t ref_conv_scratch(void *ctx, const bzn_conv_args *a) {
     (void)ctx;
     (void)a;
@@ -68,7 +62,7 @@ static void ref_conv(void *ctx, const bzn_conv_args *a, void *scratch) {
                         }
                     }
                 }
-                const float y = ref_activate(int8 ? (float)acc * (a->in_scale * a->wscale[oc]) + bias : (float)acc, a->act);
+                const float y = bzn_activate(int8 ? (float)acc * (a->in_scale * a->wscale[oc]) + bias : (float)acc, a->act);
                 const size_t oi = ((size_t)oc * a->out_h + oy) * a->out_w + ox;
                 if (a->out_q)
                     ((int8_t *)a->out_q)[oi] = (int8_t)bzn_quantize(y, 1.0f / a->next->in_scale);
