@@ -6,6 +6,7 @@
  * of it is allocated here, once. Running is then a walk down the node list.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +41,7 @@ struct bzn_ctx {
     bzn_resizer *resizer; /* the resize's plans and buffers, kept while frames keep their size */
     float **fweight;      /* per node: float weights dequantized here for a convolution stored
                              int8 in its file but run in FP32 (else NULL: the model's are used) */
+    int threads;          /* for the engine's own loops (resize, class map) */
     int has_run;
     int profiling;        /* per-layer timing on */
     double *layer_ms;     /* per node: accumulated wall time */
@@ -297,6 +299,7 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
     if (!c) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     c->model = m;
     c->opt = o;
+    c->threads = o.threads > 0 ? o.threads : omp_get_num_procs();
     bzn_status s;
     switch (o.backend) {
     case BZN_BACKEND_CPU: s = bzn_backend_cpu_create(o.threads, &c->backend, err); break;
@@ -439,7 +442,7 @@ bzn_status bzn_run_rgb(bzn_ctx *c, const uint8_t *rgb, int width, int height, in
     if (width < 1 || height < 1 || (int64_t)stride < 3 * (int64_t)width)
         return bzn_fail(err, BZN_ERR_ARG, "invalid frame geometry %dx%d, stride %d", width, height, stride);
     const int H = c->g.height, W = c->g.width;
-    bzn_status s = bzn_resizer_run(c->resizer, rgb, width, height, stride, 3, c->resized, W, H, err);
+    bzn_status s = bzn_resizer_run(c->resizer, rgb, width, height, stride, 3, c->resized, W, H, c->threads, err);
     if (s != BZN_OK) return s;
     /* torchvision's ToTensor then Normalize: (v / 255 - mean) / std, HWC -> CHW */
     const bzn_wf_config *cfg = &c->model->wf.config;
@@ -511,17 +514,32 @@ bzn_status bzn_class_map(const bzn_ctx *c, uint8_t *out, int width, int height, 
     if (!out || width < 1 || height < 1) return bzn_fail(err, BZN_ERR_ARG, "invalid class map size");
     const size_t plane = (size_t)H * W;
     /* nearest neighbour exactly as PIL's Image.resize(NEAREST), the protocol's reference:
-       the source coordinate starts at half a step and advances by in/out (in double) */
+       the source coordinate starts at half a step and advances by in/out (in double). Each
+       thread classifies a source row once (W <= 8192) for the output rows that use it. */
     const double sy = (double)H / height, sx = (double)W / width;
-    double fy = sy / 2;
-    for (int y = 0; y < height; y++, fy += sy) {
-        int iy = (int)fy;
-        if (iy > H - 1) iy = H - 1;
-        double fx = sx / 2;
-        for (int xx = 0; xx < width; xx++, fx += sx) {
-            int ix = (int)fx;
-            if (ix > W - 1) ix = W - 1;
-            out[(size_t)y * width + xx] = classify(x, plane, C, (size_t)iy * W + ix);
+#pragma omp parallel num_threads(c->threads)
+    {
+        uint8_t row[8192];
+        int have = -1, at = -1; /* the source row in `row`; the output row fy belongs to */
+        double fy = 0;
+#pragma omp for schedule(static)
+        for (int y = 0; y < height; y++) {
+            if (at != y) /* a thread's first row: the running sum up to here, added as it runs */
+                for (fy = sy / 2, at = 0; at < y; at++) fy += sy;
+            int iy = (int)fy;
+            fy += sy;
+            at = y + 1;
+            if (iy > H - 1) iy = H - 1;
+            if (iy != have) {
+                for (int i = 0; i < W; i++) row[i] = classify(x, plane, C, (size_t)iy * W + i);
+                have = iy;
+            }
+            double fx = sx / 2;
+            for (int xx = 0; xx < width; xx++, fx += sx) {
+                int ix = (int)fx;
+                if (ix > W - 1) ix = W - 1;
+                out[(size_t)y * width + xx] = row[ix];
+            }
         }
     }
     return BZN_OK;

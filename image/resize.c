@@ -118,37 +118,49 @@ static inline uint8_t clip8(int32_t acc) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+/* Horizontal pass, one row: dw pixels of C channels (a compile-time constant in the calls
+ * below, so the channel loops unroll). */
+static inline void resize_row(const uint8_t *in, const axis_plan *px, uint8_t *out, int dw, const int C) {
+    for (int x = 0; x < dw; x++) {
+        const int32_t *k = px->weight + (size_t)x * (size_t)px->ksize;
+        const uint8_t *p = in + (size_t)px->first[x] * (size_t)C;
+        int32_t acc[4] = {HALF, HALF, HALF, HALF};
+        for (int t = 0; t < px->count[x]; t++, p += C)
+            for (int c = 0; c < C; c++) acc[c] += (int32_t)p[c] * k[t];
+        for (int c = 0; c < C; c++) out[(size_t)x * (size_t)C + (size_t)c] = clip8(acc[c]);
+    }
+}
+
 /* Horizontal pass: rows [y0, y0 + rows) of src into rows 0.. of dst (dw pixels each). */
-static void resize_rows(const uint8_t *src, int sstride, int channels, int y0, int rows,
-                        const axis_plan *px, uint8_t *dst, int dw) {
+static void resize_rows(const uint8_t *src, int sstride, int channels, int y0, int rows, const axis_plan *px,
+                        uint8_t *dst, int dw, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int y = 0; y < rows; y++) {
         const uint8_t *in = src + (size_t)(y0 + y) * (size_t)sstride;
         uint8_t *out = dst + (size_t)y * (size_t)dw * (size_t)channels;
-        for (int x = 0; x < dw; x++) {
-            const int32_t *k = px->weight + (size_t)x * (size_t)px->ksize;
-            const uint8_t *p = in + (size_t)px->first[x] * (size_t)channels;
-            int32_t acc[4] = {HALF, HALF, HALF, HALF};
-            for (int t = 0; t < px->count[x]; t++, p += channels)
-                for (int c = 0; c < channels; c++) acc[c] += (int32_t)p[c] * k[t];
-            for (int c = 0; c < channels; c++) out[(size_t)x * (size_t)channels + (size_t)c] = clip8(acc[c]);
+        switch (channels) {
+        case 1: resize_row(in, px, out, dw, 1); break;
+        case 3: resize_row(in, px, out, dw, 3); break;
+        default: resize_row(in, px, out, dw, channels); break;
         }
     }
 }
 
-/* Vertical pass: each output row is a weighted sum of a few input rows. Accumulating
- * whole rows at a time (acc has one slot per byte of a row) keeps memory access linear. */
-static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes,
-                           const axis_plan *py, int dh, int32_t *acc, uint8_t *dst) {
+/* Vertical pass: each output row is a weighted sum of a few input rows, byte by byte along
+ * the rows (linear memory access; the loop vectorises). */
+static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes, const axis_plan *py, int dh,
+                           uint8_t *dst, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int y = 0; y < dh; y++) {
         const int32_t *k = py->weight + (size_t)y * (size_t)py->ksize;
-        for (size_t i = 0; i < row_bytes; i++) acc[i] = HALF;
-        for (int t = 0; t < py->count[y]; t++) {
-            const uint8_t *in = src + (size_t)(py->first[y] + t) * sstride;
-            int32_t w = k[t];
-            for (size_t i = 0; i < row_bytes; i++) acc[i] += (int32_t)in[i] * w;
-        }
+        const uint8_t *in = src + (size_t)py->first[y] * sstride;
+        const int n = py->count[y];
         uint8_t *out = dst + (size_t)y * row_bytes;
-        for (size_t i = 0; i < row_bytes; i++) out[i] = clip8(acc[i]);
+        for (size_t i = 0; i < row_bytes; i++) {
+            int32_t acc = HALF;
+            for (int t = 0; t < n; t++) acc += (int32_t)in[(size_t)t * sstride + i] * k[t];
+            out[i] = clip8(acc);
+        }
     }
 }
 
@@ -159,14 +171,12 @@ struct bzn_resizer {
     axis_plan px, py;             /* py.first is relative to row y0 when there is a tmp image */
     int y0, y1;                   /* the input rows the vertical pass reads */
     uint8_t *tmp;                 /* horizontally resized rows [y0, y1) */
-    int32_t *acc;                 /* one output row of sums */
 };
 
 static void resizer_clear(bzn_resizer *r) {
     plan_free(&r->px);
     plan_free(&r->py);
     free(r->tmp);
-    free(r->acc);
     memset(r, 0, sizeof *r);
 }
 
@@ -192,7 +202,6 @@ static int resizer_prepare(bzn_resizer *r, int sw, int sh, int channels, int dw,
             if (!(r->tmp = malloc((size_t)(r->y1 - r->y0) * row_bytes))) goto oom;
             for (int y = 0; y < dh; y++) r->py.first[y] -= r->y0; /* rows of tmp start at y0 */
         }
-        if (!(r->acc = malloc(row_bytes * sizeof *r->acc))) goto oom;
     }
     r->sw = sw;
     r->sh = sh;
@@ -206,7 +215,7 @@ oom:
 }
 
 bzn_status bzn_resizer_run(bzn_resizer *r, const uint8_t *src, int sw, int sh, int sstride, int channels,
-                           uint8_t *dst, int dw, int dh, bzn_error *err) {
+                           uint8_t *dst, int dw, int dh, int threads, bzn_error *err) {
     if (!src || !dst)
         return bzn_fail(err, BZN_ERR_ARG, "resize: %s image is NULL", src ? "destination" : "source");
     if (channels < 1 || channels > 4)
@@ -229,17 +238,17 @@ bzn_status bzn_resizer_run(bzn_resizer *r, const uint8_t *src, int sw, int sh, i
     if (resizer_prepare(r, sw, sh, channels, dw, dh) != 0)
         return bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
     if (!need_v) { /* horizontal pass only, straight into dst */
-        resize_rows(src, sstride, channels, 0, sh, &r->px, dst, dw);
+        resize_rows(src, sstride, channels, 0, sh, &r->px, dst, dw, threads);
         return BZN_OK;
     }
     const uint8_t *vin = src;
     size_t vstride = (size_t)sstride;
     if (need_h) {
-        resize_rows(src, sstride, channels, r->y0, r->y1 - r->y0, &r->px, r->tmp, dw);
+        resize_rows(src, sstride, channels, r->y0, r->y1 - r->y0, &r->px, r->tmp, dw, threads);
         vin = r->tmp;
         vstride = row_bytes;
     }
-    resize_columns(vin, vstride, row_bytes, &r->py, dh, r->acc, dst);
+    resize_columns(vin, vstride, row_bytes, &r->py, dh, dst, threads);
     return BZN_OK;
 }
 
@@ -249,7 +258,7 @@ bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, 
                                uint8_t *dst, int dw, int dh, bzn_error *err) {
     bzn_resizer r;
     memset(&r, 0, sizeof r);
-    bzn_status s = bzn_resizer_run(&r, src, sw, sh, sstride, channels, dst, dw, dh, err);
+    bzn_status s = bzn_resizer_run(&r, src, sw, sh, sstride, channels, dst, dw, dh, 1, err);
     resizer_clear(&r);
     return s;
 }
