@@ -208,7 +208,8 @@ START_TEST(pool_and_upsample_sweep) {
     for (size_t zi = 0; zi < sizeof sizes / sizeof *sizes; zi++) {
         const int h = sizes[zi][0], w = sizes[zi][1], c = 5;
         float *x = rand_buf((size_t)c * h * w);
-        for (size_t i = 3; i < (size_t)c * h * w; i += 29) x[i] = i % 2 ? NAN : -INFINITY; /* NaN wins the max */
+        for (size_t i = (size_t)2 * h * w + 3; i < (size_t)c * h * w; i += 29) /* NaN wins (channels 2..) */
+            x[i] = i % 2 ? NAN : -INFINITY;
         for (size_t pi = 0; pi < 2; pi++) {
             const int k = pools[pi][0], s = pools[pi][1], p = pools[pi][2];
             const int oh = bzn_out_size(h, k, s, p, 1), ow = bzn_out_size(w, k, s, p, 1);

@@ -12,6 +12,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "backend.h"
 #include "error.h"
@@ -380,38 +383,92 @@ static void cpu_conv(void *vctx, const bzn_conv_args *a, void *scratch) {
     cpu_epilogue(a, ctx->threads);
 }
 
+/* One output of one channel; NaN wins, as in PyTorch. */
+static inline float pool_one(const bzn_pool_args *a, const float *x, int oy, int ox, const int K) {
+    const int y0 = oy * a->stride - a->pad, x0 = ox * a->stride - a->pad;
+    float m = -INFINITY;
+    if (y0 >= 0 && x0 >= 0 && y0 + K <= a->in_h && x0 + K <= a->in_w) { /* interior */
+        const float *w = x + (size_t)y0 * a->in_w + x0;
+        int nan = 0;
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) {
+                const float v = w[(size_t)ky * a->in_w + kx];
+                m = v > m ? v : m; /* maxss */
+                nan |= v != v;
+            }
+        return nan ? NAN : m;
+    }
+    for (int ky = 0; ky < K; ky++) {
+        const int y = y0 + ky;
+        if (y < 0 || y >= a->in_h) continue;
+        for (int kx = 0; kx < K; kx++) {
+            const int xx = x0 + kx;
+            if (xx < 0 || xx >= a->in_w) continue;
+            const float v = x[(size_t)y * a->in_w + xx];
+            m = (v > m || v != v) ? v : m;
+        }
+    }
+    return m;
+}
+
+#if defined(__SSE2__)
+/* BlazeNeo's pools, 2x2 and 3x3 with stride 2 (padding K - 2), 4 outputs at a time for the
+ * outputs [ox, hi) of a row whose windows lie inside the image; r[] are the window's rows.
+ * Returns where it stopped; *nan is set when an input was NaN (the caller redoes the row). */
+static int pool_row_sse2(const float *const *r, const int K, int ox, int hi, float *o, int *nan) {
+    __m128 un = _mm_setzero_ps();
+    for (; ox + 4 <= hi; ox += 4) {
+        const int x0 = 2 * ox - (K - 2); /* the first window's first column */
+        __m128 lo = _mm_loadu_ps(r[0] + x0), hi4 = _mm_loadu_ps(r[0] + x0 + 4), lo1 = lo, hi1 = hi4;
+        if (K == 3) {
+            lo1 = _mm_loadu_ps(r[0] + x0 + 1);
+            hi1 = _mm_loadu_ps(r[0] + x0 + 5);
+        }
+        un = _mm_or_ps(un, _mm_or_ps(_mm_cmpunord_ps(lo, hi4), _mm_cmpunord_ps(lo1, hi1)));
+        for (int ky = 1; ky < K; ky++) { /* down the window's rows: columns x0 .. x0 + 7 (+ 1) */
+            const __m128 a = _mm_loadu_ps(r[ky] + x0), b = _mm_loadu_ps(r[ky] + x0 + 4);
+            lo = _mm_max_ps(lo, a);
+            hi4 = _mm_max_ps(hi4, b);
+            un = _mm_or_ps(un, _mm_cmpunord_ps(a, b));
+            if (K == 3) {
+                const __m128 c = _mm_loadu_ps(r[ky] + x0 + 1), d = _mm_loadu_ps(r[ky] + x0 + 5);
+                lo1 = _mm_max_ps(lo1, c);
+                hi1 = _mm_max_ps(hi1, d);
+                un = _mm_or_ps(un, _mm_cmpunord_ps(c, d));
+            }
+        }
+        /* across: window j covers columns x0 + 2j .. x0 + 2j + K - 1 */
+        __m128 m = _mm_max_ps(_mm_shuffle_ps(lo, hi4, _MM_SHUFFLE(2, 0, 2, 0)), _mm_shuffle_ps(lo, hi4, _MM_SHUFFLE(3, 1, 3, 1)));
+        if (K == 3) m = _mm_max_ps(m, _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1)));
+        _mm_storeu_ps(o + ox, m);
+    }
+    *nan = _mm_movemask_ps(un) != 0;
+    return ox;
+}
+#endif
+
 /* one channel; K is a compile-time constant in the specialised calls below, so the window
- * loops unroll. NaN wins, as in PyTorch. */
+ * loops unroll */
 static inline void pool_channel(const bzn_pool_args *a, const float *x, float *o, const int K) {
     for (int oy = 0; oy < a->out_h; oy++) {
+        float *orow = o + (size_t)oy * a->out_w;
+        int ox = 0;
+#if defined(__SSE2__)
         const int y0 = oy * a->stride - a->pad;
-        for (int ox = 0; ox < a->out_w; ox++) {
-            const int x0 = ox * a->stride - a->pad;
-            float m = -INFINITY;
-            if (y0 >= 0 && x0 >= 0 && y0 + K <= a->in_h && x0 + K <= a->in_w) { /* interior */
-                const float *w = x + (size_t)y0 * a->in_w + x0;
-                int nan = 0;
-                for (int ky = 0; ky < K; ky++)
-                    for (int kx = 0; kx < K; kx++) {
-                        const float v = w[(size_t)ky * a->in_w + kx];
-                        m = v > m ? v : m; /* maxss */
-                        nan |= v != v;
-                    }
-                if (nan) m = NAN;
-            } else {
-                for (int ky = 0; ky < K; ky++) {
-                    const int y = y0 + ky;
-                    if (y < 0 || y >= a->in_h) continue;
-                    for (int kx = 0; kx < K; kx++) {
-                        const int xx = x0 + kx;
-                        if (xx < 0 || xx >= a->in_w) continue;
-                        const float v = x[(size_t)y * a->in_w + xx];
-                        m = (v > m || v != v) ? v : m;
-                    }
-                }
+        if ((K == 2 || K == 3) && a->stride == 2 && a->pad == K - 2 && y0 >= 0 && y0 + K <= a->in_h) {
+            const float *r[3];
+            for (int ky = 0; ky < K; ky++) r[ky] = x + (size_t)(y0 + ky) * a->in_w;
+            const int lo = K - 2, span = a->in_w - K + a->pad; /* interior windows: [lo, hi) */
+            const int hi = span < 0 ? 0 : (span / 2 + 1 < a->out_w ? span / 2 + 1 : a->out_w);
+            int nan = 0;
+            for (; ox < lo && ox < a->out_w; ox++) orow[ox] = pool_one(a, x, oy, ox, K);
+            if (ox < hi) {
+                const int done = pool_row_sse2(r, K, ox, hi, orow, &nan);
+                if (!nan) ox = done; /* else the scalar loop redoes it, letting NaN win */
             }
-            o[(size_t)oy * a->out_w + ox] = m;
         }
+#endif
+        for (; ox < a->out_w; ox++) orow[ox] = pool_one(a, x, oy, ox, K);
     }
 }
 
