@@ -302,8 +302,9 @@ START_TEST(int8_handoffs_exact) {
             ck_assert_int_eq(bzn_logits(kept, which ? BZN_OUT_AUX : BZN_OUT_MAIN, &a, &ca, &ha, &wa, &e), BZN_OK);
             ck_assert_int_eq(bzn_logits(handed, which ? BZN_OUT_AUX : BZN_OUT_MAIN, &b, &cb, &hb, &wb, &e), BZN_OK);
             ck_assert(ca == cb && ha == hb && wa == wb);
-            ck_assert_msg(memcmp(a, b, (size_t)ca * ha * wa * sizeof *a) == 0, "%s backend, %s head: hand-offs changed the logits",
-                          backend ? "ref" : "cpu", which ? "aux" : "main");
+            ck_assert_msg(memcmp(a, b, (size_t)ca * ha * wa * sizeof *a) == 0,
+                          "%s backend, %s head: hand-offs changed the logits", backend ? "ref" : "cpu",
+                          which ? "aux" : "main");
         }
         fprintf(stderr, "  %s: %d INT8 hand-offs, logits identical\n", backend ? "ref" : "cpu", n);
         bzn_ctx_free(kept);

@@ -283,7 +283,8 @@ START_TEST(s8_gemm_kernels_exact) {
                                 for (int jj = 0; jj < BZN_S8_NR && t * BZN_S8_NR + jj < n; jj++) {
                                     const int i = mb * BZN_S8_MR + r, j = t * BZN_S8_NR + jj;
                                     int32_t want = 0;
-                                    for (int x = 0; x < k; x++) want += (int32_t)a[i * k + x] * ((int32_t)b[(size_t)x * n + j] - 128);
+                                    for (int x = 0; x < k; x++)
+                                        want += (int32_t)a[i * k + x] * ((int32_t)b[(size_t)x * n + j] - 128);
                                     ck_assert_msg(c[r][jj] == want, "%s m%d n%d k%d at (%d,%d): %d != %d",
                                                   bzn_s8_kernel_name((bzn_s8_kernel)kern), m, n, k, i, j, c[r][jj], want);
                                 }

@@ -264,8 +264,9 @@ static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_
     if (!a->out_q) {
         for (int r = 0; r < rows; r++)
             for (int u = 0; u < runs; u++)
-                bzn_s8_dequantize(ctx->s8, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f, a->act,
-                         a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
+                bzn_s8_dequantize(ctx->s8, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r],
+                                  a->bias ? a->bias[oc0 + r] : 0.0f, a->act,
+                                  a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
         return;
     }
     const bzn_conv_args *nx = a->next;
@@ -438,7 +439,8 @@ static int pool_row_sse2(const float *const *r, const int K, int ox, int hi, flo
             }
         }
         /* across: window j covers columns x0 + 2j .. x0 + 2j + K - 1 */
-        __m128 m = _mm_max_ps(_mm_shuffle_ps(lo, hi4, _MM_SHUFFLE(2, 0, 2, 0)), _mm_shuffle_ps(lo, hi4, _MM_SHUFFLE(3, 1, 3, 1)));
+        __m128 m = _mm_max_ps(_mm_shuffle_ps(lo, hi4, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(lo, hi4, _MM_SHUFFLE(3, 1, 3, 1)));
         if (K == 3) m = _mm_max_ps(m, _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1)));
         _mm_storeu_ps(o + ox, m);
     }

@@ -56,7 +56,8 @@ static void ref_conv(void *ctx, const bzn_conv_args *a, void *scratch) {
                             if (!int8)
                                 acc += (double)a->weight[wi] * x[xi];
                             else if (a->in_q) /* handed over already quantized */
-                                acc += (double)a->qweight[wi] * ((const int8_t *)a->in_q)[(size_t)ic * a->in_h * a->in_w + xi];
+                                acc += (double)a->qweight[wi] *
+                                       ((const int8_t *)a->in_q)[(size_t)ic * a->in_h * a->in_w + xi];
                             else
                                 acc += (double)a->qweight[wi] * bzn_quantize(x[xi], inv);
                         }
