@@ -490,26 +490,39 @@ static void cpu_maxpool(void *vctx, const bzn_pool_args *a) {
 
 static void cpu_upsample(void *vctx, const bzn_upsample_args *a) {
     cpu_ctx *ctx = vctx;
+    enum { CHUNK = 2048 }; /* output columns whose source columns are tabulated at a time */
     const int f = a->factor, oh = a->in_h * f, ow = a->in_w * f;
     const float scale = 1.0f / (float)f; /* PyTorch: src = (dst + 0.5) / f - 0.5, >= 0 */
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
-    for (int cy = 0; cy < a->c * oh; cy++) {
-        const int c = cy / oh, oy = cy % oh;
-        float sy = scale * ((float)oy + 0.5f) - 0.5f;
-        if (sy < 0) sy = 0;
-        const int y0 = (int)sy, y1 = y0 < a->in_h - 1 ? y0 + 1 : y0;
-        const float ly = sy - (float)y0;
-        const float *r0 = a->in + ((size_t)c * a->in_h + y0) * a->in_w;
-        const float *r1 = a->in + ((size_t)c * a->in_h + y1) * a->in_w;
-        float *o = a->out + ((size_t)c * oh + oy) * ow;
-        for (int ox = 0; ox < ow; ox++) {
-            float sx = scale * ((float)ox + 0.5f) - 0.5f;
-            if (sx < 0) sx = 0;
-            const int i0 = (int)sx, i1 = i0 < a->in_w - 1 ? i0 + 1 : i0;
-            const float l = sx - (float)i0;
-            const float top = (1 - l) * r0[i0] + l * r0[i1];
-            const float bot = (1 - l) * r1[i0] + l * r1[i1];
-            o[ox] = (1 - ly) * top + ly * bot;
+#pragma omp parallel num_threads(ctx->threads)
+    {
+        int tx[CHUNK];
+        float tl[CHUNK];
+        for (int c0 = 0; c0 < ow; c0 += CHUNK) {
+            const int cn = ow - c0 < CHUNK ? ow - c0 : CHUNK;
+            for (int j = 0; j < cn; j++) { /* every thread tabulates the chunk's columns once */
+                float sx = scale * ((float)(c0 + j) + 0.5f) - 0.5f;
+                if (sx < 0) sx = 0;
+                tx[j] = (int)sx;
+                tl[j] = sx - (float)tx[j];
+            }
+#pragma omp for schedule(static)
+            for (int cy = 0; cy < a->c * oh; cy++) {
+                const int c = cy / oh, oy = cy % oh;
+                float sy = scale * ((float)oy + 0.5f) - 0.5f;
+                if (sy < 0) sy = 0;
+                const int y0 = (int)sy, y1 = y0 < a->in_h - 1 ? y0 + 1 : y0;
+                const float ly = sy - (float)y0;
+                const float *r0 = a->in + ((size_t)c * a->in_h + y0) * a->in_w;
+                const float *r1 = a->in + ((size_t)c * a->in_h + y1) * a->in_w;
+                float *o = a->out + ((size_t)c * oh + oy) * ow + c0;
+                for (int j = 0; j < cn; j++) {
+                    const int i0 = tx[j], i1 = i0 < a->in_w - 1 ? i0 + 1 : i0;
+                    const float l = tl[j];
+                    const float top = (1 - l) * r0[i0] + l * r0[i1];
+                    const float bot = (1 - l) * r1[i0] + l * r1[i1];
+                    o[j] = (1 - ly) * top + ly * bot;
+                }
+            }
         }
     }
 }
