@@ -28,6 +28,8 @@ typedef struct {
     int handed;       /* INT8 hand-off: the input arrives already quantized */
 } qconv;
 
+#define MAX_SIDE 8192 /* the largest input width and height */
+
 struct bzn_ctx {
     const bzn_model *model;
     bzn_ctx_options opt;
@@ -290,11 +292,12 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
     if (!m || !out) return bzn_fail(err, BZN_ERR_ARG, "NULL model or output pointer");
     *out = NULL;
     bzn_ctx_options o = opt ? *opt : bzn_ctx_default_options(m);
-    if (o.height < 32 || o.width < 32 || o.height % 32 || o.width % 32 || o.height > 8192 || o.width > 8192)
+    if (o.height < 32 || o.width < 32 || o.height % 32 || o.width % 32 || o.height > MAX_SIDE || o.width > MAX_SIDE)
         return bzn_fail(err, BZN_ERR_UNSUPPORTED,
                         "input size %dx%d: BlazeNeo needs a width and height that are multiples of 32 "
-                        "(32 to 8192), e.g. 352x352",
-                        o.width, o.height);
+                        "(32 to %d), e.g. 352x352",
+                        o.width, o.height, MAX_SIDE);
+    if (o.threads < 0 || o.threads > 1024) return bzn_fail(err, BZN_ERR_ARG, "invalid thread count %d", o.threads);
     bzn_ctx *c = calloc(1, sizeof *c);
     if (!c) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     c->model = m;
@@ -302,7 +305,7 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
     c->threads = o.threads > 0 ? o.threads : omp_get_num_procs();
     bzn_status s;
     switch (o.backend) {
-    case BZN_BACKEND_CPU: s = bzn_backend_cpu_create(o.threads, &c->backend, err); break;
+    case BZN_BACKEND_CPU: s = bzn_backend_cpu_create(c->threads, &c->backend, err); break;
     case BZN_BACKEND_REF: s = bzn_backend_ref_create(&c->backend, err); break;
     default: s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown backend %d", (int)o.backend);
     }
@@ -515,11 +518,11 @@ bzn_status bzn_class_map(const bzn_ctx *c, uint8_t *out, int width, int height, 
     const size_t plane = (size_t)H * W;
     /* nearest neighbour exactly as PIL's Image.resize(NEAREST), the protocol's reference:
        the source coordinate starts at half a step and advances by in/out (in double). Each
-       thread classifies a source row once (W <= 8192) for the output rows that use it. */
+       thread classifies a source row once (W <= MAX_SIDE) for the output rows that use it. */
     const double sy = (double)H / height, sx = (double)W / width;
 #pragma omp parallel num_threads(c->threads)
     {
-        uint8_t row[8192];
+        uint8_t row[MAX_SIDE];
         int have = -1, at = -1; /* the source row in `row`; the output row fy belongs to */
         double fy = 0;
 #pragma omp for schedule(static)

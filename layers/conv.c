@@ -170,7 +170,8 @@ static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, i
             s = gamma / sqrtf(var + BN_EPS);
             cw->bias[o] = beta - s * mean;
         }
-        if (!isfinite(s) || (cw->bias && !isfinite(cw->bias[o]))) {
+        /* (an int8 weight is at most 127 times its scale: that must be finite too) */
+        if (!isfinite(s) || (wscale && !isfinite(127.0f * s)) || (cw->bias && !isfinite(cw->bias[o]))) {
             free(cw->weight);
             free(cw->bias);
             bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s': non-finite scale or bias at channel %d", name, o);

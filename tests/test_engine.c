@@ -49,6 +49,14 @@ START_TEST(bad_sizes) {
     bzn_error e;
     ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_ERR_UNSUPPORTED);
     ck_assert_int_eq(bzn_ctx_create(NULL, &o, &c, &e), BZN_ERR_ARG);
+    for (int b = 0; b < 2; b++) /* thread counts are checked whatever the backend */
+        for (int t = 0; t < 2; t++) {
+            o = bzn_ctx_default_options(model);
+            o.backend = b ? BZN_BACKEND_REF : BZN_BACKEND_CPU;
+            o.threads = t ? 100000 : -1;
+            ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_ERR_ARG);
+            ck_assert_ptr_nonnull(strstr(e.msg, "thread count"));
+        }
     bzn_model *none;
     ck_assert_int_eq(bzn_model_open(NULL, &none, &e), BZN_ERR_ARG);
 }

@@ -210,6 +210,8 @@ START_TEST(pool_and_upsample_sweep) {
         float *x = rand_buf((size_t)c * h * w);
         for (size_t i = (size_t)2 * h * w + 3; i < (size_t)c * h * w; i += 29) /* NaN wins (channels 2..) */
             x[i] = i % 2 ? NAN : -INFINITY;
+        for (size_t i = (size_t)h * w; i < (size_t)2 * h * w; i++) /* channel 1: maxima tied between -0 and +0 */
+            x[i] = i % 3 == 0 ? -0.0f : i % 5 == 0 ? 0.0f : -fabsf(x[i]) - 0.5f;
         for (size_t pi = 0; pi < 2; pi++) {
             const int k = pools[pi][0], s = pools[pi][1], p = pools[pi][2];
             const int oh = bzn_out_size(h, k, s, p, 1), ow = bzn_out_size(w, k, s, p, 1);

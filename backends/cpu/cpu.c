@@ -321,7 +321,8 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     const int items = tiles * msplit, threads = ctx->threads < items ? ctx->threads : items;
 #pragma omp parallel num_threads(threads)
     {
-        uint8_t *bt = (uint8_t *)scratch + l.tiles + (size_t)omp_get_thread_num() * align64((size_t)kg * BZN_S8_NR * 4);
+        /* this thread's packed tile (strided convolutions only: stride 1 has none) */
+        uint8_t *bt = direct ? NULL : (uint8_t *)scratch + l.tiles + (size_t)omp_get_thread_num() * align64((size_t)kg * BZN_S8_NR * 4);
         int32_t acc[BZN_S8_MR][BZN_S8_NR];
 #pragma omp for schedule(static) nowait
         for (int row = 0; row < next_rows; row++) cpu_plane_border(a->next, a->out_q, row);
@@ -413,10 +414,18 @@ static inline float pool_one(const bzn_pool_args *a, const float *x, int oy, int
 }
 
 #if defined(__SSE2__)
+/* lanes that are NaN or -0: maxps differs from the reference there (NaN must win; between
+ * -0 and +0 the first in the window wins), so such rows are left to the scalar code */
+static inline __m128 pool_special(__m128 v) {
+    const __m128 neg0 = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_castps_si128(v), _mm_set1_epi32((int)0x80000000u)));
+    return _mm_or_ps(_mm_cmpunord_ps(v, v), neg0);
+}
+
 /* BlazeNeo's pools, 2x2 and 3x3 with stride 2 (padding K - 2), 4 outputs at a time for the
  * outputs [ox, hi) of a row whose windows lie inside the image; r[] are the window's rows.
- * Returns where it stopped; *nan is set when an input was NaN (the caller redoes the row). */
-static int pool_row_sse2(const float *const *r, const int K, int ox, int hi, float *o, int *nan) {
+ * Returns where it stopped; *special is set when an input was NaN or -0 (the caller redoes
+ * the row). */
+static int pool_row_sse2(const float *const *r, const int K, int ox, int hi, float *o, int *special) {
     __m128 un = _mm_setzero_ps();
     for (; ox + 4 <= hi; ox += 4) {
         const int x0 = 2 * ox - (K - 2); /* the first window's first column */
@@ -425,17 +434,18 @@ static int pool_row_sse2(const float *const *r, const int K, int ox, int hi, flo
             lo1 = _mm_loadu_ps(r[0] + x0 + 1);
             hi1 = _mm_loadu_ps(r[0] + x0 + 5);
         }
-        un = _mm_or_ps(un, _mm_or_ps(_mm_cmpunord_ps(lo, hi4), _mm_cmpunord_ps(lo1, hi1)));
+        un = _mm_or_ps(un, _mm_or_ps(pool_special(lo), pool_special(hi4)));
+        if (K == 3) un = _mm_or_ps(un, pool_special(hi1)); /* (lo1 is inside lo and hi4) */
         for (int ky = 1; ky < K; ky++) { /* down the window's rows: columns x0 .. x0 + 7 (+ 1) */
             const __m128 a = _mm_loadu_ps(r[ky] + x0), b = _mm_loadu_ps(r[ky] + x0 + 4);
             lo = _mm_max_ps(lo, a);
             hi4 = _mm_max_ps(hi4, b);
-            un = _mm_or_ps(un, _mm_cmpunord_ps(a, b));
+            un = _mm_or_ps(un, _mm_or_ps(pool_special(a), pool_special(b)));
             if (K == 3) {
                 const __m128 c = _mm_loadu_ps(r[ky] + x0 + 1), d = _mm_loadu_ps(r[ky] + x0 + 5);
                 lo1 = _mm_max_ps(lo1, c);
                 hi1 = _mm_max_ps(hi1, d);
-                un = _mm_or_ps(un, _mm_cmpunord_ps(c, d));
+                un = _mm_or_ps(un, pool_special(d)); /* (c is inside a and b) */
             }
         }
         /* across: window j covers columns x0 + 2j .. x0 + 2j + K - 1 */
@@ -444,7 +454,7 @@ static int pool_row_sse2(const float *const *r, const int K, int ox, int hi, flo
         if (K == 3) m = _mm_max_ps(m, _mm_shuffle_ps(lo1, hi1, _MM_SHUFFLE(3, 1, 3, 1)));
         _mm_storeu_ps(o + ox, m);
     }
-    *nan = _mm_movemask_ps(un) != 0;
+    *special = _mm_movemask_ps(un) != 0;
     return ox;
 }
 #endif
@@ -462,11 +472,11 @@ static inline void pool_channel(const bzn_pool_args *a, const float *x, float *o
             for (int ky = 0; ky < K; ky++) r[ky] = x + (size_t)(y0 + ky) * a->in_w;
             const int lo = K - 2, span = a->in_w - K + a->pad; /* interior windows: [lo, hi) */
             const int hi = span < 0 ? 0 : (span / 2 + 1 < a->out_w ? span / 2 + 1 : a->out_w);
-            int nan = 0;
+            int special = 0;
             for (; ox < lo && ox < a->out_w; ox++) orow[ox] = pool_one(a, x, oy, ox, K);
             if (ox < hi) {
-                const int done = pool_row_sse2(r, K, ox, hi, orow, &nan);
-                if (!nan) ox = done; /* else the scalar loop redoes it, letting NaN win */
+                const int done = pool_row_sse2(r, K, ox, hi, orow, &special);
+                if (!special) ox = done; /* else the scalar loop redoes it, as the reference does */
             }
         }
 #endif

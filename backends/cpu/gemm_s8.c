@@ -122,6 +122,12 @@ void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32
     }
 }
 
+/* pixels [i, n) of bzn_s8_quantize4, one at a time */
+static void quantize4_scalar(const float *const x[4], int i, int n, float inv, uint8_t *dst) {
+    for (; i < n; i++)
+        for (int l = 0; l < 4; l++) dst[4 * i + l] = x[l] ? (uint8_t)(bzn_quantize(x[l][i], inv) + 128) : 128;
+}
+
 #ifdef BZN_X86
 /* 8 pixels: each channel quantized in int32 lanes (1..255), then the four shifted into the
  * bytes of one dword per pixel */
@@ -142,8 +148,7 @@ __attribute__((target("avx2"))) static void quantize4_avx2(const float *const x[
         }
         _mm256_storeu_si256((__m256i *)(dst + 4 * i), px);
     }
-    for (; i < n; i++)
-        for (int l = 0; l < 4; l++) dst[4 * i + l] = x[l] ? (uint8_t)(bzn_quantize(x[l][i], inv) + 128) : 128;
+    quantize4_scalar(x, i, n, inv, dst);
 }
 #endif
 
@@ -191,6 +196,5 @@ void bzn_s8_quantize4(bzn_s8_kernel kern, const float *const x[4], int n, float 
     }
 #endif
     (void)kern;
-    for (int i = 0; i < n; i++)
-        for (int l = 0; l < 4; l++) dst[4 * i + l] = x[l] ? (uint8_t)(bzn_quantize(x[l][i], inv_scale) + 128) : 128;
+    quantize4_scalar(x, 0, n, inv_scale, dst);
 }
