@@ -65,7 +65,12 @@ int cmd_info(int argc, char **argv) {
     printf("variant     : BlazeNeo %s aggregation, %s auxiliary head, %d-class main head (%s)\n",
            bzn_aggregation_name(mi.aggregation), mi.has_aux ? "with" : "without", mi.num_classes,
            mi.num_classes == 3 ? "softmax: neoplastic, non-neoplastic, background" : "two sigmoids: neo, non");
-    printf("weights     : %d tensors, convolutions in %s\n", mi.num_tensors, mi.weight_dtype == 1 ? "f16" : "f32");
+    if (mi.num_int8_convs)
+        printf("weights     : %d tensors; INT8 file: %d of %d convolutions int8 (per output channel), the rest f32; "
+               "%d activation scales\n",
+               mi.num_tensors, mi.num_int8_convs, mi.num_convs, mi.num_act_scales);
+    else
+        printf("weights     : %d tensors, convolutions in %s\n", mi.num_tensors, mi.weight_dtype == 1 ? "f16" : "f32");
     printf("input       : default %dx%d, mean (%.3f, %.3f, %.3f), std (%.3f, %.3f, %.3f)\n", mi.default_width,
            mi.default_height, mi.mean[0], mi.mean[1], mi.mean[2], mi.std[0], mi.std[1], mi.std[2]);
     printf("parameters  : %lld on the main path, %lld with the auxiliary branch\n", (long long)mi.params_main,

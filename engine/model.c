@@ -148,6 +148,9 @@ void bzn_model_get_info(const bzn_model *m, bzn_model_info *info) {
     memcpy(info->std, c->std, sizeof info->std);
     const bzn_wf_tensor *w = bzn_wfile_find(&m->wf, "encoder.base.0.conv.weight");
     info->weight_dtype = w ? (int)w->dtype : 0;
+    info->num_convs = m->n_convs;
+    for (int i = 0; i < m->n_convs; i++) info->num_int8_convs += m->convs[i].qweight != NULL;
+    info->num_act_scales = m->n_act_scales;
     info->params_main = m->params_main;
     info->params_total = m->params_total;
     info->num_tensors = m->wf.count;

@@ -56,7 +56,11 @@ typedef struct {
     int num_classes;             /* main head classes: 3 (softmax) or 2 (two sigmoids) */
     int default_height, default_width;
     float mean[3], std[3];       /* input normalisation, RGB */
-    int weight_dtype;            /* storage type of convolution weights: 0 f32, 1 f16 */
+    int weight_dtype;            /* storage type of the first convolution's weights: 0 f32, 1 f16,
+                                    2 int8 (see num_int8_convs) */
+    int num_convs;               /* convolutions (with the auxiliary branch) */
+    int num_int8_convs;          /* of those, stored int8 (an INT8 weight file; the others f32) */
+    int num_act_scales;          /* activation scales stored in the file (INT8 weight files) */
     int64_t params_main;         /* parameters on the main path (no aux, no classifier) */
     int64_t params_total;        /* parameters including the auxiliary branch */
     int num_tensors;             /* entries in the weight file's tensor table */

@@ -882,6 +882,10 @@ START_TEST(int8_weight_file) {
     bzn_model_info mi, qi;
     bzn_model_get_info(model, &mi);
     bzn_model_get_info(q, &qi);
+    ck_assert_int_eq(mi.num_int8_convs, 0);
+    ck_assert_int_eq(qi.num_convs, mi.num_convs);
+    ck_assert_int_eq(qi.num_int8_convs, qi.num_convs - 2); /* all but the two kept */
+    ck_assert_int_eq(qi.num_act_scales, t->count);
     /* floats left: every bias, and the two kept convolutions' weights (32x3x3x3 and 32x32x3x3) */
     ck_assert_msg(qi.weight_bytes < mi.weight_bytes / 100, "%llu float bytes kept of %llu",
                   (unsigned long long)qi.weight_bytes, (unsigned long long)mi.weight_bytes);
