@@ -211,6 +211,11 @@ typedef struct {
 
 static double gflops(const layer_row *r) { return r->ms > 0 ? 2.0 * (double)r->info.macs / (r->ms * 1e6) : 0; }
 
+/* the profile's "runs" column: the arithmetic, and int8 out when the output is handed on as int8 */
+static const char *layer_runs(const bzn_layer_info *l) {
+    return l->precision != BZN_PRECISION_INT8 ? "fp32" : l->int8_output ? "int8>8" : "int8";
+}
+
 /* Rank the TOP_N slowest layers (rows stay in execution order). */
 static void rank_layers(layer_row *rows, int n) {
     for (int k = 1; k <= TOP_N && k <= n; k++) {
@@ -223,7 +228,7 @@ static void rank_layers(layer_row *rows, int n) {
 
 static void print_layers(const layer_row *rows, int n, double total_ms) {
     printf("\nper-layer profile (network alone, mean of the profiled runs; * = %d slowest, ranked)\n", TOP_N);
-    printf("%-4s %-4s %-34s %-26s %9s %7s %8s %9s\n", "#", "top", "layer", "op", "ms", "share", "GMAC",
+    printf("%-4s %-4s %-34s %-26s %-6s %9s %7s %8s %9s\n", "#", "top", "layer", "op", "runs", "ms", "share", "GMAC",
            "GFLOP/s");
     for (int i = 0; i < n; i++) {
         const layer_row *r = &rows[i];
@@ -231,8 +236,8 @@ static void print_layers(const layer_row *rows, int n, double total_ms) {
         if (r->rank) snprintf(top, sizeof top, "*%d", r->rank);
         char gf[16] = "-";
         if (r->info.macs > 0 && r->ms > 0) snprintf(gf, sizeof gf, "%.1f", gflops(r));
-        printf("%-4d %-4s %-34s %-26s %9.3f %6.1f%% %8.4f %9s\n", i, top, r->info.name, r->info.op, r->ms,
-               total_ms > 0 ? 100.0 * r->ms / total_ms : 0.0, r->info.macs / 1e9, gf);
+        printf("%-4d %-4s %-34s %-26s %-6s %9.3f %6.1f%% %8.4f %9s\n", i, top, r->info.name, r->info.op,
+               layer_runs(&r->info), r->ms, total_ms > 0 ? 100.0 * r->ms / total_ms : 0.0, r->info.macs / 1e9, gf);
     }
     printf("sum of layers: %.3f ms per run\n", total_ms);
 }
@@ -380,6 +385,8 @@ static void print_json(const bench_result *r, const layer_row *rows, int n_rows)
             cli_json_string(f, l->info.name);
             fprintf(f, ", \"op\": ");
             cli_json_string(f, l->info.op);
+            fprintf(f, ", \"precision\": \"%s\", \"int8_output\": %s", bzn_precision_name(l->info.precision),
+                    l->info.int8_output ? "true" : "false");
             fprintf(f, ", \"ms\": %.5f, \"share\": %.5f, \"gmac\": %.6f, \"gflops\": %.3f, \"top\": %d}", l->ms,
                     total > 0 ? l->ms / total : 0.0, l->info.macs / 1e9, gflops(l), l->rank);
         }

@@ -566,6 +566,8 @@ bzn_status bzn_ctx_layer(const bzn_ctx *c, int i, bzn_layer_info *info) {
     info->params = n->params;
     info->macs = n->macs;
     info->op = n->op;
+    info->precision = c->q && c->q[i].qweight ? BZN_PRECISION_INT8 : BZN_PRECISION_FP32;
+    info->int8_output = c->q && c->q[i].hand_to != 0;
     return BZN_OK;
 }
 

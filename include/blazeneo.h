@@ -173,6 +173,10 @@ typedef struct {
     int in_channels, in_height, in_width; /* input shape */
     int64_t params, macs; /* of the operation producing it (0 for pooling/upsampling) */
     const char *op;       /* "conv3x3 s1 d1 +relu6", "maxpool3x3 s2", "upsample x2", "concat" */
+    bzn_precision precision; /* how this context runs it: INT8 for its quantized convolutions,
+                                FP32 for everything else (pooling and upsampling are float) */
+    int int8_output;         /* 1: the output goes to the next convolution as int8 and is never
+                                written as float (INT8 hand-off, see bzn_ctx_int8_handoffs) */
 } bzn_layer_info;
 
 /* Layers in execution order; valid without running. */

@@ -161,6 +161,22 @@ START_TEST(bench_layers) {
         ck_assert_msg(a && !strstr(a + 1, mark), "rank %d marked %s", k, a ? "twice" : "nowhere");
     }
     ck_assert_ptr_null(strstr(out, " *11 "));
+    ck_assert_ptr_null(strstr(out, " int8")); /* FP32: every layer runs fp32 */
+
+    /* INT8 (scales from one calibration frame, the sample): each layer says how it runs, and
+       the layers marked int8>8 are exactly the hand-offs the report counts */
+    ck_assert_int_eq(run("calibrate -m " MODEL " --images \"$BZN_SOURCE_DIR/samples\" -n 1 -s 64 -q -o l.cache"), 0);
+    ck_assert_int_eq(run("bench -m " MODEL " -p int8 --calib l.cache -s 64 -n 1 --warmup 0 -t 2 --layers"), 0);
+    int handoffs = -1, marked = 0, int8 = 0;
+    const char *h = strstr(out, "int8          : ");
+    ck_assert_msg(h && sscanf(h, "int8          : %d convolution outputs", &handoffs) == 1, "%s", out);
+    for (const char *p = strstr(out, "per-layer profile"); (p = strstr(p, " int8")); p += 5) {
+        int8++;
+        marked += !strncmp(p, " int8>8 ", 8);
+    }
+    ck_assert_int_gt(handoffs, 10);
+    ck_assert_int_eq(marked, handoffs);
+    ck_assert_int_gt(int8, 100);
     close_model();
 }
 END_TEST
