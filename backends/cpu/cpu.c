@@ -1,10 +1,14 @@
 /*
- * cpu.c - the CPU backend: convolution as GEMM on OpenBLAS, everything else with OpenMP.
+ * cpu.c - the CPU backend: convolutions as GEMMs, everything else with OpenMP.
  *
  * A convolution out[Cout][OH*OW] = W[Cout][Cin*k*k] x col[Cin*k*k][OH*OW] (+ bias, act).
- * For a 1x1, stride-1, unpadded convolution the input already is `col` (no copy); each
- * input segment is one GEMM on its slice of W's columns, accumulated (beta = 1).
- * Otherwise im2col gathers the k*k shifted copies of every input channel into scratch.
+ *  - INT8: own kernels (gemm_s8.c), B read in place from quantized, padded planes.
+ *  - FP32, stride 1, on CPUs with AVX-512: the same scheme in float (bzn_f32_block), B read
+ *    in place from a zero-padded copy of the input, no im2col.
+ *  - FP32 otherwise: OpenBLAS sgemm. For a 1x1, stride-1, unpadded convolution the input
+ *    already is `col` (no copy); each input segment is one GEMM on its slice of W's columns,
+ *    accumulated (beta = 1). Otherwise im2col gathers the k*k shifted copies of every input
+ *    channel into scratch.
  */
 #include <cblas.h>
 #include <omp.h>
@@ -23,6 +27,7 @@
 typedef struct {
     int threads;
     bzn_s8_kernel s8; /* the int8 GEMM kernel this CPU runs best, chosen at run time */
+    int f32_direct;   /* FP32 stride-1 convolutions run on the direct AVX-512 kernel (else sgemm) */
 } cpu_ctx;
 
 /* INT8 weights in the GEMM kernel's packed layout, with the per-channel output multipliers */
@@ -71,9 +76,28 @@ static size_t cpu_conv_qin_bytes(void *vctx, const bzn_conv_args *a) {
     return qconv_layout(a, 1).poff;
 }
 
+/* FP32 direct scratch: the input copied into zero-padded planes (+ slack, as for INT8), and
+ * the address of every k (input channel, tap) at output pixel 0. */
+typedef struct {
+    size_t planes, slack, bp, total;
+} fscratch;
+
+static fscratch fconv_layout(const bzn_conv_args *a) {
+    const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
+    fscratch l;
+    l.planes = 0;
+    l.slack = (size_t)a->in_c * hp * wp * sizeof(float);
+    l.bp = align64(l.slack + ((size_t)(a->k - 1) * a->dilation + 2 * BZN_S8_NR) * sizeof(float));
+    l.total = l.bp + align64((size_t)a->in_c * a->k * a->k * sizeof(float *));
+    return l;
+}
+
+static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) { return ctx->f32_direct && a->stride == 1; }
+
 static size_t cpu_conv_scratch(void *vctx, const bzn_conv_args *a) {
     const cpu_ctx *ctx = vctx;
     if (a->qweight) return qconv_layout(a, ctx->threads).total;
+    if (cpu_f32_direct(ctx, a)) return fconv_layout(a).total;
     if (cpu_is_pointwise(a)) return 0;
     return (size_t)a->in_c * a->k * a->k * a->out_h * a->out_w * sizeof(float);
 }
@@ -239,16 +263,12 @@ static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const s
     }
 }
 
-/* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C whose
- * columns are pixels n0 .. n0 + NR - 1 of a grid `gw` wide (the padded width for stride 1:
- * the columns past out_w are dropped). With an INT8 hand-off the values go, quantized with
- * the consumer's scale, into the consumer's planes instead: the block's 8 channels are two
- * of its groups of 4, quantized and interleaved exactly as the consumer would. */
-static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0,
-                          int gw, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
-    const size_t n = (size_t)a->out_h * a->out_w;
-    int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR], runs = 0;
-    for (int j = 0; j < BZN_S8_NR;) { /* the tile's pieces of output rows */
+/* The pieces of output rows in a tile of NR columns, pixels n0 .. n0 + NR - 1 of a grid `gw`
+ * wide (the padded width for stride 1: the columns past out_w are dropped): piece u is
+ * columns run_j[u] .. + run_len[u] of the tile, output pixel (run_y[u], run_x[u]) on. */
+static int tile_runs(const bzn_conv_args *a, int n0, int gw, int run_j[], int run_len[], int run_y[], int run_x[]) {
+    int runs = 0;
+    for (int j = 0; j < BZN_S8_NR;) {
         const int oy = (n0 + j) / gw, ox = (n0 + j) % gw;
         if (oy >= a->out_h) break;
         const int len = gw - ox < BZN_S8_NR - j ? gw - ox : BZN_S8_NR - j;
@@ -261,6 +281,19 @@ static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_
         }
         j += len;
     }
+    return runs;
+}
+
+/* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C whose
+ * columns are pixels n0 .. n0 + NR - 1 of a grid `gw` wide (the padded width for stride 1:
+ * the columns past out_w are dropped). With an INT8 hand-off the values go, quantized with
+ * the consumer's scale, into the consumer's planes instead: the block's 8 channels are two
+ * of its groups of 4, quantized and interleaved exactly as the consumer would. */
+static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0,
+                          int gw, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+    const size_t n = (size_t)a->out_h * a->out_w;
+    int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
+    const int runs = tile_runs(a, n0, gw, run_j, run_len, run_y, run_x);
     if (!a->out_q) {
         for (int r = 0; r < rows; r++)
             for (int u = 0; u < runs; u++)
@@ -344,6 +377,74 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     }
 }
 
+/* ---- FP32 convolution, direct ----------------------------------------------------------- */
+
+/* Stride 1 on AVX-512: the input is copied into zero-padded planes, and the GEMM reads its B in
+ * place, tile by tile of NR pixels over the padded grid (as the INT8 convolution does), with
+ * the weights read where they lie; bias and activation are applied to each 8 x NR block. */
+static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
+    const int kk = a->k * a->k, K = a->in_c * kk, mblocks = (a->out_c + BZN_S8_MR - 1) / BZN_S8_MR;
+    const int p = a->pad, hp = a->in_h + 2 * p, wp = a->in_w + 2 * p, tiles = (a->out_h * wp + BZN_S8_NR - 1) / BZN_S8_NR;
+    const size_t n = (size_t)a->out_h * a->out_w;
+    const fscratch l = fconv_layout(a);
+    float *planes = (float *)scratch;
+    const float **bp = (const float **)(void *)((uint8_t *)scratch + l.bp);
+    for (int k = 0; k < K; k++) {
+        const int c = k / kk, ky = (k % kk) / a->k, kx = k % a->k;
+        bp[k] = planes + (size_t)c * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation;
+    }
+    memset((uint8_t *)scratch + l.slack, 0, l.bp - l.slack);
+    int msplit = 1;
+    while (tiles * msplit < 4 * ctx->threads && 2 * msplit <= mblocks) msplit *= 2;
+    const int items = tiles * msplit, threads = ctx->threads < items ? ctx->threads : items;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int row = 0; row < a->in_c * hp; row++) { /* the padded copy */
+            const int c = row / hp, iy = row % hp - p;
+            float *d = planes + (size_t)row * wp;
+            if (iy < 0 || iy >= a->in_h) {
+                memset(d, 0, (size_t)wp * sizeof *d);
+                continue;
+            }
+            memset(d, 0, (size_t)p * sizeof *d);
+            memcpy(d + p, cpu_in_channel(a, c) + (size_t)iy * a->in_w, (size_t)a->in_w * sizeof *d);
+            memset(d + p + a->in_w, 0, (size_t)p * sizeof *d);
+        }
+        float acc[BZN_S8_MR][BZN_S8_NR];
+#pragma omp for schedule(static)
+        for (int item = 0; item < items; item++) {
+            const int t = item / msplit, share = item % msplit, n0 = t * BZN_S8_NR;
+            int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
+            const int runs = tile_runs(a, n0, wp, run_j, run_len, run_y, run_x);
+            for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
+                const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
+                for (int r = 0; r < BZN_S8_MR; r++) w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K;
+                bzn_f32_block(K, bp, (size_t)n0, w, acc);
+                for (int r = 0; r < rows; r++) {
+                    const float b = a->bias ? a->bias[oc0 + r] : 0.0f;
+                    for (int u = 0; u < runs; u++) {
+                        const float *s = acc[r] + run_j[u];
+                        float *o = a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u];
+                        switch (a->act) {
+                        case BZN_ACT_NONE:
+                            for (int i = 0; i < run_len[u]; i++) o[i] = s[i] + b;
+                            break;
+                        case BZN_ACT_RELU:
+                            for (int i = 0; i < run_len[u]; i++) o[i] = bzn_relu(s[i] + b);
+                            break;
+                        case BZN_ACT_RELU6:
+                            for (int i = 0; i < run_len[u]; i++) o[i] = bzn_relu6(s[i] + b);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* C[:, cols] = A x B[:, cols] (+ C when accumulate), split by columns over the threads:
  * every thread runs a single-threaded sgemm on its own block of output pixels. */
 static void cpu_gemm(int threads, int m, int n, int k, const float *a, int lda, const float *b, float *c,
@@ -366,6 +467,10 @@ static void cpu_conv(void *vctx, const bzn_conv_args *a, void *scratch) {
     cpu_ctx *ctx = vctx;
     if (a->qweight) {
         cpu_conv_int8(ctx, a, scratch);
+        return;
+    }
+    if (cpu_f32_direct(ctx, a)) {
+        cpu_conv_f32_direct(ctx, a, scratch);
         return;
     }
     const int n = a->out_h * a->out_w, kk = a->k * a->k, K = a->in_c * kk;
@@ -566,11 +671,16 @@ bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err
     if (threads == 0) threads = omp_get_num_procs();
     ctx->threads = threads < 1 ? 1 : threads;
     ctx->s8 = bzn_s8_best_kernel();
+    ctx->f32_direct = bzn_f32_direct_available();
     /* test hook: BZN_INT8_KERNEL=ref|avx2 forces a simpler int8 kernel (never one the CPU
        cannot run); other values are ignored */
     const char *force = getenv("BZN_INT8_KERNEL");
     if (force && !strcmp(force, "ref")) ctx->s8 = BZN_S8_REF;
     if (force && !strcmp(force, "avx2") && ctx->s8 > BZN_S8_AVX2) ctx->s8 = BZN_S8_AVX2;
+    /* test hook: BZN_F32_SGEMM=1 runs every FP32 convolution on im2col + sgemm, the path of
+       CPUs without AVX-512 */
+    const char *sgemm = getenv("BZN_F32_SGEMM");
+    if (sgemm && !strcmp(sgemm, "1")) ctx->f32_direct = 0;
     b->name = "cpu";
     b->ctx = ctx;
     b->conv_prepare = cpu_conv_prepare;
