@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "gemm_f32.h"
 #include "gemm_s8.h"
 
 typedef struct {

@@ -46,13 +46,6 @@ void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsu
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
                   const uint8_t *b, const size_t *goff, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
 
-/* FP32 (AVX-512F, when bzn_f32_direct_available): one 8 x NR block of a float GEMM whose A rows
- * are read where they lie (w[r][k], r < 8) and whose B column block k is the NR floats at
- * bp[k] + n0: acc[r][j] = sum_k w[r][k] * bp[k][n0 + j]. */
-int bzn_f32_direct_available(void);
-void bzn_f32_block(int K, const float *const *bp, size_t n0, const float *const w[BZN_S8_MR],
-                   float acc[BZN_S8_MR][BZN_S8_NR]);
-
 /* the epilogue: out[i] = act(acc[i] * mult + bias) (AVX-512 with the VNNI kernel) */
 void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out);
 
