@@ -146,25 +146,38 @@ static void cpu_im2col(const bzn_conv_args *a, float *col, int threads) {
     }
 }
 
+/* o[i] = act(s[i] + b) (o may be s); one loop per activation, so that each vectorises */
+static void bias_act(bzn_act act, const float *s, size_t n, float b, float *o) {
+    switch (act) {
+    case BZN_ACT_NONE:
+        for (size_t i = 0; i < n; i++) o[i] = s[i] + b;
+        break;
+    case BZN_ACT_RELU:
+        for (size_t i = 0; i < n; i++) o[i] = bzn_relu(s[i] + b);
+        break;
+    case BZN_ACT_RELU6:
+        for (size_t i = 0; i < n; i++) o[i] = bzn_relu6(s[i] + b);
+        break;
+    }
+}
+
 static void cpu_epilogue(const bzn_conv_args *a, int threads) {
     const size_t hw = (size_t)a->out_h * a->out_w;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int oc = 0; oc < a->out_c; oc++) {
         float *o = a->out + (size_t)oc * hw;
         const float b = a->bias ? a->bias[oc] : 0.0f;
-        switch (a->act) {
-        case BZN_ACT_NONE:
-            if (b != 0.0f)
-                for (size_t i = 0; i < hw; i++) o[i] += b;
-            break;
-        case BZN_ACT_RELU:
-            for (size_t i = 0; i < hw; i++) o[i] = bzn_relu(o[i] + b);
-            break;
-        case BZN_ACT_RELU6:
-            for (size_t i = 0; i < hw; i++) o[i] = bzn_relu6(o[i] + b);
-            break;
-        }
+        if (a->act != BZN_ACT_NONE || b != 0.0f) bias_act(a->act, o, hw, b, o);
     }
+}
+
+/* Work items of a convolution's block GEMM: its tiles of NR output pixels, each split into
+ * *msplit shares of the 8-row weight blocks when there are few tiles (the small deep layers),
+ * so that every thread gets a share. Returns the item count. */
+static int gemm_items(const cpu_ctx *ctx, int tiles, int mblocks, int *msplit) {
+    *msplit = 1;
+    while (tiles * *msplit < 4 * ctx->threads && 2 * *msplit <= mblocks) *msplit *= 2;
+    return tiles * *msplit;
 }
 
 /* ---- INT8 convolution ----------------------------------------------------------------- */
@@ -348,11 +361,10 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
         const qscratch ln = qconv_layout(a->next, 1);
         memset((uint8_t *)a->out_q + ln.slack, 128, ln.poff - ln.slack);
     }
-    /* few tiles (the small deep layers): split the 8-row blocks of weights too, so that every
-       thread gets a share (stride 1 only: a packed tile would be packed again per share) */
+    /* (stride 1 only: a packed tile would be packed again for every share) */
     int msplit = 1;
-    while (direct && tiles * msplit < 4 * ctx->threads && 2 * msplit <= mblocks) msplit *= 2;
-    const int items = tiles * msplit, threads = ctx->threads < items ? ctx->threads : items;
+    const int items = direct ? gemm_items(ctx, tiles, mblocks, &msplit) : tiles;
+    const int threads = ctx->threads < items ? ctx->threads : items;
 #pragma omp parallel num_threads(threads)
     {
         /* this thread's packed tile (strided convolutions only: stride 1 has none) */
@@ -395,9 +407,8 @@ static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void
         bp[k] = planes + (size_t)c * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation;
     }
     memset((uint8_t *)scratch + l.slack, 0, l.bp - l.slack);
-    int msplit = 1;
-    while (tiles * msplit < 4 * ctx->threads && 2 * msplit <= mblocks) msplit *= 2;
-    const int items = tiles * msplit, threads = ctx->threads < items ? ctx->threads : items;
+    int msplit;
+    const int items = gemm_items(ctx, tiles, mblocks, &msplit), threads = ctx->threads < items ? ctx->threads : items;
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
@@ -423,24 +434,10 @@ static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void
                 const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
                 for (int r = 0; r < BZN_S8_MR; r++) w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K;
                 bzn_f32_block(K, bp, (size_t)n0, w, acc);
-                for (int r = 0; r < rows; r++) {
-                    const float b = a->bias ? a->bias[oc0 + r] : 0.0f;
-                    for (int u = 0; u < runs; u++) {
-                        const float *s = acc[r] + run_j[u];
-                        float *o = a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u];
-                        switch (a->act) {
-                        case BZN_ACT_NONE:
-                            for (int i = 0; i < run_len[u]; i++) o[i] = s[i] + b;
-                            break;
-                        case BZN_ACT_RELU:
-                            for (int i = 0; i < run_len[u]; i++) o[i] = bzn_relu(s[i] + b);
-                            break;
-                        case BZN_ACT_RELU6:
-                            for (int i = 0; i < run_len[u]; i++) o[i] = bzn_relu6(s[i] + b);
-                            break;
-                        }
-                    }
-                }
+                for (int r = 0; r < rows; r++)
+                    for (int u = 0; u < runs; u++)
+                        bias_act(a->act, acc[r] + run_j[u], (size_t)run_len[u], a->bias ? a->bias[oc0 + r] : 0.0f,
+                                 a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
             }
         }
     }
