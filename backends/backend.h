@@ -44,7 +44,7 @@ typedef struct bzn_conv_args {
     const int8_t *qweight;
     const float *wscale;
     float in_scale;
-    const void *prepared; /* the backend's own form of the weights, from conv_prepare */
+    const void *prepared; /* what conv_prepare made for this convolution, or NULL */
     /* INT8 hand-off (NULL unless the engine arranged one; see conv_qin_bytes): when a tensor
      * goes from one INT8 convolution to exactly one other, as that one's whole input, the
      * producer writes it already quantized with the consumer's in_scale, in the backend's
@@ -71,8 +71,9 @@ typedef struct {
 typedef struct bzn_backend {
     const char *name;
     void *ctx;
-    /* optional: the weights in the backend's own layout, made once at context creation
-     * (NULL when the backend needs nothing, or on out of memory: see conv_prepare_failed) */
+    /* optional: what a convolution needs that does not change from frame to frame (packed
+     * weights, offset tables), made once at context creation for every convolution and passed
+     * back in bzn_conv_args.prepared; NULL when nothing is needed (*failed = 1: out of memory) */
     void *(*conv_prepare)(void *ctx, const bzn_conv_args *a, int *failed);
     void (*conv_release)(void *ctx, void *prepared);
     /* scratch bytes conv() needs for these arguments (planned once, at context creation) */

@@ -22,7 +22,6 @@ typedef struct {
     int8_t *qweight;  /* [out][in][k][k], per-output-channel symmetric */
     float *wscale;    /* [out] */
     float in_scale;   /* the input tensor's scale (the largest of its pieces') */
-    void *prepared;   /* the backend's packed form */
     int owned;        /* qweight/wscale allocated here (not the model's) */
     int hand_to;      /* INT8 hand-off: 1 + the node that gets this output as int8, or 0 */
     int handed;       /* INT8 hand-off: the input arrives already quantized */
@@ -41,6 +40,7 @@ struct bzn_ctx {
     size_t scratch_bytes;
     uint8_t *resized;     /* the frame resized to the input size, RGB */
     bzn_resizer *resizer; /* the resize's plans and buffers, kept while frames keep their size */
+    void **prepared;      /* per node: the backend's own form of a convolution (conv_prepare) */
     float **fweight;      /* per node: float weights dequantized here for a convolution stored
                              int8 in its file but run in FP32 (else NULL: the model's are used) */
     int threads;          /* for the engine's own loops (resize, class map) */
@@ -91,12 +91,12 @@ static void conv_args(const bzn_ctx *c, const bzn_node *n, bzn_conv_args *a) {
     a->pad = n->pad;
     a->dilation = n->dilation;
     a->act = n->act;
+    a->prepared = c->prepared ? c->prepared[n - c->g.nodes] : NULL;
     const qconv *q = c->q ? &c->q[n - c->g.nodes] : NULL;
     if (q && q->qweight) {
         a->qweight = q->qweight;
         a->wscale = q->wscale;
         a->in_scale = q->in_scale;
-        a->prepared = q->prepared;
         if (q->handed) a->in_q = a->in[0].data; /* the producer's buffer holds int8 planes */
     }
 }
@@ -323,19 +323,20 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
     else if (s == BZN_OK && o.precision != BZN_PRECISION_FP32)
         s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown precision %d", (int)o.precision);
     if (s == BZN_OK) s = dequantize_fp32_convs(c, err);
+    if (s == BZN_OK && !(c->prepared = calloc((size_t)c->g.n_nodes, sizeof *c->prepared)))
+        s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     if (s == BZN_OK) {
         for (int i = 0; i < c->g.n_nodes; i++) {
             if (c->g.nodes[i].kind != BZN_NODE_CONV) continue;
             bzn_conv_args a;
             conv_args(c, &c->g.nodes[i], &a);
-            if (c->q && c->q[i].qweight && c->backend->conv_prepare) {
+            if (c->backend->conv_prepare) {
                 int failed = 0;
-                c->q[i].prepared = c->backend->conv_prepare(c->backend->ctx, &a, &failed);
+                a.prepared = c->prepared[i] = c->backend->conv_prepare(c->backend->ctx, &a, &failed);
                 if (failed) {
                     s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory preparing '%s'", c->g.nodes[i].name);
                     break;
                 }
-                a.prepared = c->q[i].prepared;
             }
             size_t need = c->backend->conv_scratch(c->backend->ctx, &a);
             if (need > c->scratch_bytes) c->scratch_bytes = need;
@@ -363,9 +364,11 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
 
 void bzn_ctx_free(bzn_ctx *c) {
     if (!c) return;
+    for (int i = 0; c->prepared && i < c->g.n_nodes; i++)
+        if (c->prepared[i] && c->backend->conv_release) c->backend->conv_release(c->backend->ctx, c->prepared[i]);
+    free(c->prepared);
     if (c->q) {
         for (int i = 0; i < c->g.n_nodes; i++) {
-            if (c->q[i].prepared && c->backend->conv_release) c->backend->conv_release(c->backend->ctx, c->q[i].prepared);
             if (c->q[i].owned) {
                 free(c->q[i].qweight);
                 free(c->q[i].wscale);

@@ -129,11 +129,16 @@ static void run_conv_case(bzn_backend *be, const conv_case *c) {
     const size_t guard = 37;
     float *big = malloc((out_n + 2 * guard) * sizeof *big), *want = malloc(out_n * sizeof *want);
     for (size_t i = 0; i < out_n + 2 * guard; i++) big[i] = 1234.5f;
+    int failed = 0;
+    void *prep = be->conv_prepare ? be->conv_prepare(be->ctx, &a, &failed) : NULL;
+    ck_assert_int_eq(failed, 0);
+    a.prepared = prep;
     void *scratch = NULL;
     size_t sb = be->conv_scratch(be->ctx, &a);
     if (sb) ck_assert_int_eq(posix_memalign(&scratch, 64, sb), 0);
     a.out = big + guard;
     be->conv(be->ctx, &a, scratch);
+    if (be->conv_release) be->conv_release(be->ctx, prep);
     a.out = want;
     ref->conv(ref->ctx, &a, NULL);
     double err = rel_err(big + guard, want, out_n);

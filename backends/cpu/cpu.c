@@ -31,11 +31,17 @@ typedef struct {
     int f32_direct;   /* FP32 stride-1 convolutions run on the direct AVX-512 kernel (else sgemm) */
 } cpu_ctx;
 
-/* INT8 weights in the GEMM kernel's packed layout, with the per-channel output multipliers */
+/* What a convolution keeps from context creation (conv_prepare), for the direct FP32 and the
+ * INT8 block GEMMs: where each k (FP32: input channel and tap; INT8: group of 4 k) starts in
+ * the padded input planes, for output pixel 0; INT8 also has its weights packed for the
+ * kernel, the per-channel output multipliers and, for strides above 1, where each group
+ * lies in a packed tile. */
 typedef struct {
-    int8_t *a;      /* packed weights */
+    size_t *off;    /* FP32: floats; INT8: bytes */
+    size_t *toff;   /* INT8, stride > 1: g * 4 NR bytes */
+    int8_t *a;      /* INT8: packed weights */
     int32_t *rowsum;
-    float *mult;    /* in_scale * wscale[oc] */
+    float *mult;    /* INT8: in_scale * wscale[oc] */
 } cpu_qconv;
 
 static int cpu_is_pointwise(const bzn_conv_args *a) {
@@ -52,53 +58,35 @@ static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 static int qgroups(const bzn_conv_args *a) { return (a->in_c + 3) / 4; }
 static int qkg(const bzn_conv_args *a) { return a->k * a->k * qgroups(a); } /* K / 4 */
 
-/* INT8 scratch: the planes (+ slack: stride-1 tiles run over the padded width and read up
- * to (k-1) d + NR pixels past the last row); each k-group's byte offset in the planes and
- * in a packed tile; one packed tile (kg x 4 NR bytes) per thread for strides above 1. */
-typedef struct {
-    size_t planes, slack, poff, toff, tiles, total;
-} qscratch;
+/* Padded planes of `bytes` per pixel and channel group: where the slack starts (stride-1
+ * tiles run over the padded width and read up to (k-1) d + NR pixels past the last row) and
+ * where it ends, 64-byte aligned. */
+static size_t planes_slack(const bzn_conv_args *a, size_t groups, size_t bytes) {
+    return groups * ((size_t)a->in_h + 2 * a->pad) * ((size_t)a->in_w + 2 * a->pad) * bytes;
+}
+static size_t planes_end(const bzn_conv_args *a, size_t groups, size_t bytes) {
+    return align64(planes_slack(a, groups, bytes) + ((size_t)(a->k - 1) * a->dilation + 2 * BZN_S8_NR) * bytes);
+}
 
-static qscratch qconv_layout(const bzn_conv_args *a, int threads) {
-    const size_t kg = (size_t)qkg(a), hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
-    qscratch l;
-    l.planes = 0;
-    l.slack = (size_t)qgroups(a) * hp * wp * 4;
-    l.poff = align64(l.slack + ((size_t)(a->k - 1) * a->dilation + 2 * BZN_S8_NR) * 4);
-    l.toff = l.poff + align64(kg * sizeof(size_t));
-    l.tiles = l.toff + align64(kg * sizeof(size_t));
-    l.total = l.tiles + (a->stride == 1 ? 0 : (size_t)threads * align64(kg * BZN_S8_NR * 4));
-    return l;
+/* INT8 scratch: the planes, then one packed tile (kg x 4 NR bytes) per thread for strides
+ * above 1. */
+static size_t qconv_scratch(const bzn_conv_args *a, int threads) {
+    const size_t tiles = a->stride == 1 ? 0 : (size_t)threads * align64((size_t)qkg(a) * BZN_S8_NR * 4);
+    return planes_end(a, (size_t)qgroups(a), 4) + tiles;
 }
 
 /* INT8 hand-offs: a's input as planes, slack included */
 static size_t cpu_conv_qin_bytes(void *vctx, const bzn_conv_args *a) {
     (void)vctx;
-    return qconv_layout(a, 1).poff;
-}
-
-/* FP32 direct scratch: the input copied into zero-padded planes (+ slack, as for INT8), and
- * the address of every k (input channel, tap) at output pixel 0. */
-typedef struct {
-    size_t planes, slack, bp, total;
-} fscratch;
-
-static fscratch fconv_layout(const bzn_conv_args *a) {
-    const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
-    fscratch l;
-    l.planes = 0;
-    l.slack = (size_t)a->in_c * hp * wp * sizeof(float);
-    l.bp = align64(l.slack + ((size_t)(a->k - 1) * a->dilation + 2 * BZN_S8_NR) * sizeof(float));
-    l.total = l.bp + align64((size_t)a->in_c * a->k * a->k * sizeof(float *));
-    return l;
+    return planes_end(a, (size_t)qgroups(a), 4);
 }
 
 static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) { return ctx->f32_direct && a->stride == 1; }
 
 static size_t cpu_conv_scratch(void *vctx, const bzn_conv_args *a) {
     const cpu_ctx *ctx = vctx;
-    if (a->qweight) return qconv_layout(a, ctx->threads).total;
-    if (cpu_f32_direct(ctx, a)) return fconv_layout(a).total;
+    if (a->qweight) return qconv_scratch(a, ctx->threads);
+    if (cpu_f32_direct(ctx, a)) return planes_end(a, (size_t)a->in_c, sizeof(float)); /* the padded copy */
     if (cpu_is_pointwise(a)) return 0;
     return (size_t)a->in_c * a->k * a->k * a->out_h * a->out_w * sizeof(float);
 }
@@ -182,31 +170,52 @@ static int gemm_items(const cpu_ctx *ctx, int tiles, int mblocks, int *msplit) {
 
 /* ---- INT8 convolution ----------------------------------------------------------------- */
 
-/* The weights in K order (ky, kx, group of 4 input channels, channel), missing channels 0,
- * packed for the GEMM kernel. */
-static void *cpu_conv_prepare(void *vctx, const bzn_conv_args *a, int *failed) {
+static void cpu_conv_release(void *vctx, void *prepared) {
     (void)vctx;
+    cpu_qconv *q = prepared;
+    if (!q) return;
+    free(q->off);
+    free(q->toff);
+    free(q->a);
+    free(q->rowsum);
+    free(q->mult);
+    free(q);
+}
+
+/* The plane offsets of the direct FP32 kernel (k = input channel, tap) or of the INT8 one (k
+ * = tap, group of 4 channels); INT8 weights in K order (ky, kx, group of 4 input channels,
+ * channel), missing channels 0, packed for the GEMM kernel. */
+static void *cpu_conv_prepare(void *vctx, const bzn_conv_args *a, int *failed) {
+    const cpu_ctx *ctx = vctx;
     *failed = 0;
-    if (!a->qweight) return NULL;
+    if (!a->qweight && !cpu_f32_direct(ctx, a)) return NULL; /* sgemm needs nothing */
     const int kk = a->k * a->k, cg = qgroups(a), K = 4 * qkg(a);
+    const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
+    const int n_off = a->qweight ? qkg(a) : a->in_c * kk;
     cpu_qconv *q = calloc(1, sizeof *q);
-    int8_t *w = calloc((size_t)a->out_c * K, 1);
+    int8_t *w = a->qweight ? calloc((size_t)a->out_c * K, 1) : NULL;
     if (q) {
-        q->a = aligned_alloc(64, align64((size_t)bzn_s8_mpad(a->out_c) * K));
-        q->rowsum = malloc((size_t)a->out_c * sizeof *q->rowsum);
-        q->mult = malloc((size_t)a->out_c * sizeof *q->mult);
-    }
-    if (!w || !q || !q->a || !q->rowsum || !q->mult) {
-        free(w);
-        if (q) {
-            free(q->a);
-            free(q->rowsum);
-            free(q->mult);
+        q->off = malloc((size_t)n_off * sizeof *q->off);
+        if (a->qweight) {
+            q->toff = a->stride == 1 ? NULL : malloc((size_t)n_off * sizeof *q->toff);
+            q->a = aligned_alloc(64, align64((size_t)bzn_s8_mpad(a->out_c) * K));
+            q->rowsum = malloc((size_t)a->out_c * sizeof *q->rowsum);
+            q->mult = malloc((size_t)a->out_c * sizeof *q->mult);
         }
-        free(q);
+    }
+    if (!q || !q->off || (a->qweight && (!w || (a->stride != 1 && !q->toff) || !q->a || !q->rowsum || !q->mult))) {
+        free(w);
+        cpu_conv_release(vctx, q);
         *failed = 1;
         return NULL;
     }
+    for (int k = 0; k < n_off; k++) {
+        /* the channel (group), tap row and tap column of k */
+        const int c = a->qweight ? k % cg : k / kk, t = a->qweight ? k / cg : k % kk, ky = t / a->k, kx = t % a->k;
+        q->off[k] = ((size_t)c * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation) * (a->qweight ? 4 : 1);
+        if (q->toff) q->toff[k] = (size_t)k * BZN_S8_NR * 4;
+    }
+    if (!a->qweight) return q;
     for (int oc = 0; oc < a->out_c; oc++)
         for (int c = 0; c < a->in_c; c++)
             for (int t = 0; t < kk; t++)
@@ -215,16 +224,6 @@ static void *cpu_conv_prepare(void *vctx, const bzn_conv_args *a, int *failed) {
     free(w);
     for (int oc = 0; oc < a->out_c; oc++) q->mult[oc] = a->in_scale * a->wscale[oc];
     return q;
-}
-
-static void cpu_conv_release(void *vctx, void *prepared) {
-    (void)vctx;
-    cpu_qconv *q = prepared;
-    if (!q) return;
-    free(q->a);
-    free(q->rowsum);
-    free(q->mult);
-    free(q);
 }
 
 /* The padding of padded row `row` (group row / hp, row row % hp) of a's planes: the whole
@@ -338,28 +337,22 @@ static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_
  * that stays in cache) by every 8-row block of weights and write the block's outputs. */
 static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     const cpu_qconv *q = a->prepared;
-    const int kg = qkg(a), cg = qgroups(a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
-    const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad, direct = a->stride == 1;
+    const int kg = qkg(a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
+    const int wp = a->in_w + 2 * a->pad, direct = a->stride == 1;
     const int gw = direct ? wp : a->out_w, tiles = (a->out_h * gw + BZN_S8_NR - 1) / BZN_S8_NR;
-    const qscratch l = qconv_layout(a, ctx->threads);
-    size_t *poff = (size_t *)((uint8_t *)scratch + l.poff), *toff = (size_t *)((uint8_t *)scratch + l.toff);
-    for (int g = 0; g < kg; g++) {
-        const int t = g / cg, ky = t / a->k, kx = t % a->k;
-        poff[g] = ((size_t)(g % cg) * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation) * 4;
-        toff[g] = (size_t)g * BZN_S8_NR * 4;
-    }
+    const size_t slack = planes_slack(a, (size_t)qgroups(a), 4), tiles_at = planes_end(a, (size_t)qgroups(a), 4);
     const uint8_t *planes = a->in_q; /* handed over by the convolution before, slack included */
     if (!planes) {
-        uint8_t *p = (uint8_t *)scratch + l.planes;
-        memset(p + l.slack, 128, l.poff - l.slack);
+        uint8_t *p = scratch;
+        memset(p + slack, 128, tiles_at - slack);
         cpu_quantize_planes(ctx, a, p);
         planes = p;
     }
     /* handing the output over: the consumer's padding and slack, while the tiles fill the rest */
     const int next_rows = a->out_q ? qgroups(a->next) * (a->next->in_h + 2 * a->next->pad) : 0;
     if (a->out_q) {
-        const qscratch ln = qconv_layout(a->next, 1);
-        memset((uint8_t *)a->out_q + ln.slack, 128, ln.poff - ln.slack);
+        const size_t ns = planes_slack(a->next, (size_t)qgroups(a->next), 4);
+        memset((uint8_t *)a->out_q + ns, 128, planes_end(a->next, (size_t)qgroups(a->next), 4) - ns);
     }
     /* (stride 1 only: a packed tile would be packed again for every share) */
     int msplit = 1;
@@ -368,7 +361,7 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
 #pragma omp parallel num_threads(threads)
     {
         /* this thread's packed tile (strided convolutions only: stride 1 has none) */
-        uint8_t *bt = direct ? NULL : (uint8_t *)scratch + l.tiles + (size_t)omp_get_thread_num() * align64((size_t)kg * BZN_S8_NR * 4);
+        uint8_t *bt = direct ? NULL : (uint8_t *)scratch + tiles_at + (size_t)omp_get_thread_num() * align64((size_t)kg * BZN_S8_NR * 4);
         int32_t acc[BZN_S8_MR][BZN_S8_NR];
 #pragma omp for schedule(static) nowait
         for (int row = 0; row < next_rows; row++) cpu_plane_border(a->next, a->out_q, row);
@@ -377,13 +370,13 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
             const int t = item / msplit, share = item % msplit, n0 = t * BZN_S8_NR;
             const uint8_t *b = planes + (size_t)n0 * 4;
             if (!direct) {
-                cpu_pack_tile(a, planes, poff, kg, n0, bt);
+                cpu_pack_tile(a, planes, q->off, kg, n0, bt);
                 b = bt;
             }
             for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
                 const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
                 bzn_s8_block(ctx->s8, kg, q->a + (size_t)mb * kg * BZN_S8_MR * 4, q->rowsum + oc0, rows, b,
-                             direct ? poff : toff, acc);
+                             direct ? q->off : q->toff, acc);
                 cpu_qepilogue(ctx, a, q, oc0, rows, n0, gw, acc);
             }
         }
@@ -398,15 +391,10 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
 static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     const int kk = a->k * a->k, K = a->in_c * kk, mblocks = (a->out_c + BZN_S8_MR - 1) / BZN_S8_MR;
     const int p = a->pad, hp = a->in_h + 2 * p, wp = a->in_w + 2 * p, tiles = (a->out_h * wp + BZN_S8_NR - 1) / BZN_S8_NR;
-    const size_t n = (size_t)a->out_h * a->out_w;
-    const fscratch l = fconv_layout(a);
+    const size_t n = (size_t)a->out_h * a->out_w, slack = planes_slack(a, (size_t)a->in_c, sizeof(float));
+    const cpu_qconv *q = a->prepared;
     float *planes = (float *)scratch;
-    const float **bp = (const float **)(void *)((uint8_t *)scratch + l.bp);
-    for (int k = 0; k < K; k++) {
-        const int c = k / kk, ky = (k % kk) / a->k, kx = k % a->k;
-        bp[k] = planes + (size_t)c * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation;
-    }
-    memset((uint8_t *)scratch + l.slack, 0, l.bp - l.slack);
+    memset((uint8_t *)scratch + slack, 0, planes_end(a, (size_t)a->in_c, sizeof(float)) - slack);
     int msplit;
     const int items = gemm_items(ctx, tiles, mblocks, &msplit), threads = ctx->threads < items ? ctx->threads : items;
 #pragma omp parallel num_threads(threads)
@@ -433,7 +421,7 @@ static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void
                 const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
                 const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
                 for (int r = 0; r < BZN_S8_MR; r++) w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K;
-                bzn_f32_block(K, bp, (size_t)n0, w, acc);
+                bzn_f32_block(K, planes + n0, q->off, w, acc);
                 for (int r = 0; r < rows; r++)
                     for (int u = 0; u < runs; u++)
                         bias_act(a->act, acc[r] + run_j[u], (size_t)run_len[u], a->bias ? a->bias[oc0 + r] : 0.0f,

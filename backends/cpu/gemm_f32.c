@@ -18,14 +18,14 @@ int bzn_f32_direct_available(void) {
 }
 
 #ifdef BZN_X86
-__attribute__((target("avx512f"))) static void f32_block_avx512(int K, const float *const *bp, size_t n0,
+__attribute__((target("avx512f"))) static void f32_block_avx512(int K, const float *b0, const size_t *koff,
                                                                 const float *const w[BZN_S8_MR],
                                                                 float acc_out[BZN_S8_MR][BZN_S8_NR]) {
     __m512 acc[BZN_S8_MR][BZN_F32_NZ];
     for (int r = 0; r < BZN_S8_MR; r++)
         for (int z = 0; z < BZN_F32_NZ; z++) acc[r][z] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
-        const float *b = bp[k] + n0;
+        const float *b = b0 + koff[k];
         __m512 bz[BZN_F32_NZ];
         for (int z = 0; z < BZN_F32_NZ; z++) bz[z] = _mm512_loadu_ps(b + 16 * z);
         for (int r = 0; r < BZN_S8_MR; r++) {
@@ -38,15 +38,15 @@ __attribute__((target("avx512f"))) static void f32_block_avx512(int K, const flo
 }
 #endif
 
-void bzn_f32_block(int K, const float *const *bp, size_t n0, const float *const w[BZN_S8_MR],
+void bzn_f32_block(int K, const float *b, const size_t *koff, const float *const w[BZN_S8_MR],
                    float acc[BZN_S8_MR][BZN_S8_NR]) {
 #ifdef BZN_X86
-    f32_block_avx512(K, bp, n0, w, acc);
+    f32_block_avx512(K, b, koff, w, acc);
 #else
     for (int r = 0; r < BZN_S8_MR; r++)
         for (int j = 0; j < BZN_S8_NR; j++) {
             float s = 0;
-            for (int k = 0; k < K; k++) s += w[r][k] * bp[k][n0 + j];
+            for (int k = 0; k < K; k++) s += w[r][k] * b[koff[k] + j];
             acc[r][j] = s;
         }
 #endif
