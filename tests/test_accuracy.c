@@ -164,10 +164,8 @@ int main(void) {
         return TU_SKIP;
     }
     Suite *s = suite_create("accuracy");
-    TCase *tc = tcase_create("dev-test");
-    tcase_set_timeout(tc, 1200);
+    TCase *tc = tu_case(s, "dev-test", 1200);
     tcase_add_test(tc, shipped_model_devtest);
     tcase_add_test(tc, int8_devtest);
-    suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -384,8 +384,7 @@ int main(void) {
         return 1;
     }
     Suite *s = suite_create("bench_stream");
-    TCase *tc = tcase_create("bench_stream");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = tu_case(s, "bench_stream", 900);
     tcase_add_test(tc, bench_usage);
     tcase_add_test(tc, bench_json);
     tcase_add_test(tc, bench_layers);
@@ -394,7 +393,6 @@ int main(void) {
     tcase_add_test(tc, stream_outputs);
     tcase_add_test(tc, stream_truncated);
     tcase_add_test(tc, stream_closed_pipe);
-    suite_add_tcase(s, tc);
     const int failed = tu_run_suite(s);
     free(tmp);
     return failed;

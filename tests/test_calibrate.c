@@ -943,8 +943,7 @@ int main(void) {
     }
     tmp = tu_tmpdir("calibrate");
     Suite *s = suite_create("calibrate");
-    TCase *tc = tcase_create("calibration");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = tu_case(s, "calibration", 900);
     tcase_add_test(tc, golden_histograms);
     tcase_add_test(tc, golden_observations);
     tcase_add_test(tc, histogram_rules);
@@ -957,7 +956,6 @@ int main(void) {
     tcase_add_test(tc, cli_usage);
     tcase_add_test(tc, cli_end_to_end);
     tcase_add_test(tc, int8_weight_file);
-    suite_add_tcase(s, tc);
     const int failed = tu_run_suite(s);
     bzn_model_free(model);
     tu_run("rm -rf '%s'", tmp);

@@ -622,34 +622,25 @@ START_TEST(test_shared_model) {
 }
 END_TEST
 
-/* One test case per test, each with a generous timeout (valgrind runs are slow). */
-#define ADD_CASE(suite, fn)                     \
-    do {                                        \
-        TCase *tc_ = tcase_create(#fn);         \
-        tcase_set_timeout(tc_, 600);            \
-        tcase_add_test(tc_, fn);                \
-        suite_add_tcase(suite, tc_);            \
-    } while (0)
-
 static Suite *ckpt_suite(void) {
     Suite *s = suite_create("ckpt");
-    ADD_CASE(s, test_plain_state_dict);
-    ADD_CASE(s, test_dtypes);
-    ADD_CASE(s, test_wrappers);
-    ADD_CASE(s, test_module_prefix);
-    ADD_CASE(s, test_custom_folder_proto4_zip64);
-    ADD_CASE(s, test_strided_views);
-    ADD_CASE(s, test_from_type_and_pairs);
-    ADD_CASE(s, test_read_memory_and_api);
-    ADD_CASE(s, test_zip_reader);
-    ADD_CASE(s, test_pickle_vm);
-    ADD_CASE(s, test_error_fixtures);
-    ADD_CASE(s, test_truncation_everywhere);
-    ADD_CASE(s, test_corruption_everywhere);
-    ADD_CASE(s, test_pickle_corruption_everywhere);
-    ADD_CASE(s, test_fuzz_regressions);
+    TU_ADD_CASE(s, test_plain_state_dict);
+    TU_ADD_CASE(s, test_dtypes);
+    TU_ADD_CASE(s, test_wrappers);
+    TU_ADD_CASE(s, test_module_prefix);
+    TU_ADD_CASE(s, test_custom_folder_proto4_zip64);
+    TU_ADD_CASE(s, test_strided_views);
+    TU_ADD_CASE(s, test_from_type_and_pairs);
+    TU_ADD_CASE(s, test_read_memory_and_api);
+    TU_ADD_CASE(s, test_zip_reader);
+    TU_ADD_CASE(s, test_pickle_vm);
+    TU_ADD_CASE(s, test_error_fixtures);
+    TU_ADD_CASE(s, test_truncation_everywhere);
+    TU_ADD_CASE(s, test_corruption_everywhere);
+    TU_ADD_CASE(s, test_pickle_corruption_everywhere);
+    TU_ADD_CASE(s, test_fuzz_regressions);
     if (tu_have_shared())
-        ADD_CASE(s, test_shared_model);
+        TU_ADD_CASE(s, test_shared_model);
     else
         printf("test_shared_model: skipped (no shared/models/blazeneo-dha-neopolyp-small.pth)\n");
     return s;

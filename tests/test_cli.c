@@ -190,8 +190,7 @@ int main(void) {
     }
     tmp = tu_tmpdir("cli");
     Suite *s = suite_create("cli");
-    TCase *tc = tcase_create("cli");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = tu_case(s, "cli", 900);
     tcase_add_test(tc, usage_errors);
     tcase_add_test(tc, bad_models);
     tcase_add_test(tc, bad_images);
@@ -199,7 +198,6 @@ int main(void) {
     tcase_add_test(tc, convert_errors);
     tcase_add_test(tc, info_and_trace);
     tcase_add_test(tc, segment_under_valgrind);
-    suite_add_tcase(s, tc);
     const int failed = tu_run_suite(s);
     free(tmp);
     return failed;

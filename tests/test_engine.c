@@ -349,8 +349,7 @@ int main(void) {
         return 1;
     }
     Suite *s = suite_create("engine");
-    TCase *tc = tcase_create("api");
-    tcase_set_timeout(tc, 600);
+    TCase *tc = tu_case(s, "api", 600);
     tcase_add_test(tc, bad_sizes);
     tcase_add_test(tc, misuse_before_and_after_run);
     tcase_add_test(tc, memory_plan);
@@ -358,7 +357,6 @@ int main(void) {
     tcase_add_test(tc, open_from_memory);
     tcase_add_test(tc, no_allocation_per_frame);
     tcase_add_test(tc, int8_handoffs_exact);
-    suite_add_tcase(s, tc);
     const int failed = tu_run_suite(s);
     bzn_model_free(model);
     return failed;

@@ -522,18 +522,15 @@ int main(void) {
     }
     tmp = tu_tmpdir("eval");
     Suite *s = suite_create("eval");
-    TCase *metrics = tcase_create("metrics");
+    TCase *metrics = tu_case(s, "metrics", 60);
     tcase_add_test(metrics, metrics_by_hand);
     tcase_add_test(metrics, metrics_empty_sets);
     tcase_add_test(metrics, undefined_by_hand);
-    suite_add_tcase(s, metrics);
-    TCase *cmd = tcase_create("command");
-    tcase_set_timeout(cmd, 900);
+    TCase *cmd = tu_case(s, "command", 900);
     tcase_add_test(cmd, eval_usage);
     tcase_add_test(cmd, eval_matches_protocol);
     tcase_add_test(cmd, eval_configurations_and_report);
     tcase_add_test(cmd, eval_bad_input);
-    suite_add_tcase(s, cmd);
     const int failed = tu_run_suite(s);
     free(tmp);
     return failed;

@@ -632,26 +632,17 @@ START_TEST(test_colorize_overlay) {
 }
 END_TEST
 
-/* One test case per test, each with a generous timeout (valgrind runs are slow). */
-#define ADD_CASE(suite, fn)                                                                        \
-    do {                                                                                           \
-        TCase *tc_ = tcase_create(#fn);                                                            \
-        tcase_set_timeout(tc_, 600);                                                               \
-        tcase_add_test(tc_, fn);                                                                   \
-        suite_add_tcase(suite, tc_);                                                               \
-    } while (0)
-
 static Suite *image_suite(void) {
     Suite *s = suite_create("image");
-    ADD_CASE(s, test_decode_samples);
-    ADD_CASE(s, test_decode_matches_pil);
-    ADD_CASE(s, test_decode_colour_spaces);
-    ADD_CASE(s, test_decode_errors);
-    ADD_CASE(s, test_resize_matches_pil);
-    ADD_CASE(s, test_resize_properties);
-    ADD_CASE(s, test_png_round_trip);
-    ADD_CASE(s, test_png_errors);
-    ADD_CASE(s, test_colorize_overlay);
+    TU_ADD_CASE(s, test_decode_samples);
+    TU_ADD_CASE(s, test_decode_matches_pil);
+    TU_ADD_CASE(s, test_decode_colour_spaces);
+    TU_ADD_CASE(s, test_decode_errors);
+    TU_ADD_CASE(s, test_resize_matches_pil);
+    TU_ADD_CASE(s, test_resize_properties);
+    TU_ADD_CASE(s, test_png_round_trip);
+    TU_ADD_CASE(s, test_png_errors);
+    TU_ADD_CASE(s, test_colorize_overlay);
     return s;
 }
 

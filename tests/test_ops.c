@@ -371,19 +371,16 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("ops");
-    TCase *tc = tcase_create("reference");
+    TCase *tc = tu_case(s, "reference", 60);
     tcase_add_test(tc, ref_conv_known);
     tcase_add_test(tc, ref_upsample_known);
     tcase_add_test(tc, ref_maxpool_known);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("cpu-vs-reference");
-    tcase_set_timeout(tc, 600);
+    tc = tu_case(s, "cpu-vs-reference", 600);
     tcase_add_loop_test(tc, conv_sweep, 0, 2);
     tcase_add_test(tc, conv_blazeneo_shapes);
     tcase_add_loop_test(tc, pool_and_upsample_sweep, 0, 2);
     tcase_add_test(tc, bad_thread_count);
     tcase_add_test(tc, s8_gemm_kernels_exact);
     tcase_add_loop_test(tc, conv_int8_sweep, 0, 2);
-    suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

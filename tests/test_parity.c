@@ -185,12 +185,10 @@ int main(void) {
     while (n_cases < 16 && fscanf(f, "%63s", cases[n_cases]) == 1) n_cases++;
     fclose(f);
     Suite *s = suite_create("parity");
-    TCase *tc = tcase_create("pytorch");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = tu_case(s, "pytorch", 900);
     tcase_add_test(tc, variant_detection);
     tcase_add_loop_test(tc, parity_cpu, 0, n_cases);
     tcase_add_loop_test(tc, parity_ref, 0, n_cases);
-    suite_add_tcase(s, tc);
     const int failed = tu_run_suite(s);
     return failed || n_cases < 8 ? 1 : 0;
 }

@@ -289,19 +289,15 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("weights");
-    TCase *tc = tcase_create("format");
-    tcase_set_timeout(tc, 300);
+    TCase *tc = tu_case(s, "format", 300);
     tcase_add_test(tc, round_trip);
     tcase_add_test(tc, truncation_everywhere);
     tcase_add_test(tc, corruption_everywhere);
     tcase_add_loop_test(tc, crafted_errors, 0, sizeof mutations / sizeof *mutations);
     tcase_add_test(tc, not_a_weight_file);
     tcase_add_test(tc, f16_conversion);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("architecture");
-    tcase_set_timeout(tc, 300);
+    tc = tu_case(s, "architecture", 300);
     tcase_add_test(tc, architecture_checks);
     tcase_add_test(tc, shipped_model_truncated);
-    suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

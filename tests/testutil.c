@@ -99,6 +99,13 @@ int tu_cli_io(const char *dir, const char *in, const char *outfile, char *out, s
     return rc;
 }
 
+TCase *tu_case(Suite *s, const char *name, int timeout_s) {
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, timeout_s);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 int tu_run_suite(Suite *s) {
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

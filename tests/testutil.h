@@ -34,7 +34,12 @@ int tu_cli_io(const char *dir, const char *in, const char *outfile, char *out, s
 void tu_slurp(const char *path, char *buf, size_t size);
 /* Run a Check suite with the usual runner; returns the process exit status (0 all passed). */
 struct Suite;
+struct TCase;
 int tu_run_suite(struct Suite *s);
+/* A new test case of suite s, with a timeout in seconds (valgrind and dev-test runs are slow). */
+struct TCase *tu_case(struct Suite *s, const char *name, int timeout_s);
+/* One test case per test (named after it), 600 s each */
+#define TU_ADD_CASE(suite, fn) tcase_add_test(tu_case(suite, #fn, 600), fn)
 /* A fresh empty directory under the build tree (or /tmp); caller frees. */
 char *tu_tmpdir(const char *tag);
 /* Whole file into a malloc'd buffer (NULL on error). */
