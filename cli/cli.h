@@ -40,7 +40,8 @@ typedef struct {
 
 /* The precision options every running command takes: -p, --calib, --keep-fp32. Put
  * CLI_PRECISION_OPTIONS in the getopt_long table ("p:" in the short options) and pass every
- * option to cli_precision_option: 1 handled, 0 not a precision option, -1 bad value (printed). */
+ * option the command does not handle itself to cli_precision_option: 0 handled, EXIT_USAGE
+ * for a bad value or an unknown option (the message is printed). */
 #define CLI_OPT_CALIB 0x1001
 #define CLI_OPT_KEEP_FP32 0x1002
 #define CLI_PRECISION_OPTIONS                                                                      \

@@ -312,11 +312,8 @@ int cmd_eval(int argc, char **argv) {
         }
         case 'q': quiet = 1; break;
         case 'h': help(); return EXIT_OK;
-        default: {
-            const int r = cli_precision_option(CMD, c, optarg, &pcfg);
-            if (r < 0) return EXIT_USAGE;
-            if (r == 0) return cli_usage_error(CMD, "unknown option");
-        }
+        default:
+            if (cli_precision_option(CMD, c, optarg, &pcfg)) return EXIT_USAGE;
         }
     }
     if (!model) return cli_usage_error(CMD, "no model given (-m MODEL)");

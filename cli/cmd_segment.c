@@ -119,7 +119,7 @@ int cmd_segment(int argc, char **argv) {
                                          {"help", no_argument, 0, 'h'},         CLI_PRECISION_OPTIONS,
                                          {0}};
     const char *model = NULL, *outdir = NULL;
-    int overlay = 0, quiet = 0, c, r;
+    int overlay = 0, quiet = 0, c;
     cli_config cfg = {0};
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:s:b:t:p:qh", opts, NULL)) != -1) {
@@ -143,8 +143,7 @@ int cmd_segment(int argc, char **argv) {
         case 'q': quiet = 1; break;
         case 'h': help(); return EXIT_OK;
         default:
-            if ((r = cli_precision_option("segment", c, optarg, &cfg)) < 0) return EXIT_USAGE;
-            if (r == 0) return cli_usage_error("segment", "unknown option");
+            if (cli_precision_option("segment", c, optarg, &cfg)) return EXIT_USAGE;
         }
     }
     const int aux = cfg.run_aux;

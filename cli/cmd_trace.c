@@ -39,7 +39,7 @@ int cmd_trace(int argc, char **argv) {
                                          {"help", no_argument, 0, 'h'},        CLI_PRECISION_OPTIONS,
                                          {0}};
     const char *model = NULL, *outdir = NULL;
-    int c, r;
+    int c;
     cli_config cfg = {.run_aux = 1, .keep_intermediates = 1};
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:s:b:p:h", opts, NULL)) != -1) {
@@ -56,8 +56,7 @@ int cmd_trace(int argc, char **argv) {
             break;
         case 'h': help(); return EXIT_OK;
         default:
-            if ((r = cli_precision_option("trace", c, optarg, &cfg)) < 0) return EXIT_USAGE;
-            if (r == 0) return cli_usage_error("trace", "unknown option");
+            if (cli_precision_option("trace", c, optarg, &cfg)) return EXIT_USAGE;
         }
     }
     if (!model) return cli_usage_error("trace", "no model given (-m MODEL)");

@@ -53,12 +53,11 @@ int cli_parse_precision(const char *s, bzn_precision *out) {
 int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *cfg) {
     switch (opt) {
     case 'p':
-        if (cli_parse_precision(arg, &cfg->precision) == 0) return 1;
-        cli_usage_error(cmd, "unknown precision '%s' (fp32, int8)", arg);
-        return -1;
-    case CLI_OPT_CALIB: cfg->calib = arg; return 1;
-    case CLI_OPT_KEEP_FP32: cfg->keep_fp32 = arg; return 1;
-    default: return 0;
+        if (cli_parse_precision(arg, &cfg->precision) == 0) return 0;
+        return cli_usage_error(cmd, "unknown precision '%s' (fp32, int8)", arg);
+    case CLI_OPT_CALIB: cfg->calib = arg; return 0;
+    case CLI_OPT_KEEP_FP32: cfg->keep_fp32 = arg; return 0;
+    default: return cli_usage_error(cmd, "unknown option");
     }
 }
 
