@@ -64,6 +64,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "error.h"
 
 #define GROUPS 128    /* int8 magnitudes 0..127: the quantized distribution has 128 levels */
@@ -557,42 +558,12 @@ bzn_status bzn_calib_cache_write(const char *path, const bzn_calib_table *t, bzn
             if (!strcmp(t->scales[k].name, name))
                 return bzn_fail(err, BZN_ERR_ARG, "write calibration cache '%s': '%s' appears twice", path, name);
     }
-    char ebuf[128];
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return bzn_fail(err, BZN_ERR_IO, "cannot write '%s': cannot create a temporary file there: %s", path,
-                        bzn_errno_text(e, ebuf, sizeof ebuf));
-    }
-    /* mkstemp makes the file private: take the replaced file's permissions, or rw-r--r-- */
-    struct stat old;
-    fchmod(fd, stat(path, &old) == 0 && S_ISREG(old.st_mode) ? (old.st_mode & 07777) : 0644);
-    FILE *f = fdopen(fd, "w");
-    int e = 0;
-    if (!f) {
-        e = errno;
-        close(fd);
-    } else {
-        fprintf(f, "TRT-7103-%s\n", trt_name(t->method));
-        for (int i = 0; i < t->count; i++)
-            fprintf(f, "%s: %x\n", t->scales[i].name, (unsigned)f32_bits(t->scales[i].scale));
-        if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) e = errno ? errno : EIO;
-        if (fclose(f) != 0 && !e) e = errno;
-    }
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        unlink(tmp);
-        free(tmp);
-        return bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, bzn_errno_text(e, ebuf, sizeof ebuf));
-    }
-    free(tmp);
-    return BZN_OK;
+    bzn_atomic out;
+    bzn_status s = bzn_atomic_open(&out, path, err);
+    if (s != BZN_OK) return s;
+    fprintf(out.f, "TRT-7103-%s\n", trt_name(t->method));
+    for (int i = 0; i < t->count; i++) fprintf(out.f, "%s: %x\n", t->scales[i].name, (unsigned)f32_bits(t->scales[i].scale));
+    return bzn_atomic_close(&out, 0, err);
 }
 
 static int is_hex(char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'); }

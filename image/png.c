@@ -1,11 +1,8 @@
 /*
  * png.c - writing 8-bit grey or RGB PNG files with libpng, atomically.
  *
- * The image is written to a temporary file next to the destination ("path.tmp.XXXXXX",
- * made by mkstemp so two writers never collide), flushed to disk, and renamed over
- * `path`. rename() within one folder is atomic: readers see either the old file or the
- * complete new one, never half of it. On any failure the temporary file is removed and an
- * existing file at `path` is untouched.
+ * Written atomically (atomicfile.h): readers see either the old file or the complete new
+ * one, never half of it; on any failure an existing file at `path` is untouched.
  *
  * Like libjpeg, libpng reports errors by calling an error function that must not return
  * (the default one prints and longjmps to png_jmpbuf). Ours stores the message and
@@ -25,6 +22,7 @@
 #include <unistd.h>
 
 #include "blazeneo.h"
+#include "atomicfile.h"
 #include "error.h"
 
 typedef struct {
@@ -88,7 +86,6 @@ static int write_guarded(png_job *job) {
 
 bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int width, int height,
                                int channels, bzn_error *err) {
-    char ebuf[128];
     if (!path || !*path) return bzn_fail(err, BZN_ERR_ARG, "write PNG: no path given");
     if (!pixels) return bzn_fail(err, BZN_ERR_ARG, "write PNG '%s': pixels are NULL", path);
     if (channels != 1 && channels != 3)
@@ -97,67 +94,20 @@ bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int widt
     if (width <= 0 || height <= 0)
         return bzn_fail(err, BZN_ERR_ARG, "write PNG '%s': invalid size %dx%d", path, width, height);
 
-    /* mkstemp needs a writable template: "<path>.tmp.XXXXXX" */
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) return bzn_fail(err, BZN_ERR_NOMEM, "write PNG '%s': out of memory", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return bzn_fail(err, BZN_ERR_IO, "cannot write '%s': cannot create a temporary file there: %s",
-                        path, bzn_errno_text(e, ebuf, sizeof ebuf));
-    }
-    /* mkstemp makes the file private (0600); give it the permissions of the file it
-     * replaces, or the usual rw-r--r-- for a new file */
-    struct stat old;
-    fchmod(fd, stat(path, &old) == 0 && S_ISREG(old.st_mode) ? (old.st_mode & 07777) : 0644);
-
-    bzn_status st = BZN_OK;
+    bzn_atomic out;
+    bzn_status st = bzn_atomic_open(&out, path, err);
+    if (st != BZN_OK) return st;
     png_job job;
     memset(&job, 0, sizeof job);
     job.pixels = pixels;
     job.width = width;
     job.height = height;
     job.channels = channels;
-    job.fp = fdopen(fd, "wb");
-    if (!job.fp) {
-        int e = errno;
-        close(fd);
-        st = bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, bzn_errno_text(e, ebuf, sizeof ebuf));
-        goto fail;
-    }
-
-    int failed = write_guarded(&job) != 0;
+    job.fp = out.f;
+    const int failed = write_guarded(&job) != 0;
     if (job.png) png_destroy_write_struct(&job.png, &job.info); /* info may be NULL */
-    if (failed) {
-        st = bzn_fail(err, job.in_header ? BZN_ERR_ARG : BZN_ERR_IO, "cannot write PNG '%s': %s", path,
-                      job.msg);
-        fclose(job.fp);
-        goto fail;
-    }
-    /* make sure the data reached the disk before it replaces the old file */
-    int e = 0;
-    if (fflush(job.fp) != 0 || fsync(fileno(job.fp)) != 0) e = errno;
-    if (fclose(job.fp) != 0 && !e) e = errno;
-    if (e) {
-        st = bzn_fail(err, BZN_ERR_IO, "cannot write '%s': %s", path, bzn_errno_text(e, ebuf, sizeof ebuf));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        st = bzn_fail(err, BZN_ERR_IO, "cannot write '%s': rename from the temporary file failed: %s",
-                      path, bzn_errno_text(e, ebuf, sizeof ebuf));
-        goto fail;
-    }
-    free(tmp);
-    return BZN_OK;
-
-fail:
-    unlink(tmp);
-    free(tmp);
-    return st;
+    if (failed)
+        st = bzn_fail(err, job.in_header ? BZN_ERR_ARG : BZN_ERR_IO, "cannot write PNG '%s': %s", path, job.msg);
+    const bzn_status closed = bzn_atomic_close(&out, failed, err);
+    return failed ? st : closed;
 }

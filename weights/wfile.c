@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "error.h"
 
 /* ---- little-endian fields ------------------------------------------------------- */
@@ -393,7 +394,6 @@ static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, 
 
 bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
                            bzn_error *err) {
-    char ebuf[128]; /* errno text */
     if (!path || !cfg || !t || count <= 0 || (uint32_t)count > BZN_WF_MAX_TENSORS)
         return bzn_fail(err, BZN_ERR_ARG, "invalid arguments to the weight file writer");
     uint64_t table_off = BZN_WF_HEADER_BYTES;
@@ -442,49 +442,25 @@ bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn
     wr32(hdr + H_TABLE_CRC, bzn_crc32(table, (size_t)count * BZN_WF_ENTRY_BYTES));
     wr32(hdr + H_HEADER_CRC, bzn_crc32(hdr, H_HEADER_CRC));
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        free(table);
-        return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        bzn_status s = bzn_fail(err, BZN_ERR_IO, "%s: cannot create: %s", path, bzn_errno_text(errno, ebuf, sizeof ebuf));
-        free(tmp);
+    bzn_atomic out;
+    bzn_status s = bzn_atomic_open(&out, path, err);
+    if (s != BZN_OK) {
         free(table);
         return s;
     }
-    FILE *f = fdopen(fd, "wb");
     static const uint8_t zeros[BZN_WF_ALIGN] = {0};
-    int ok = f != NULL;
-    ok = ok && write_all(f, hdr, sizeof hdr);
-    ok = ok && write_all(f, table, (size_t)count * BZN_WF_ENTRY_BYTES);
+    int ok = write_all(out.f, hdr, sizeof hdr);
+    ok = ok && write_all(out.f, table, (size_t)count * BZN_WF_ENTRY_BYTES);
     uint64_t pos = table_off + (uint64_t)count * BZN_WF_ENTRY_BYTES;
-    ok = ok && write_all(f, zeros, (size_t)(data_off - pos));
+    ok = ok && write_all(out.f, zeros, (size_t)(data_off - pos));
     pos = 0;
     for (int i = 0; ok && i < count; i++) {
         const uint8_t *e = table + (size_t)i * BZN_WF_ENTRY_BYTES;
         uint64_t o = rd64(e + E_OFFSET), nb = rd64(e + E_NBYTES);
-        ok = ok && write_all(f, zeros, (size_t)(o - pos));
-        ok = ok && write_all(f, t[i].data, (size_t)nb);
+        ok = ok && write_all(out.f, zeros, (size_t)(o - pos));
+        ok = ok && write_all(out.f, t[i].data, (size_t)nb);
         pos = o + nb;
     }
-    if (f) {
-        if (fflush(f) != 0 || fsync(fileno(f)) != 0) ok = 0;
-        if (fclose(f) != 0) ok = 0;
-    } else {
-        close(fd);
-    }
-    if (ok && chmod(tmp, 0644) == 0 && rename(tmp, path) == 0) {
-        free(tmp);
-        free(table);
-        return BZN_OK;
-    }
-    bzn_status s = bzn_fail(err, BZN_ERR_IO, "%s: write failed: %s", path, bzn_errno_text(errno, ebuf, sizeof ebuf));
-    unlink(tmp);
-    free(tmp);
     free(table);
-    return s;
+    return bzn_atomic_close(&out, 0, err); /* a failed fwrite leaves ferror set: closing reports it */
 }
