@@ -91,4 +91,16 @@ void cli_json_string(FILE *f, const char *s);
 /* Text for HTML/SVG content and attribute values: & < > " ' as entities. */
 void cli_markup_text(FILE *f, const char *s);
 
+/* Writing a file atomically, for the tool's own outputs (the library's are written the same
+ * way): a temporary file beside `path` (mkstemp), renamed over it only when complete; on any
+ * error the target is left as it was. The file gets the permissions a plain fopen would. */
+typedef struct {
+    FILE *f; /* write here, between open and commit */
+    const char *path;
+    char tmp[4096];
+} cli_atomic;
+bzn_status cli_atomic_open(cli_atomic *a, const char *path, bzn_error *e);
+/* Close and rename onto the target (a write error seen by the stream fails it). */
+bzn_status cli_atomic_commit(cli_atomic *a, bzn_error *e);
+
 #endif

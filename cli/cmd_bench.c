@@ -259,30 +259,10 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
     const double axis_ms = max_ms > 0 ? max_ms * 1.05 : 1;
     const double scale = bar_w / axis_ms; /* pixels per ms */
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
-        return -1;
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp); /* a unique name in the same folder, so rename() is atomic */
-    if (fd >= 0) {
-        /* mkstemp creates the file 0600: give it the usual permissions (0666 less the umask) */
-        mode_t mask = umask(0);
-        umask(mask);
-        fchmod(fd, 0666 & ~mask);
-    }
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        fprintf(stderr, "blazeneo %s: cannot write '%s': %s\n", CMD, path, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(tmp);
-        }
-        free(tmp);
-        return -1;
-    }
+    cli_atomic a;
+    bzn_error e;
+    if (cli_atomic_open(&a, path, &e) != BZN_OK) return cli_error(CMD, &e);
+    FILE *f = a.f;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                "font-family=\"monospace\" font-size=\"10\">\n", width, height, width, height);
@@ -315,16 +295,7 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
                 y + row_h - 3, r->ms);
     }
     fprintf(f, "</svg>\n");
-    int bad = ferror(f);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        fprintf(stderr, "blazeneo %s: cannot write '%s': %s\n", CMD, path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+    return cli_atomic_commit(&a, &e) == BZN_OK ? 0 : cli_error(CMD, &e);
 }
 
 /* ---- reports ----------------------------------------------------------------------------- */

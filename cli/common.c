@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -241,4 +242,38 @@ void cli_markup_text(FILE *f, const char *s) {
         default: fputc(*s, f);
         }
     }
+}
+
+/* ---- writing a file atomically ------------------------------------------------------- */
+
+bzn_status cli_atomic_open(cli_atomic *a, const char *path, bzn_error *e) {
+    a->f = NULL;
+    a->path = path;
+    if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof a->tmp)
+        return cli_fail(e, BZN_ERR_ARG, "%s: path too long", path);
+    int fd = mkstemp(a->tmp);
+    if (fd < 0) return cli_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    /* mkstemp makes the file private (0600); give it the permissions a plain fopen would */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0 || !(a->f = fdopen(fd, "w"))) {
+        int err = errno;
+        close(fd);
+        unlink(a->tmp);
+        return cli_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(err));
+    }
+    return BZN_OK;
+}
+
+/* Close and rename onto the target; on any write error the target is left as it was. */
+bzn_status cli_atomic_commit(cli_atomic *a, bzn_error *e) {
+    int bad = ferror(a->f);
+    if (fclose(a->f) != 0) bad = 1;
+    a->f = NULL;
+    if (bad || rename(a->tmp, a->path) != 0) {
+        int err = bad ? EIO : errno;
+        unlink(a->tmp);
+        return cli_fail(e, BZN_ERR_IO, "%s: cannot write: %s", a->path, strerror(err));
+    }
+    return BZN_OK;
 }

@@ -36,18 +36,11 @@ bzn_status bzn_npy_write(const char *path, const float *data, int ndim, const in
     memset(header + 10 + len, ' ', (size_t)pad);
     header[10 + len + pad] = '\n';
 
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return cli_fail(err, BZN_ERR_IO, "%s: %s", path, strerror(errno));
-    int ok = fwrite(header, 1, (size_t)(10 + hlen), f) == (size_t)(10 + hlen);
-    ok = ok && fwrite(data, sizeof(float), count, f) == count;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return cli_fail(err, BZN_ERR_IO, "%s: write failed", path);
-    }
-    return BZN_OK;
+    cli_atomic a;
+    bzn_status s = cli_atomic_open(&a, path, err);
+    if (s != BZN_OK) return s;
+    if (fwrite(header, 1, (size_t)(10 + hlen), a.f) == (size_t)(10 + hlen)) fwrite(data, sizeof(float), count, a.f);
+    return cli_atomic_commit(&a, err); /* a short write leaves the stream's error flag set */
 }
 
 bzn_status bzn_npy_read(const char *path, float **data, int *ndim, int64_t shape[8], bzn_error *err) {

@@ -71,46 +71,6 @@ static double ms_per_image(const eval_results *r, int k) {
     return r->nimages ? r->configs[k].ms_total / r->nimages : 0.0;
 }
 
-/* ---- writing a file atomically ------------------------------------------------------- */
-
-typedef struct {
-    FILE *f;
-    const char *path;
-    char tmp[4096];
-} atomic_file;
-
-static bzn_status atomic_open(atomic_file *a, const char *path, bzn_error *e) {
-    a->f = NULL;
-    a->path = path;
-    if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof a->tmp)
-        return cli_fail(e, BZN_ERR_ARG, "%s: path too long", path);
-    int fd = mkstemp(a->tmp);
-    if (fd < 0) return cli_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    /* mkstemp makes the file private (0600); give it the permissions a plain fopen would */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(a->f = fdopen(fd, "w"))) {
-        int err = errno;
-        close(fd);
-        unlink(a->tmp);
-        return cli_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(err));
-    }
-    return BZN_OK;
-}
-
-/* Close and rename onto the target; on any write error the target is left as it was. */
-static bzn_status atomic_commit(atomic_file *a, bzn_error *e) {
-    int bad = ferror(a->f);
-    if (fclose(a->f) != 0) bad = 1;
-    a->f = NULL;
-    if (bad || rename(a->tmp, a->path) != 0) {
-        int err = bad ? EIO : errno;
-        unlink(a->tmp);
-        return cli_fail(e, BZN_ERR_IO, "%s: cannot write: %s", a->path, strerror(err));
-    }
-    return BZN_OK;
-}
-
 /* ---- text table, JSON, CSV ------------------------------------------------------------- */
 
 void eval_print_table(FILE *f, const eval_results *r) {
@@ -172,8 +132,8 @@ static void csv_field(FILE *f, const char *s) {
 }
 
 bzn_status eval_write_csv(const char *path, const eval_results *r, bzn_error *e) {
-    atomic_file a;
-    bzn_status s = atomic_open(&a, path, e);
+    cli_atomic a;
+    bzn_status s = cli_atomic_open(&a, path, e);
     if (s != BZN_OK) return s;
     FILE *f = a.f;
     fprintf(f, "image,mask,config,backend,precision,width,height,dice_seg,dice_neo,dice_non,iou_seg,iou_neo,iou_non,"
@@ -194,7 +154,7 @@ bzn_status eval_write_csv(const char *path, const eval_results *r, bzn_error *e)
             fprintf(f, ",%" PRIu64 "\n", im->undefined_px);
         }
     }
-    return atomic_commit(&a, e);
+    return cli_atomic_commit(&a, e);
 }
 
 /* ---- HTML report ------------------------------------------------------------------------ */
@@ -375,8 +335,8 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
 
     char path[4096];
     snprintf(path, sizeof path, "%s/index.html", rp->dir);
-    atomic_file a;
-    bzn_status s = atomic_open(&a, path, e);
+    cli_atomic a;
+    bzn_status s = cli_atomic_open(&a, path, e);
     if (s != BZN_OK) {
         free(order);
         return s;
@@ -481,7 +441,7 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
     }
     fprintf(f, "</table>\n<script>\n%s</script>\n</body>\n</html>\n", page_script);
     free(order);
-    return atomic_commit(&a, e);
+    return cli_atomic_commit(&a, e);
 }
 
 void report_free(eval_report *rp) {
