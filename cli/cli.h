@@ -86,21 +86,17 @@ double cli_now_ms(void);
 /* Fill e (when not NULL) and return status: the CLI's counterpart of the library's errors. */
 bzn_status cli_fail(bzn_error *e, bzn_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* SIGINT, SIGTERM, SIGHUP, SIGQUIT remove the temporary files of unfinished outputs
+ * (bzn_writer_remove_temporaries), then end the process as the signal would have. */
+void cli_catch_fatal_signals(void);
+/* Where a command prints its summary: stdout, unless its output file is "-" (stdout). */
+FILE *cli_summary_stream(const char *output);
+/* 1 when `path` names a regular file (after symbolic links): an output that can be read back */
+int cli_is_regular_file(const char *path);
+
 /* A JSON string literal: quotes, backslashes and control characters escaped. */
 void cli_json_string(FILE *f, const char *s);
 /* Text for HTML/SVG content and attribute values: & < > " ' as entities. */
 void cli_markup_text(FILE *f, const char *s);
-
-/* Writing a file atomically, for the tool's own outputs (the library's are written the same
- * way): a temporary file beside `path` (mkstemp), renamed over it only when complete; on any
- * error the target is left as it was. The file gets the permissions a plain fopen would. */
-typedef struct {
-    FILE *f; /* write here, between open and commit */
-    const char *path;
-    char tmp[4096];
-} cli_atomic;
-bzn_status cli_atomic_open(cli_atomic *a, const char *path, bzn_error *e);
-/* Close and rename onto the target (a write error seen by the stream fails it). */
-bzn_status cli_atomic_commit(cli_atomic *a, bzn_error *e);
 
 #endif

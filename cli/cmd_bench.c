@@ -259,10 +259,10 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
     const double axis_ms = max_ms > 0 ? max_ms * 1.05 : 1;
     const double scale = bar_w / axis_ms; /* pixels per ms */
 
-    cli_atomic a;
+    bzn_writer *w;
     bzn_error e;
-    if (cli_atomic_open(&a, path, &e) != BZN_OK) return cli_error(CMD, &e);
-    FILE *f = a.f;
+    if (bzn_writer_open(path, &w, &e) != BZN_OK) return cli_error(CMD, &e);
+    FILE *f = bzn_writer_stream(w);
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                "font-family=\"monospace\" font-size=\"10\">\n", width, height, width, height);
@@ -295,7 +295,7 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
                 y + row_h - 3, r->ms);
     }
     fprintf(f, "</svg>\n");
-    return cli_atomic_commit(&a, &e) == BZN_OK ? 0 : cli_error(CMD, &e);
+    return bzn_writer_close(w, 0, &e) == BZN_OK ? 0 : cli_error(CMD, &e);
 }
 
 /* ---- reports ----------------------------------------------------------------------------- */

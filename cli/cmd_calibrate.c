@@ -156,13 +156,14 @@ int cmd_calibrate(int argc, char **argv) {
     t_compute = cli_now_ms() - t_compute;
     if (rc == EXIT_OK && bzn_calib_cache_write(output, t, &e) != BZN_OK) rc = cli_error("calibrate", &e);
     if (rc == EXIT_OK) {
+        FILE *info = cli_summary_stream(output);
         if (table) {
-            printf("%-32s %12s %12s %12s %6s\n", "tensor", "amax", "scale", "max|x|", "bins");
+            fprintf(info, "%-32s %12s %12s %12s %6s\n", "tensor", "amax", "scale", "max|x|", "bins");
             for (int i = 0; i < t->count; i++) {
                 bzn_calib_tensor_info ti;
                 bzn_calibrator_tensor(cal, i, &ti);
-                printf("%-32s %12.6g %12.6g %12.6g %6d\n", t->scales[i].name, (double)t->amax[i],
-                       (double)t->scales[i].scale, (double)ti.max_abs, ti.bins);
+                fprintf(info, "%-32s %12.6g %12.6g %12.6g %6d\n", t->scales[i].name, (double)t->amax[i],
+                              (double)t->scales[i].scale, (double)ti.max_abs, ti.bins);
             }
         }
         int lo = 0, hi = 0, merged = 0;
@@ -175,16 +176,16 @@ int cmd_calibrate(int argc, char **argv) {
         }
         char pct[32] = "";
         if (method == BZN_CALIB_PERCENTILE) snprintf(pct, sizeof pct, " %g%%", percentile);
-        printf("calibrated %d tensors on %d image%s at %dx%d, method %s%s\n", t->count, count, count == 1 ? "" : "s",
-               li.in_width, li.in_height, bzn_calib_method_name(method), pct);
-        printf("amax: smallest %.6g (%s), largest %.6g (%s)\n", (double)t->amax[lo], t->scales[lo].name,
-               (double)t->amax[hi], t->scales[hi].name);
+        fprintf(info, "calibrated %d tensors on %d image%s at %dx%d, method %s%s\n", t->count, count, count == 1 ? "" : "s",
+                      li.in_width, li.in_height, bzn_calib_method_name(method), pct);
+        fprintf(info, "amax: smallest %.6g (%s), largest %.6g (%s)\n", (double)t->amax[lo], t->scales[lo].name,
+                      (double)t->amax[hi], t->scales[hi].name);
         if (merged)
-            printf("note: %d tensor%s outgrew %d histogram bins; neighbouring bins were merged\n", merged,
-                   merged == 1 ? "" : "s", BZN_CALIB_MAX_BINS);
-        printf("time: %.1f s running (%.0f ms per image), %.1f s computing scales\n", t_run / 1000.0,
-               t_run / count, t_compute / 1000.0);
-        printf("wrote %s\n", output);
+            fprintf(info, "note: %d tensor%s outgrew %d histogram bins; neighbouring bins were merged\n", merged,
+                          merged == 1 ? "" : "s", BZN_CALIB_MAX_BINS);
+        fprintf(info, "time: %.1f s running (%.0f ms per image), %.1f s computing scales\n", t_run / 1000.0,
+                      t_run / count, t_compute / 1000.0);
+        fprintf(info, "wrote %s\n", output);
     }
     bzn_calib_table_free(t);
     bzn_calibrator_free(cal);

@@ -39,15 +39,16 @@ int cmd_convert(int argc, char **argv) {
     bzn_convert_report r;
     bzn_error e;
     if (bzn_convert_checkpoint(argv[optind], argv[optind + 1], &o, &r, &e) != BZN_OK) return cli_error("convert", &e);
-    printf("%s -> %s\n", argv[optind], argv[optind + 1]);
-    printf("  variant   : BlazeNeo %s, %s auxiliary head, %d-class main head\n",
-           bzn_aggregation_name(r.aggregation), r.has_aux ? "with" : "without", r.num_classes);
-    printf("  tensors   : %d written, %d dropped (classifier, num_batches_tracked)\n", r.tensors_written,
-           r.tensors_dropped);
-    printf("  size      : %.1f MB, conv weights %s\n", r.file_bytes / 1e6, o.f16 ? "f16" : "f32");
+    FILE *info = cli_summary_stream(argv[optind + 1]);
+    fprintf(info, "%s -> %s\n", argv[optind], argv[optind + 1]);
+    fprintf(info, "  variant   : BlazeNeo %s, %s auxiliary head, %d-class main head\n",
+            bzn_aggregation_name(r.aggregation), r.has_aux ? "with" : "without", r.num_classes);
+    fprintf(info, "  tensors   : %d written, %d dropped (classifier, num_batches_tracked)\n", r.tensors_written,
+            r.tensors_dropped);
+    fprintf(info, "  size      : %.1f MB, conv weights %s\n", r.file_bytes / 1e6, o.f16 ? "f16" : "f32");
     if (o.f16)
-        printf("  f16 error : largest |f32 - f16| = %.3g%s%s\n", r.max_f16_error,
-               r.max_f16_error > 0 ? " in " : " (exact: the weights were on the f16 grid)",
-               r.max_f16_error > 0 ? r.max_f16_error_tensor : "");
+        fprintf(info, "  f16 error : largest |f32 - f16| = %.3g%s%s\n", r.max_f16_error,
+                r.max_f16_error > 0 ? " in " : " (exact: the weights were on the f16 grid)",
+                r.max_f16_error > 0 ? r.max_f16_error_tensor : "");
     return EXIT_OK;
 }

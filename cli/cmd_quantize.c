@@ -45,6 +45,8 @@ int cmd_quantize(int argc, char **argv) {
     if (bzn_model_open(model, &m, &e) != BZN_OK || bzn_calib_cache_read(calib, &t, &e) != BZN_OK ||
         bzn_quantize_model(m, t->scales, t->count, keep, out, &e) != BZN_OK) {
         rc = cli_error("quantize", &e);
+    } else if (!cli_is_regular_file(out)) { /* "-", a FIFO, a device: written, not to be read back */
+        fprintf(stderr, "%s -> %s\n", model, out);
     } else {
         bzn_model *q = NULL;
         if (bzn_model_open(out, &q, &e) != BZN_OK) {

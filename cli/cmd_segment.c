@@ -88,26 +88,45 @@ static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int o
     return s == BZN_OK ? 0 : -1;
 }
 
-static int cmp_stem(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+typedef struct {
+    char *name; /* an output file name, without the folder */
+    int input;  /* the input that writes it */
+} out_name;
 
-/* Two inputs with the same stem would write the same DIR/<stem>.png: refuse before running. */
-static int check_stems(const cli_list *list) {
-    char **stems = calloc((size_t)list->count + 1, sizeof *stems);
-    int bad = !stems;
-    for (int i = 0; !bad && i < list->count; i++) {
-        char stem[1024];
-        cli_stem(list->paths[i], stem, sizeof stem);
-        bad = !(stems[i] = strdup(stem));
+static int cmp_out_name(const void *a, const void *b) {
+    const out_name *x = a, *y = b;
+    const int c = strcmp(x->name, y->name);
+    return c ? c : (x->input > y->input) - (x->input < y->input);
+}
+
+/* Every file a run writes is DIR/<stem><suffix>.png: two inputs whose names collide (equal
+ * stems, or `a.jpg` with --overlay beside `a_overlay.jpg`) would overwrite each other's
+ * outputs. Refuse before running, naming both inputs and the file. */
+static int check_output_names(const cli_list *list, int overlay, int aux) {
+    const char *suffixes[3] = {""};
+    int ns = 1;
+    if (overlay) suffixes[ns++] = "_overlay";
+    if (aux) suffixes[ns++] = "_aux";
+    const size_t total = (size_t)list->count * ns;
+    out_name *names = calloc(total + 1, sizeof *names);
+    int bad = !names;
+    for (size_t k = 0; !bad && k < total; k++) {
+        char stem[1024], name[1100];
+        cli_stem(list->paths[k / ns], stem, sizeof stem);
+        snprintf(name, sizeof name, "%s%s.png", stem, suffixes[k % ns]);
+        names[k].input = (int)(k / ns);
+        bad = !(names[k].name = strdup(name));
     }
-    if (!bad) qsort(stems, (size_t)list->count, sizeof *stems, cmp_stem);
-    for (int i = 1; !bad && i < list->count; i++)
-        if (!strcmp(stems[i - 1], stems[i])) {
-            fprintf(stderr, "blazeneo segment: two inputs are named '%s': their masks would overwrite each other\n",
-                    stems[i]);
+    if (!bad) qsort(names, total, sizeof *names, cmp_out_name);
+    for (size_t k = 1; !bad && k < total; k++)
+        if (!strcmp(names[k - 1].name, names[k].name)) {
+            /* one input's own names differ by their suffixes: these are two inputs */
+            fprintf(stderr, "blazeneo segment: '%s' and '%s' would both write '%s': rename one of them\n",
+                    list->paths[names[k - 1].input], list->paths[names[k].input], names[k].name);
             bad = 1;
         }
-    for (int i = 0; stems && i < list->count; i++) free(stems[i]);
-    free(stems);
+    for (size_t k = 0; names && k < total; k++) free(names[k].name);
+    free(names);
     return bad ? -1 : 0;
 }
 
@@ -152,7 +171,7 @@ int cmd_segment(int argc, char **argv) {
     if (optind >= argc) return cli_usage_error("segment", "no images given");
     cli_list list;
     if (cli_collect_images("segment", argv + optind, argc - optind, &list)) return EXIT_FAIL;
-    if (check_stems(&list)) {
+    if (check_output_names(&list, overlay, aux)) {
         cli_list_free(&list);
         return EXIT_FAIL;
     }

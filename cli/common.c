@@ -1,6 +1,7 @@
 /* common.c - helpers shared by the subcommands (see cli.h). */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,36 +245,30 @@ void cli_markup_text(FILE *f, const char *s) {
     }
 }
 
-/* ---- writing a file atomically ------------------------------------------------------- */
+FILE *cli_summary_stream(const char *output) { return output && !strcmp(output, "-") ? stderr : stdout; }
 
-bzn_status cli_atomic_open(cli_atomic *a, const char *path, bzn_error *e) {
-    a->f = NULL;
-    a->path = path;
-    if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof a->tmp)
-        return cli_fail(e, BZN_ERR_ARG, "%s: path too long", path);
-    int fd = mkstemp(a->tmp);
-    if (fd < 0) return cli_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    /* mkstemp makes the file private (0600); give it the permissions a plain fopen would */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(a->f = fdopen(fd, "w"))) {
-        int err = errno;
-        close(fd);
-        unlink(a->tmp);
-        return cli_fail(e, BZN_ERR_IO, "%s: cannot create: %s", path, strerror(err));
-    }
-    return BZN_OK;
+int cli_is_regular_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Close and rename onto the target; on any write error the target is left as it was. */
-bzn_status cli_atomic_commit(cli_atomic *a, bzn_error *e) {
-    int bad = ferror(a->f);
-    if (fclose(a->f) != 0) bad = 1;
-    a->f = NULL;
-    if (bad || rename(a->tmp, a->path) != 0) {
-        int err = bad ? EIO : errno;
-        unlink(a->tmp);
-        return cli_fail(e, BZN_ERR_IO, "%s: cannot write: %s", a->path, strerror(err));
+/* Killed by a signal: no temporary file of an unfinished output is left behind; then die of
+ * the signal, so the parent sees how the tool ended. */
+static void on_fatal_signal(int sig) {
+    bzn_writer_remove_temporaries();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void cli_catch_fatal_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        /* a signal ignored by whoever started us (nohup, `cmd &` in a script) stays ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
     }
-    return BZN_OK;
 }

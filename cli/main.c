@@ -1,6 +1,7 @@
 /* main.c - `blazeneo <command> ...`: dispatch to the subcommands. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -31,7 +32,7 @@ static void usage(FILE *f) {
     fprintf(f, "\n'blazeneo <command> --help' describes each one.\n");
 }
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -49,4 +50,23 @@ int main(int argc, char **argv) {
     fprintf(stderr, "blazeneo: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    cli_catch_fatal_signals();
+    /* Standard output goes through the library's writer, which keeps the cause of a failed
+       write, and is checked before the exit status is given: a full disk or a closed pipe
+       under `info`, `eval --json` or `--help` is a failure, with its cause. */
+    bzn_writer *out = NULL;
+    bzn_error e;
+    if (bzn_writer_open("-", &out, &e) == BZN_OK) {
+        if (isatty(STDOUT_FILENO)) setvbuf(bzn_writer_stream(out), NULL, _IOLBF, 0);
+        stdout = bzn_writer_stream(out); /* glibc's stdout is an ordinary variable */
+    }
+    int rc = run(argc, argv);
+    if (out && bzn_writer_close(out, 0, &e) != BZN_OK) {
+        fprintf(stderr, "blazeneo: %s\n", e.msg);
+        if (rc == EXIT_OK) rc = EXIT_FAIL;
+    }
+    return rc;
 }

@@ -36,11 +36,12 @@ bzn_status bzn_npy_write(const char *path, const float *data, int ndim, const in
     memset(header + 10 + len, ' ', (size_t)pad);
     header[10 + len + pad] = '\n';
 
-    cli_atomic a;
-    bzn_status s = cli_atomic_open(&a, path, err);
+    bzn_writer *w;
+    bzn_status s = bzn_writer_open(path, &w, err);
     if (s != BZN_OK) return s;
-    if (fwrite(header, 1, (size_t)(10 + hlen), a.f) == (size_t)(10 + hlen)) fwrite(data, sizeof(float), count, a.f);
-    return cli_atomic_commit(&a, err); /* a short write leaves the stream's error flag set */
+    FILE *f = bzn_writer_stream(w);
+    if (fwrite(header, 1, (size_t)(10 + hlen), f) == (size_t)(10 + hlen)) fwrite(data, sizeof(float), count, f);
+    return bzn_writer_close(w, 0, err); /* a short write leaves the stream's error flag set */
 }
 
 bzn_status bzn_npy_read(const char *path, float **data, int *ndim, int64_t shape[8], bzn_error *err) {

@@ -132,10 +132,10 @@ static void csv_field(FILE *f, const char *s) {
 }
 
 bzn_status eval_write_csv(const char *path, const eval_results *r, bzn_error *e) {
-    cli_atomic a;
-    bzn_status s = cli_atomic_open(&a, path, e);
+    bzn_writer *w;
+    bzn_status s = bzn_writer_open(path, &w, e);
     if (s != BZN_OK) return s;
-    FILE *f = a.f;
+    FILE *f = bzn_writer_stream(w);
     fprintf(f, "image,mask,config,backend,precision,width,height,dice_seg,dice_neo,dice_non,iou_seg,iou_neo,iou_non,"
                "gt_polyp_px,pred_polyp_px,gt_neo_px,pred_neo_px,gt_non_px,pred_non_px,undefined_px\n");
     for (int i = 0; i < r->nimages; i++) {
@@ -154,7 +154,7 @@ bzn_status eval_write_csv(const char *path, const eval_results *r, bzn_error *e)
             fprintf(f, ",%" PRIu64 "\n", im->undefined_px);
         }
     }
-    return cli_atomic_commit(&a, e);
+    return bzn_writer_close(w, 0, e);
 }
 
 /* ---- HTML report ------------------------------------------------------------------------ */
@@ -335,13 +335,13 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
 
     char path[4096];
     snprintf(path, sizeof path, "%s/index.html", rp->dir);
-    cli_atomic a;
-    bzn_status s = cli_atomic_open(&a, path, e);
+    bzn_writer *w;
+    bzn_status s = bzn_writer_open(path, &w, e);
     if (s != BZN_OK) {
         free(order);
         return s;
     }
-    FILE *f = a.f;
+    FILE *f = bzn_writer_stream(w);
     char when[64] = "";
     time_t now = time(NULL);
     struct tm tm;
@@ -441,7 +441,7 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
     }
     fprintf(f, "</table>\n<script>\n%s</script>\n</body>\n</html>\n", page_script);
     free(order);
-    return cli_atomic_commit(&a, e);
+    return bzn_writer_close(w, 0, e);
 }
 
 void report_free(eval_report *rp) {

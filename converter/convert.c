@@ -162,11 +162,8 @@ bzn_status bzn_convert_checkpoint(const char *in_path, const char *out_path, con
         n++;
     }
     /* validated by loading before it replaces anything */
-    if (s == BZN_OK) s = bzn_model_write_checked(out_path, &cfg, in, n, err);
+    if (s == BZN_OK) s = bzn_model_write_checked(out_path, &cfg, in, n, &rep.file_bytes, err);
     if (s == BZN_OK) {
-        FILE *f = fopen(out_path, "rb");
-        if (f && fseek(f, 0, SEEK_END) == 0) rep.file_bytes = (uint64_t)ftell(f);
-        if (f) fclose(f);
         rep.aggregation = cfg.aggregation;
         rep.has_aux = cfg.has_aux;
         rep.num_classes = cfg.num_classes;

@@ -51,7 +51,9 @@
  * width could be set); all three give amax = 0, scale 0.
  *
  * The cache is TensorRT's text format: "TRT-7103-EntropyCalibration2" (or MinMaxCalibration,
- * LegacyCalibration), then "name: <hex>" per tensor, hex = the float32 bits of the scale.
+ * LegacyCalibration), then "name: <hex>" per tensor, hex = the float32 bits of the scale; at
+ * most BZN_CALIB_MAX_CACHE_ENTRIES entries. Reading it and matching it to a network take
+ * O(n log n) time in the number of entries (names are sorted, never compared pairwise).
  */
 #include "calibrate.h"
 
@@ -531,6 +533,59 @@ static float bits_f32(uint32_t u) {
     return f;
 }
 
+/* Names in sorted order: duplicates are neighbours, lookups are binary searches. */
+typedef struct {
+    const char *name;
+    int index; /* where it came from */
+} name_ref;
+
+/* by name, then by index: equal names keep their original order */
+static int cmp_name_index(const void *a, const void *b) {
+    const name_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(((const name_ref *)a)->name, ((const name_ref *)b)->name);
+}
+
+/* scales[0..n-1]'s names sorted by cmp_name_index; NULL when out of memory */
+static name_ref *sorted_scale_names(const bzn_tensor_scale *scales, int n) {
+    name_ref *r = malloc((size_t)(n > 0 ? n : 1) * sizeof *r);
+    if (!r) return NULL;
+    for (int i = 0; i < n; i++) r[i] = (name_ref){scales[i].name, i};
+    qsort(r, (size_t)n, sizeof *r, cmp_name_index);
+    return r;
+}
+
+/* the index of `name` in the sorted r[0..n-1], or -1 */
+static int find_name(const name_ref *r, int n, const char *name) {
+    const name_ref key = {name, 0};
+    const name_ref *hit = n > 0 ? bsearch(&key, r, (size_t)n, sizeof *r, cmp_name) : NULL;
+    return hit ? hit->index : -1;
+}
+
+/* The first repetition among scales[0..n-1], as a scan in order would meet it: the smallest
+ * *second whose name an earlier entry has, and *first, the first entry with that name.
+ * 1 when there is one, 0 when the names are distinct, -1 when out of memory. */
+static int first_duplicate(const bzn_tensor_scale *scales, int n, int *first, int *second) {
+    if (n < 2) return 0;
+    name_ref *r = sorted_scale_names(scales, n);
+    if (!r) return -1;
+    int found = 0, run = 0; /* run: where the current run of equal names starts */
+    for (int k = 1; k < n; k++) {
+        if (strcmp(r[k - 1].name, r[k].name) != 0) {
+            run = k;
+        } else if (!found || r[k].index < *second) {
+            *first = r[run].index;
+            *second = r[k].index;
+            found = 1;
+        }
+    }
+    free(r);
+    return found;
+}
 
 /* a name the cache format can carry: not empty, no control characters, no edge spaces */
 static int valid_name(const char *s) {
@@ -545,25 +600,36 @@ bzn_status bzn_calib_cache_write(const char *path, const bzn_calib_table *t, bzn
     if (!path || !*path) return bzn_fail(err, BZN_ERR_ARG, "write calibration cache: no path given");
     if (!t || !trt_name(t->method) || t->count < 0 || (t->count && !t->scales))
         return bzn_fail(err, BZN_ERR_ARG, "write calibration cache '%s': invalid table", path);
-    /* refuse what the reader would refuse */
-    for (int i = 0; i < t->count; i++) {
-        const char *name = t->scales[i].name;
+    /* refuse what the reader would refuse, the first problem in entry order */
+    if (t->count > BZN_CALIB_MAX_CACHE_ENTRIES)
+        return bzn_fail(err, BZN_ERR_ARG,
+                        "write calibration cache '%s': too many entries (%d): a calibration cache holds at most %d",
+                        path, t->count, BZN_CALIB_MAX_CACHE_ENTRIES);
+    int bad = t->count; /* the first entry with an invalid name or scale */
+    for (int i = 0; i < t->count && bad == t->count; i++) {
         float s = t->scales[i].scale;
-        if (!name || !valid_name(name))
-            return bzn_fail(err, BZN_ERR_ARG, "write calibration cache '%s': entry %d has an invalid name", path, i);
-        if (!isfinite(s) || signbit(s))
-            return bzn_fail(err, BZN_ERR_ARG, "write calibration cache '%s': the scale of '%s' is %g", path, name,
-                            (double)s);
-        for (int k = 0; k < i; k++)
-            if (!strcmp(t->scales[k].name, name))
-                return bzn_fail(err, BZN_ERR_ARG, "write calibration cache '%s': '%s' appears twice", path, name);
+        if (!t->scales[i].name || !valid_name(t->scales[i].name) || !isfinite(s) || signbit(s)) bad = i;
     }
-    bzn_atomic out;
-    bzn_status s = bzn_atomic_open(&out, path, err);
+    int first, second;
+    int dup = first_duplicate(t->scales, bad, &first, &second); /* among the valid ones before it */
+    if (dup < 0) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    if (dup)
+        return bzn_fail(err, BZN_ERR_ARG, "write calibration cache '%s': '%s' appears twice", path,
+                        t->scales[second].name);
+    if (bad < t->count) {
+        const char *name = t->scales[bad].name;
+        if (!name || !valid_name(name))
+            return bzn_fail(err, BZN_ERR_ARG, "write calibration cache '%s': entry %d has an invalid name", path, bad);
+        return bzn_fail(err, BZN_ERR_ARG, "write calibration cache '%s': the scale of '%s' is %g", path, name,
+                        (double)t->scales[bad].scale);
+    }
+    bzn_writer *out;
+    bzn_status s = bzn_writer_open(path, &out, err);
     if (s != BZN_OK) return s;
-    fprintf(out.f, "TRT-7103-%s\n", trt_name(t->method));
-    for (int i = 0; i < t->count; i++) fprintf(out.f, "%s: %x\n", t->scales[i].name, (unsigned)f32_bits(t->scales[i].scale));
-    return bzn_atomic_close(&out, 0, err);
+    FILE *f = bzn_writer_stream(out);
+    fprintf(f, "TRT-7103-%s\n", trt_name(t->method));
+    for (int i = 0; i < t->count; i++) fprintf(f, "%s: %x\n", t->scales[i].name, (unsigned)f32_bits(t->scales[i].scale));
+    return bzn_writer_close(out, 0, err);
 }
 
 static int is_hex(char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'); }
@@ -597,13 +663,16 @@ bzn_status bzn_calib_cache_parse(const void *data, size_t size, bzn_calib_table 
     if (!text) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     memcpy(text, data, size);
     text[size] = 0;
-    int lines = 1;
-    for (size_t i = 0; i < size; i++) lines += text[i] == '\n';
-    bzn_calib_table *t = table_new(lines, BZN_CALIB_ENTROPY);
-    int *line_of = malloc((size_t)lines * sizeof *line_of); /* the line of each entry */
+    /* room for an entry per line after the header, up to the cap */
+    size_t lines = 1;
+    for (const char *q = text; (q = strchr(q, '\n')) != NULL; q++) lines++;
+    const int room = lines - 1 < BZN_CALIB_MAX_CACHE_ENTRIES ? (int)(lines - 1) : BZN_CALIB_MAX_CACHE_ENTRIES;
+    bzn_calib_table *t = table_new(room, BZN_CALIB_ENTROPY);
+    int *line_of = malloc((size_t)(room ? room : 1) * sizeof *line_of); /* the line of each entry */
     bzn_status s = BZN_OK;
     if (!t || !line_of) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     char *p = text;
+    /* line by line, stopping at the first malformed one (ln stays below the cap + 3) */
     for (int ln = 1; s == BZN_OK && p; ln++) {
         char *nl = strchr(p, '\n');
         if (nl) *nl = 0;
@@ -622,6 +691,12 @@ bzn_status bzn_calib_cache_parse(const void *data, size_t size, bzn_calib_table 
         if (len == 0) {
             if (!nl) break; /* after the newline that ends the file */
             s = bzn_fail(err, BZN_ERR_FORMAT, "line %d: empty line", ln);
+            break;
+        }
+        if (t->count == BZN_CALIB_MAX_CACHE_ENTRIES) {
+            s = bzn_fail(err, BZN_ERR_FORMAT,
+                         "line %d: too many entries: a calibration cache holds at most %d (one per tensor)", ln,
+                         BZN_CALIB_MAX_CACHE_ENTRIES);
             break;
         }
         char *colon = strrchr(line, ':');
@@ -652,13 +727,6 @@ bzn_status bzn_calib_cache_parse(const void *data, size_t size, bzn_calib_table 
                          !isfinite(scale) ? (isnan(scale) ? "NaN" : "infinite") : "negative");
             break;
         }
-        for (int k = 0; k < t->count; k++)
-            if (!strcmp(t->scales[k].name, name)) {
-                s = bzn_fail(err, BZN_ERR_FORMAT, "line %d: '%.60s' was already given on line %d", ln, name,
-                             line_of[k]);
-                break;
-            }
-        if (s != BZN_OK) break;
         char *copy = strdup(name);
         if (!copy) {
             s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
@@ -668,6 +736,16 @@ bzn_status bzn_calib_cache_parse(const void *data, size_t size, bzn_calib_table 
         t->scales[t->count].scale = scale;
         t->amax[t->count] = scale * 127.0f;
         line_of[t->count++] = ln;
+    }
+    /* a name given twice on lines before the first malformed one is what a scan in order would
+     * have stopped at: it is reported instead */
+    if (s == BZN_OK || s == BZN_ERR_FORMAT) {
+        int first, second;
+        int dup = first_duplicate(t->scales, t->count, &first, &second);
+        if (dup < 0) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+        else if (dup)
+            s = bzn_fail(err, BZN_ERR_FORMAT, "line %d: '%.60s' was already given on line %d", line_of[second],
+                         t->scales[second].name, line_of[first]);
     }
     free(text);
     free(line_of);
@@ -757,30 +835,42 @@ bzn_status bzn_calib_cache_check(const bzn_calib_table *t, const bzn_ctx *c, bzn
     tensor_ref *refs;
     int n = list_tensors(c, &refs);
     if (n < 0) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    /* both sides sorted by name: each lookup is a binary search, whatever the table's size */
+    name_ref *net = malloc((size_t)(n ? n : 1) * sizeof *net);
+    name_ref *tab = t->count > 0 ? sorted_scale_names(t->scales, t->count) : malloc(sizeof *tab);
+    if (!net || !tab) {
+        free(refs);
+        free(net);
+        free(tab);
+        return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < n; k++) net[k] = (name_ref){refs[k].name, k};
+    qsort(net, (size_t)n, sizeof *net, cmp_name_index);
     msg_list unknown = {{0}, 0, 0}, missing = {{0}, 0, 0};
     int n_unknown = 0, n_missing = 0, aux_hint = 0;
     for (int i = 0; i < t->count; i++) {
         const char *name = t->scales[i].name;
-        int found = 0;
-        for (int k = 0; k < n && !found; k++) found = !strcmp(refs[k].name, name);
-        if (found) continue;
+        if (find_name(net, n, name) >= 0) continue;
         n_unknown++;
+        aux_hint |= !strncmp(name, "agg1.", 5) || !strcmp(name, "head_1.head") || !strcmp(name, "upsample_1");
+        if (unknown.dropped) { /* the list is full: only counted (no alias search over the layers) */
+            unknown.dropped++;
+            continue;
+        }
         char item[200];
         const char *primary = alias_of(c, name);
         if (primary) snprintf(item, sizeof item, "%s (an alias of %s)", name, primary);
         else snprintf(item, sizeof item, "%s", name);
         msg_add(&unknown, item);
-        aux_hint |= !strncmp(name, "agg1.", 5) || !strcmp(name, "head_1.head") || !strcmp(name, "upsample_1");
     }
     for (int k = 0; k < n; k++) {
-        int found = 0;
-        for (int i = 0; i < t->count && !found; i++) found = !strcmp(refs[k].name, t->scales[i].name);
-        if (!found) {
-            n_missing++;
-            msg_add(&missing, refs[k].name);
-        }
+        if (find_name(tab, t->count, refs[k].name) >= 0) continue;
+        n_missing++;
+        msg_add(&missing, refs[k].name);
     }
     free(refs);
+    free(net);
+    free(tab);
     if (!n_unknown && !n_missing) return BZN_OK;
     char more_u[32] = "", more_m[32] = "";
     if (unknown.dropped) snprintf(more_u, sizeof more_u, " and %d more", unknown.dropped);

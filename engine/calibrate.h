@@ -11,6 +11,10 @@
 
 #include "blazeneo.h"
 
+/* The most entries a calibration cache may hold, read or written: one per tensor, and the
+ * network has a few hundred. A longer cache is refused before it costs anything. */
+#define BZN_CALIB_MAX_CACHE_ENTRIES 65536
+
 /* The histogram of |x| of one tensor over all observations. Bin j counts the values with
  * floor(|x| / width) == j; the last bin also takes anything past the top edge (there is none
  * unless rounding puts the max itself there). */

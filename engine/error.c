@@ -14,6 +14,7 @@ const char *bzn_status_name(bzn_status s) {
     case BZN_ERR_UNSUPPORTED: return "unsupported";
     case BZN_ERR_NOMEM: return "out of memory";
     case BZN_ERR_BACKEND: return "backend error";
+    case BZN_ERR_NONFINITE: return "non-finite output";
     }
     return "unknown status";
 }

@@ -104,21 +104,29 @@ bzn_status bzn_model_open_memory(const void *data, size_t size, bzn_model **out,
 }
 
 bzn_status bzn_model_write_checked(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
-                                   bzn_error *err) {
-    const size_t len = strlen(path) + sizeof ".partial";
-    char *tmp = malloc(len);
-    if (!tmp) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
-    snprintf(tmp, len, "%s.partial", path);
-    bzn_status s = bzn_wfile_write(tmp, cfg, t, count, err);
+                                   uint64_t *bytes, bzn_error *err) {
+    /* made in memory and opened as a model (every check, the architecture included) before
+     * anything is written to `path` */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (!mem) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    bzn_status s = bzn_wfile_write_stream(mem, cfg, t, count, err);
+    if (fclose(mem) != 0 && s == BZN_OK) s = BZN_ERR_IO;
+    if (s == BZN_ERR_IO) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory building '%s'", path);
     if (s == BZN_OK) {
         bzn_model *m = NULL;
-        s = bzn_model_open(tmp, &m, err);
+        s = bzn_model_open_memory(buf, len, &m, err);
         bzn_model_free(m);
-        if (s == BZN_OK && rename(tmp, path) != 0)
-            s = bzn_fail(err, BZN_ERR_IO, "%s: cannot move the new file into place", path);
-        if (s != BZN_OK) remove(tmp);
     }
-    free(tmp);
+    bzn_writer *out = NULL;
+    if (s == BZN_OK) s = bzn_writer_open(path, &out, err);
+    if (s == BZN_OK) {
+        fwrite(buf, 1, len, bzn_writer_stream(out)); /* a short write is reported by close */
+        s = bzn_writer_close(out, 0, err);
+    }
+    if (s == BZN_OK && bytes) *bytes = len;
+    free(buf);
     return s;
 }
 

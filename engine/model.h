@@ -17,11 +17,12 @@ struct bzn_model {
     int int8_file;                /* written by `blazeneo quantize`: its float convs stay FP32 */
 };
 
-/* Write a weight file that must load as a model before it replaces `path`: written beside it
- * (`<path>.partial`), opened with bzn_model_open (every check, the architecture included),
- * then renamed into place; on any error nothing is left at `path` that was not there. */
+/* Write a weight file that must load as a model before it replaces `path`: made in memory,
+ * opened with bzn_model_open_memory (every check, the architecture included), then written
+ * with the library's writer; on any error nothing is left at `path` that was not there.
+ * `bytes` (may be NULL): the size written. */
 bzn_status bzn_model_write_checked(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
-                                   bzn_error *err);
+                                   uint64_t *bytes, bzn_error *err);
 
 /* 1 when `name` is one of the comma-separated names of `list` (NULL: none) */
 int bzn_name_in_list(const char *list, const char *name);

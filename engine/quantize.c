@@ -86,7 +86,7 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
         n++;
     }
     /* it must load back before it replaces anything */
-    if (s == BZN_OK) s = bzn_model_write_checked(out_path, &m->wf.config, t, n, err);
+    if (s == BZN_OK) s = bzn_model_write_checked(out_path, &m->wf.config, t, n, NULL, err);
     for (int i = 0; owned && i < cap; i++) free(owned[i]);
     free(owned);
     free(names);

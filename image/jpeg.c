@@ -20,8 +20,28 @@
  * JPEGs (print files, rare) are decoded to CMYK and converted with the naive formula
  * R = (255 - C) * (255 - K) / 255 (Adobe files store inverted ink values; libjpeg
  * tells us through saw_Adobe_marker), the same conversion PIL makes.
+ *
+ * Memory: the frame header alone decides how much memory a decode takes, and a 1 KB file
+ * can claim 16384x16384 pixels. For a progressive (or other multi-scan) JPEG libjpeg
+ * allocates the whole image's DCT coefficients (128 bytes per 8x8 block: 1.6 GB for a
+ * 16384x16384 colour frame) in jpeg_start_decompress, before it reads any image data; and
+ * in arithmetic-coded data a marker may legally end the data early (the decoder then feeds
+ * itself zeros), so such a file is decoded to the end, over seconds and up to 2.3 GB, and
+ * may even "succeed". So before starting we check the claim against the file's size
+ * (plausible_size()). Huffman coding spends at least one bit on every 8x8 block of every
+ * component (its DC code; a sequential scan also codes an end of block), so a complete
+ * N-byte file holds at most 8N blocks: that bound cannot refuse a complete Huffman-coded
+ * JPEG. Arithmetic coding goes below one bit per block only on practically blank images,
+ * and those are still decoded when the decode needs at most FREE_DECODE_BYTES. Above that,
+ * what passes the check needs no more than a valid Huffman file of its size could: about
+ * 8N * (128 + 192) bytes (coefficients plus our RGB output: 2560x the file size, where a
+ * real photo needs 10-100x). As a second line, libjpeg's own limit (max_memory_to_use) is
+ * set to the coefficient memory we expect plus some slack: with libjpeg-turbo's memory
+ * back end (jmemnobs.c, no temporary files) asking for more fails with
+ * JERR_NO_BACKING_STORE before the allocation is made.
  */
 #include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +57,8 @@
 #define MAX_DIMENSION  16384               /* pixels, each side: bounds memory use */
 #define MAX_FILE_BYTES ((size_t)256 << 20) /* refuse bigger files outright */
 #define MAX_SCANS      500                 /* progressive scans (anti-DoS, like TurboJPEG) */
+#define FREE_DECODE_BYTES ((size_t)64 << 20) /* a decode this small needs no plausibility */
+#define LIBJPEG_SLACK     ((size_t)64 << 20) /* libjpeg's memory beyond the coefficients */
 
 /* Everything one decode needs. cinfo is written by libjpeg; the rest by us. */
 typedef struct {
@@ -66,6 +88,11 @@ static void on_error_exit(j_common_ptr cinfo) {
     jpeg_job *job = job_of(cinfo);
     switch (cinfo->err->msg_code) {
     case JERR_OUT_OF_MEMORY: job->status = BZN_ERR_NOMEM; break;
+    case JERR_NO_BACKING_STORE: /* over max_memory_to_use, see plausible_size() */
+        job->status = BZN_ERR_NOMEM;
+        snprintf(job->msg, sizeof job->msg, "libjpeg needs more than the %ld MB allowed for this image",
+                 cinfo->mem->max_memory_to_use / 1000000);
+        longjmp(job->jump, 1);
     case JERR_BAD_PRECISION:   /* 12-bit samples */
     case JERR_SOF_UNSUPPORTED: /* lossless and hierarchical JPEG */
         job->status = BZN_ERR_UNSUPPORTED;
@@ -116,6 +143,57 @@ static void cmyk_to_rgb(const uint8_t *cmyk, int width, int adobe_inverted, uint
     }
 }
 
+/* n bytes as "812 B", "1.6 KB", "805.3 MB", "1.6 GB" (decimal units). */
+static void format_bytes(double n, char *out, size_t len) {
+    static const char *const units[] = {"B", "KB", "MB", "GB", "TB"};
+    int u = 0;
+    while (n >= 1000 && u < 4) {
+        n /= 1000;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, len, "%.0f B", n);
+    else
+        snprintf(out, len, "%.1f %s", n, units[u]);
+}
+
+/* After jpeg_read_header: refuse a frame header that claims far more image than the file
+ * could hold (see "Memory" at the top), before anything big is allocated; then cap
+ * libjpeg's whole-image memory at what this image should need. Returns 0, or -1 with
+ * job->status and job->msg set. */
+static int plausible_size(jpeg_job *job, size_t size) {
+    struct jpeg_decompress_struct *ci = &job->cinfo;
+    size_t blocks = 0, coef_blocks = 0; /* coded blocks; blocks in the coefficient buffer */
+    for (int c = 0; c < ci->num_components; c++) {
+        const jpeg_component_info *cp = &ci->comp_info[c];
+        size_t bw = cp->width_in_blocks, bh = cp->height_in_blocks;
+        size_t hs = (size_t)cp->h_samp_factor, vs = (size_t)cp->v_samp_factor;
+        blocks += bw * bh;
+        coef_blocks += (bw + hs - 1) / hs * hs * ((bh + vs - 1) / vs * vs); /* as jdcoefct.c */
+    }
+    int multi_scan = jpeg_has_multiple_scans(ci) != 0;
+    size_t coef_bytes = multi_scan ? coef_blocks * sizeof(JBLOCK) : 0;
+    size_t out_bytes = (size_t)ci->image_width * ci->image_height * 3;
+    size_t min_bytes = blocks / 8 + (blocks % 8 != 0); /* one bit per block */
+    if (coef_bytes + out_bytes > FREE_DECODE_BYTES && min_bytes > size) {
+        char have[32], want[32], need[32];
+        format_bytes((double)size, have, sizeof have);
+        format_bytes((double)min_bytes, need, sizeof need);
+        format_bytes((double)(multi_scan ? coef_bytes : out_bytes), want, sizeof want);
+        job->status = BZN_ERR_FORMAT;
+        snprintf(job->msg, sizeof job->msg,
+                 "%s claims %ux%u but the file is only %s: refusing a %s %s (its %zu blocks of "
+                 "8x8 take at least one bit each, %s)",
+                 ci->progressive_mode ? "progressive JPEG" : multi_scan ? "multi-scan JPEG" : "JPEG",
+                 (unsigned)ci->image_width, (unsigned)ci->image_height, have, want,
+                 multi_scan ? "coefficient buffer" : "image", blocks, need);
+        return -1;
+    }
+    size_t cap = coef_bytes + LIBJPEG_SLACK; /* cannot overflow: coef_bytes < 2^32 */
+    ci->mem->max_memory_to_use = cap > (size_t)LONG_MAX ? LONG_MAX : (long)cap;
+    return 0;
+}
+
 /* The part of the decode that libjpeg may longjmp out of. Only touches *job.
  * Returns 0, or -1 with job->status and job->msg set. */
 static int decode_guarded(jpeg_job *job, const uint8_t *data, size_t size) {
@@ -152,14 +230,17 @@ static int decode_guarded(jpeg_job *job, const uint8_t *data, size_t size) {
                  ci->num_components);
         return -1;
     }
+    if (plausible_size(job, size) != 0) return -1;
 
-    jpeg_start_decompress(ci);
+    jpeg_start_decompress(ci); /* allocates the coefficient buffer of a multi-scan JPEG */
     int w = (int)ci->output_width, h = (int)ci->output_height;
     if (ci->output_components != (cmyk ? 4 : 3)) { /* cannot happen; be safe anyway */
         job->status = BZN_ERR_UNSUPPORTED;
         snprintf(job->msg, sizeof job->msg, "unexpected %d output components", ci->output_components);
         return -1;
     }
+    /* At most 16384x16384x3, and only for a file big enough to fill it (plausible_size()); a
+     * multi-scan JPEG has even been read to the end by now. */
     job->pixels = malloc((size_t)w * (size_t)h * 3);
     if (cmyk) job->cmyk_row = malloc((size_t)w * 4);
     if (!job->pixels || (cmyk && !job->cmyk_row)) {

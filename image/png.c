@@ -94,8 +94,8 @@ bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int widt
     if (width <= 0 || height <= 0)
         return bzn_fail(err, BZN_ERR_ARG, "write PNG '%s': invalid size %dx%d", path, width, height);
 
-    bzn_atomic out;
-    bzn_status st = bzn_atomic_open(&out, path, err);
+    bzn_writer *out;
+    bzn_status st = bzn_writer_open(path, &out, err);
     if (st != BZN_OK) return st;
     png_job job;
     memset(&job, 0, sizeof job);
@@ -103,11 +103,15 @@ bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int widt
     job.width = width;
     job.height = height;
     job.channels = channels;
-    job.fp = out.f;
+    job.fp = bzn_writer_stream(out);
     const int failed = write_guarded(&job) != 0;
     if (job.png) png_destroy_write_struct(&job.png, &job.info); /* info may be NULL */
-    if (failed)
-        st = bzn_fail(err, job.in_header ? BZN_ERR_ARG : BZN_ERR_IO, "cannot write PNG '%s': %s", path, job.msg);
-    const bzn_status closed = bzn_atomic_close(&out, failed, err);
+    if (failed) {
+        char ebuf[128];
+        const int e = bzn_writer_error(out); /* libpng says only "Write Error": say why */
+        st = bzn_fail(err, job.in_header ? BZN_ERR_ARG : BZN_ERR_IO, "cannot write PNG '%s': %s", path,
+                      e ? bzn_errno_text(e, ebuf, sizeof ebuf) : job.msg);
+    }
+    const bzn_status closed = bzn_writer_close(out, failed, err);
     return failed ? st : closed;
 }

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,7 +36,9 @@ typedef enum {
     BZN_ERR_FORMAT,       /* malformed, truncated or corrupted input */
     BZN_ERR_UNSUPPORTED,  /* well-formed but not something this engine runs */
     BZN_ERR_NOMEM,        /* allocation failed */
-    BZN_ERR_BACKEND       /* backend unavailable or failed at run time */
+    BZN_ERR_BACKEND,      /* backend unavailable or failed at run time */
+    BZN_ERR_NONFINITE     /* the network's output holds NaN or infinity (weights out of range):
+                             the run has no result, since a class map would be meaningless */
 } bzn_status;
 
 /* Caller-owned error message buffer, filled when a call fails. */
@@ -243,6 +246,32 @@ double bzn_iou(const bzn_confusion *c, int metric);
  * int8 weights, activation scales are stored as `<tensor>.act_scale`. */
 bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales, int n_scales,
                               const char *keep_fp32, const char *out_path, bzn_error *err);
+
+/* ---- writing files ---------------------------------------------------------------------
+ *
+ * The writer the library uses for every file it writes (weight files, calibration caches,
+ * PNGs), for callers' own outputs too. A regular file (or a missing one) is replaced
+ * atomically: the bytes go to "<target>.tmp.XXXXXX" beside it, are synced and renamed over it
+ * on success, and removed on failure, so readers see the old file or the whole new one. A
+ * symbolic link is followed (the file it names is replaced). A device, FIFO or socket, and
+ * "-" (standard output), are written in place. Errors name `path` and the real cause.
+ *
+ *   bzn_writer *w;
+ *   if (bzn_writer_open("out.csv", &w, &e)) return e.status;
+ *   fprintf(bzn_writer_stream(w), ...);
+ *   if (bzn_writer_close(w, 0, &e)) return e.status;   // flush, sync, rename; any write error
+ */
+typedef struct bzn_writer bzn_writer;
+bzn_status bzn_writer_open(const char *path, bzn_writer **out, bzn_error *err);
+FILE *bzn_writer_stream(bzn_writer *w);
+/* errno of the first failed write to the stream (0: none), for the caller's own message */
+int bzn_writer_error(const bzn_writer *w);
+/* Finish: with `discard` (the caller's writing failed and it has reported why) the temporary
+ * file is removed, the target left as it was, and BZN_ERR_IO returned without a message. */
+bzn_status bzn_writer_close(bzn_writer *w, int discard, bzn_error *err);
+/* Remove every temporary file a writer of this process has open; async-signal-safe, for a
+ * program's SIGINT/SIGTERM handlers (the library installs none). */
+void bzn_writer_remove_temporaries(void);
 
 /* ---- images (JPEG in, PNG out, the spec's resize) --------------------------------- */
 

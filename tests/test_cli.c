@@ -8,7 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "blazeneo.h"
+#include "cli.h"
 
 #include "testutil.h"
 
@@ -181,6 +187,178 @@ START_TEST(segment_under_valgrind) {
 }
 END_TEST
 
+/* ---- hardening: outputs that are not regular files, write errors, names, signals ---------- */
+
+#define CAL1 "calibrate -q -m " MODEL " -s 64 --images cal1 -o "
+
+static void make_cal1(void) {
+    ck_assert_int_eq(tu_run("mkdir -p '%s/cal1' && cp \"%s/samples/16d4ca6160127cd1d5ff99c267599fc4.jpeg\" '%s/cal1/'",
+                            tmp, src, tmp), 0);
+}
+
+static int no_temporaries(const char *dir) { return tu_run("ls -a '%s' | grep -q '\\.tmp\\.'", dir) == 1; }
+
+/* A device, FIFO or "-" is written in place (never replaced by a regular file), its write
+ * errors reported; a symbolic link is followed, the link itself kept. */
+START_TEST(output_targets) {
+    make_cal1();
+    struct stat st;
+    /* a character device, named directly and through a link in our folder */
+    ck_assert_int_eq(run(CAL1 "/dev/full"), 1);
+    ck_assert_msg(strstr(out, "cannot write '/dev/full': No space left on device"), "%s", out);
+    ck_assert_ptr_null(strstr(out, "wrote"));
+    ck_assert_int_eq(tu_run("ln -sf /dev/full '%s/full.cache'", tmp), 0);
+    ck_assert_int_eq(run(CAL1 "full.cache"), 1);
+    ck_assert_msg(strstr(out, "No space left on device"), "%s", out);
+    ck_assert_int_eq(lstat(tu_path(tmp, "full.cache"), &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    ck_assert_int_eq(stat("/dev/full", &st), 0);
+    ck_assert(S_ISCHR(st.st_mode));
+    /* a PNG through such a link: the real cause, not libpng's "Write Error" */
+    ck_assert_int_eq(tu_run("mkdir -p '%s/pngfull' && ln -sf /dev/full '%s/pngfull/16d4ca6160127cd1d5ff99c267599fc4.png'",
+                            tmp, tmp), 0);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 -o pngfull " SAMPLE), 1);
+    ck_assert_msg(strstr(out, "No space left on device"), "%s", out);
+    ck_assert_int_eq(lstat(tu_path(tmp, "pngfull/16d4ca6160127cd1d5ff99c267599fc4.png"), &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+
+    /* a FIFO: the reader gets the cache, the FIFO stays a FIFO */
+    ck_assert_int_eq(tu_run("cd '%s' && mkfifo pipe.cache && (cat pipe.cache > from-pipe.txt &)", tmp), 0);
+    ck_assert_int_eq(run(CAL1 "pipe.cache"), 0);
+    ck_assert_int_eq(lstat(tu_path(tmp, "pipe.cache"), &st), 0);
+    ck_assert(S_ISFIFO(st.st_mode));
+    char text[8192] = "";
+    for (int i = 0; i < 500 && !strstr(text, "input: "); i++) { /* cat finishes once we closed it */
+        tu_run("sleep 0.01");
+        tu_slurp(tu_path(tmp, "from-pipe.txt"), text, sizeof text);
+    }
+    ck_assert_msg(!strncmp(text, "TRT-7103-EntropyCalibration2\n", 29), "%s", text);
+
+    /* a symbolic link to a regular file, and a dangling one: the file named is written */
+    ck_assert_int_eq(tu_run("cd '%s' && echo old > real.cache && ln -sf real.cache link.cache && "
+                            "ln -sf made.cache dangling.cache", tmp), 0);
+    ck_assert_int_eq(run(CAL1 "link.cache"), 0);
+    ck_assert_int_eq(lstat(tu_path(tmp, "link.cache"), &st), 0);
+    ck_assert(S_ISLNK(st.st_mode));
+    tu_slurp(tu_path(tmp, "real.cache"), text, sizeof text);
+    ck_assert_msg(!strncmp(text, "TRT-7103-", 9), "%s", text);
+    ck_assert_int_eq(run(CAL1 "dangling.cache"), 0);
+    tu_slurp(tu_path(tmp, "made.cache"), text, sizeof text);
+    ck_assert_msg(!strncmp(text, "TRT-7103-", 9), "%s", text);
+
+    /* "-": the cache on stdout, the summary on stderr */
+    ck_assert_int_eq(tu_cli_io(tmp, NULL, tu_path(tmp, "stdout.txt"), out, sizeof out,
+                               "calibrate -m " MODEL " -s 64 --images cal1 -o -"), 0);
+    tu_slurp(tu_path(tmp, "stdout.txt"), text, sizeof text);
+    ck_assert_msg(!strncmp(text, "TRT-7103-EntropyCalibration2\n", 29), "%s", text);
+    ck_assert_ptr_null(strstr(text, "calibrated"));
+    ck_assert_ptr_nonnull(strstr(out, "calibrated"));
+    ck_assert(no_temporaries(tmp));
+}
+END_TEST
+
+/* A write that fails on a regular file (here: over the file size limit, as on a full disk)
+ * names the user's file and the real cause, and leaves neither the file nor a temporary. */
+START_TEST(write_errors_name_the_cause) {
+    make_cal1();
+    ck_assert_int_eq(tu_run("mkdir -p '%s/fsz' && cd '%s' && (trap '' XFSZ; ulimit -f 2; \"$BZN_CLI\" " CAL1
+                            "fsz/big.cache > fsz.log 2>&1); test $? = 1", tmp, tmp), 0);
+    tu_slurp(tu_path(tmp, "fsz.log"), out, sizeof out);
+    ck_assert_msg(strstr(out, "cannot write 'fsz/big.cache': File too large"), "%s", out);
+    ck_assert_int_eq(tu_run("test -e '%s/fsz/big.cache'", tmp), 1);
+    ck_assert(no_temporaries(tu_path(tmp, "fsz")));
+    if (!tu_have_shared()) {
+        tu_missing("../shared (the trained checkpoint)");
+        return;
+    }
+    /* convert: no internal ".partial" name, no "Input/output error" */
+    ck_assert_int_eq(tu_run("cd '%s' && (trap '' XFSZ; ulimit -f 2048; \"$BZN_CLI\" convert "
+                            "\"$BZN_SHARED_DIR/models/blazeneo-dha-neopolyp-small.pth\" fsz/model.bzn > conv.log 2>&1); "
+                            "test $? = 1", tmp), 0);
+    tu_slurp(tu_path(tmp, "conv.log"), out, sizeof out);
+    ck_assert_msg(strstr(out, "cannot write 'fsz/model.bzn': File too large"), "%s", out);
+    ck_assert_ptr_null(strstr(out, "partial"));
+    ck_assert_int_eq(tu_run("test -e '%s/fsz/model.bzn'", tmp), 1);
+    ck_assert(no_temporaries(tu_path(tmp, "fsz")));
+}
+END_TEST
+
+/* Every command's standard output is checked: a full disk under it is exit 1 and a message. */
+START_TEST(stdout_write_errors) {
+    static const char *cmds[] = {"info " MODEL, "info --tensors " MODEL, "info --layers " MODEL, "--help",
+                                 "info --help", "--version",
+                                 "eval -q -t 1 -s 64 -m " MODEL " --images \"$BZN_SOURCE_DIR/tests/data/eval/images\" "
+                                 "--masks \"$BZN_SOURCE_DIR/tests/data/eval/masks\" --json"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        ck_assert_int_eq(tu_cli_io(tmp, NULL, "/dev/null", out, sizeof out, "%s", cmds[i]), 0);
+        const int rc = tu_cli_io(tmp, NULL, "/dev/full", out, sizeof out, "%s", cmds[i]);
+        ck_assert_msg(rc == 1, "'%s' > /dev/full exited %d", cmds[i], rc);
+        ck_assert_msg(strstr(out, "standard output: No space left on device"), "'%s': %s", cmds[i], out);
+    }
+    if (!tu_have_shared()) {
+        tu_missing("../shared (the trained checkpoint)");
+        return;
+    }
+    const int rc = tu_cli_io(tmp, NULL, "/dev/full", out, sizeof out,
+                             "convert \"$BZN_SHARED_DIR/models/blazeneo-dha-neopolyp-small.pth\" conv-stdout.bzn");
+    ck_assert_msg(rc == 1 && strstr(out, "No space left on device"), "convert: %d %s", rc, out);
+}
+END_TEST
+
+/* Inputs whose outputs would collide (`a.jpg` with --overlay beside `a_overlay.jpg`) are
+ * refused before anything runs, naming both. */
+START_TEST(segment_output_collisions) {
+    ck_assert_int_eq(tu_run("mkdir -p '%s/coll' && cd '%s/coll' && for n in a.jpg a_overlay.jpg b.jpg b_aux.jpeg; do "
+                            "cp \"%s/samples/16d4ca6160127cd1d5ff99c267599fc4.jpeg\" $n; done", tmp, tmp, src), 0);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 --overlay -o coll_out coll"), 1);
+    ck_assert_msg(strstr(out, "would both write 'a_overlay.png'"), "%s", out);
+    ck_assert_int_eq(tu_run("test -e '%s/coll_out/a.png'", tmp), 1);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 --aux -o coll_out coll"), 1);
+    ck_assert_msg(strstr(out, "would both write 'b_aux.png'"), "%s", out);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 -o coll_out coll"), 0); /* no suffixes: no collision */
+    ck_assert_int_eq(tu_run("mkdir -p '%s/same' && cp '%s/coll/a.jpg' '%s/same/x.jpg' && cp '%s/coll/a.jpg' "
+                            "'%s/same/x.jpeg'", tmp, tmp, tmp, tmp, tmp), 0);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 -o same_out same"), 1);
+    ck_assert_msg(strstr(out, "would both write 'x.png'"), "%s", out);
+}
+END_TEST
+
+/* SIGTERM (or SIGINT) while an output is being written removes its temporary file, and the
+ * process still dies of the signal. The writer and the CLI's handler, in a child process. */
+START_TEST(signal_removes_temporaries) {
+    char *dir = tu_tmpdir("signal");
+    for (int k = 0; k < 2; k++) {
+        const int sig = k ? SIGINT : SIGTERM;
+        int ready[2];
+        ck_assert_int_eq(pipe(ready), 0);
+        const pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            cli_catch_fatal_signals();
+            bzn_writer *w;
+            if (bzn_writer_open(tu_path(dir, "model.bzn"), &w, NULL) != BZN_OK) _exit(3);
+            static char block[1 << 20];
+            fwrite(block, 1, sizeof block, bzn_writer_stream(w));
+            fflush(bzn_writer_stream(w));
+            if (write(ready[1], "x", 1) != 1) _exit(4);
+            for (;;) pause();
+        }
+        char c;
+        ck_assert_int_eq(read(ready[0], &c, 1), 1);
+        close(ready[0]);
+        close(ready[1]);
+        ck_assert(!no_temporaries(dir)); /* the temporary file is there, half written */
+        kill(pid, sig);
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == sig);
+        ck_assert(no_temporaries(dir));
+        ck_assert_int_eq(tu_run("test -e '%s/model.bzn'", dir), 1);
+    }
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     cli = tu_env("BZN_CLI");
     src = tu_env("BZN_SOURCE_DIR");
@@ -198,6 +376,11 @@ int main(void) {
     tcase_add_test(tc, convert_errors);
     tcase_add_test(tc, info_and_trace);
     tcase_add_test(tc, segment_under_valgrind);
+    tcase_add_test(tc, output_targets);
+    tcase_add_test(tc, write_errors_name_the_cause);
+    tcase_add_test(tc, stdout_write_errors);
+    tcase_add_test(tc, segment_output_collisions);
+    tcase_add_test(tc, signal_removes_temporaries);
     const int failed = tu_run_suite(s);
     free(tmp);
     return failed;

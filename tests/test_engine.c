@@ -14,6 +14,7 @@
 #include "graph.h"
 #include "model.h"
 #include "network.h"
+#include "wfile.h"
 #include "testutil.h"
 
 static bzn_model *model;
@@ -104,6 +105,78 @@ START_TEST(misuse_before_and_after_run) {
     ck_assert_int_eq(bzn_class_map(c, cls, 0, 50, &e), BZN_ERR_ARG);
     free(buf);
     bzn_ctx_free(c);
+}
+END_TEST
+
+/* A model whose output overflows (head weights of 1e38: finite, so every loader check passes)
+ * gives logits that are inf and NaN; the run must fail with BZN_ERR_NONFINITE rather than let
+ * a class map colour the whole frame neoplastic, and the CLI must exit 1 with the reason. */
+START_TEST(nonfinite_output_is_an_error) {
+    bzn_wfile wf;
+    bzn_error e;
+    ck_assert_int_eq(bzn_wfile_open(shipped(), &wf, &e), BZN_OK);
+    bzn_wf_input *in = calloc((size_t)wf.count, sizeof *in);
+    float *huge = NULL;
+    for (int i = 0; i < wf.count; i++) {
+        const bzn_wf_tensor *t = &wf.tensors[i];
+        in[i].name = t->name;
+        in[i].dtype = t->dtype;
+        in[i].ndim = t->ndim;
+        memcpy(in[i].shape, t->shape, sizeof in[i].shape);
+        in[i].data = t->data;
+        in[i].scale_index = t->scale_index;
+        if (!strcmp(t->name, "head_2.head.conv.weight")) {
+            const size_t n = (size_t)bzn_wf_numel(t->ndim, t->shape);
+            huge = malloc(n * sizeof *huge);
+            for (size_t k = 0; k < n; k++) huge[k] = (k % 2 ? -1e38f : 1e38f);
+            in[i].dtype = BZN_DT_F32;
+            in[i].data = huge;
+        }
+    }
+    ck_assert_ptr_nonnull(huge);
+    char *dir = tu_tmpdir("nonfinite");
+    const char *path = tu_path(dir, "huge-head.bzn");
+    ck_assert_int_eq(bzn_wfile_write(path, &wf.config, in, wf.count, &e), BZN_OK);
+    free(huge);
+    free(in);
+    bzn_wfile_close(&wf);
+
+    bzn_model *m;
+    ck_assert_int_eq(bzn_model_open(path, &m, &e), BZN_OK);
+    bzn_ctx_options o = bzn_ctx_default_options(m);
+    o.height = o.width = 64;
+    bzn_ctx *c;
+    ck_assert_int_eq(bzn_ctx_create(m, &o, &c, &e), BZN_OK);
+    uint8_t px[3 * 40 * 30];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 37);
+    ck_assert_int_eq(bzn_run_rgb(c, px, 40, 30, 120, &e), BZN_ERR_NONFINITE);
+    ck_assert_ptr_nonnull(strstr(e.msg, "not finite"));
+    uint8_t cls[30 * 40];
+    ck_assert_int_eq(bzn_class_map(c, cls, 40, 30, &e), BZN_ERR_NONFINITE);
+    ck_assert_ptr_nonnull(strstr(e.msg, "last run failed"));
+    const float *logits;
+    ck_assert_int_eq(bzn_logits(c, BZN_OUT_MAIN, &logits, NULL, NULL, NULL, &e), BZN_ERR_NONFINITE);
+    float *x = random_input(64, 64, 7);
+    ck_assert_int_eq(bzn_run_tensor(c, x, &e), BZN_ERR_NONFINITE);
+    /* the layers can still be inspected, to find where the overflow starts */
+    int last = bzn_ctx_num_layers(c) - 1;
+    bzn_layer_info li;
+    ck_assert_int_eq(bzn_ctx_layer(c, last, &li), BZN_OK);
+    ck_assert_str_eq(li.name, "upsample_2");
+    float head[3 * 64 * 64];
+    ck_assert_int_eq(bzn_ctx_layer_output(c, last, head, sizeof head / sizeof *head, &e), BZN_OK);
+    ck_assert(!isfinite(head[0]) || !isfinite(head[1]));
+    free(x);
+    bzn_ctx_free(c);
+    bzn_model_free(m);
+
+    char out[8192];
+    const int rc = tu_cli(dir, out, sizeof out,
+                          "segment -m huge-head.bzn -s 64 -o masks \"$BZN_SOURCE_DIR/samples/16d4ca6160127cd1d5ff99c267599fc4.jpeg\"");
+    ck_assert_msg(rc == 1, "segment exited %d: %s", rc, out);
+    ck_assert_ptr_nonnull(strstr(out, "not finite"));
+    ck_assert_int_eq(tu_run("test -e '%s/masks/16d4ca6160127cd1d5ff99c267599fc4.png'", dir), 1);
+    free(dir);
 }
 END_TEST
 
@@ -357,6 +430,7 @@ int main(void) {
     tcase_add_test(tc, open_from_memory);
     tcase_add_test(tc, no_allocation_per_frame);
     tcase_add_test(tc, int8_handoffs_exact);
+    tcase_add_test(tc, nonfinite_output_is_an_error);
     const int failed = tu_run_suite(s);
     bzn_model_free(model);
     return failed;

@@ -11,8 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <jpeglib.h> /* after stdio.h: the tests encode JPEGs of their own */
 
 #include "blazeneo.h"
 #include "testutil.h"
@@ -354,6 +359,292 @@ START_TEST(test_decode_errors) {
 }
 END_TEST
 
+/* ---- frame headers that claim a huge image (memory bounds) ---------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* A minimal JPEG written byte by byte: SOI, DQT (all ones), SOF`sof` (0xC0 baseline, 0xC2
+ * progressive Huffman, 0xC9 sequential arithmetic, 0xCA progressive arithmetic) claiming
+ * w x h with nc components (the first sampled `samp0`, e.g. 0x22, the others 1x1), for
+ * Huffman a DC and an AC table that each hold one 1-bit code (symbol 0: a zero DC difference,
+ * an end of block), one SOS over all components (a DC-first scan when progressive, a full
+ * sequential scan otherwise), `ndata` bytes of entropy-coded data (zeros, or pseudo-random
+ * bytes without 0xFF when `noise`), EOI. With zero data every bit is one valid block, so
+ * ndata >= blocks / 8 makes a complete Huffman-coded image. Returns a malloc'd buffer. */
+static uint8_t *craft_jpeg(int sof, int w, int h, int nc, int samp0, size_t ndata, int noise, size_t *len) {
+    uint8_t *b = malloc(200 + ndata);
+    ck_assert_ptr_nonnull(b);
+    size_t n = 0;
+    int arith = sof >= 0xC9, progressive = sof == 0xC2 || sof == 0xCA;
+    b[n++] = 0xFF, b[n++] = 0xD8;                                  /* SOI */
+    b[n++] = 0xFF, b[n++] = 0xDB, b[n++] = 0, b[n++] = 67, b[n++] = 0; /* DQT, table 0 */
+    for (int i = 0; i < 64; i++) b[n++] = 1;
+    b[n++] = 0xFF, b[n++] = (uint8_t)sof, b[n++] = 0, b[n++] = (uint8_t)(8 + 3 * nc), b[n++] = 8;
+    b[n++] = (uint8_t)(h >> 8), b[n++] = (uint8_t)h, b[n++] = (uint8_t)(w >> 8), b[n++] = (uint8_t)w;
+    b[n++] = (uint8_t)nc;
+    for (int c = 0; c < nc; c++) b[n++] = (uint8_t)(c + 1), b[n++] = (uint8_t)(c ? 0x11 : samp0), b[n++] = 0;
+    if (!arith) { /* DHT: DC table 0 and AC table 0, one code of length 1 each, for symbol 0 */
+        b[n++] = 0xFF, b[n++] = 0xC4, b[n++] = 0, b[n++] = 2 + 2 * 18;
+        for (int cls = 0; cls < 2; cls++) {
+            b[n++] = (uint8_t)(cls << 4), b[n++] = 1;
+            for (int i = 1; i < 16; i++) b[n++] = 0;
+            b[n++] = 0;
+        }
+    }
+    b[n++] = 0xFF, b[n++] = 0xDA, b[n++] = 0, b[n++] = (uint8_t)(6 + 2 * nc), b[n++] = (uint8_t)nc;
+    for (int c = 0; c < nc; c++) b[n++] = (uint8_t)(c + 1), b[n++] = 0x00;
+    b[n++] = 0, b[n++] = progressive ? 0 : 63, b[n++] = 0; /* Ss, Se, Ah/Al */
+    for (size_t i = 0; i < ndata; i++) {
+        uint8_t v = noise ? rnd8() : 0;
+        b[n++] = v == 0xFF ? 0xFE : v;
+    }
+    b[n++] = 0xFF, b[n++] = 0xD9; /* EOI */
+    *len = n;
+    return b;
+}
+
+/* What a decode in a child process did: its result and how much its peak RSS grew. */
+typedef struct {
+    bzn_status status;
+    char msg[sizeof(((bzn_error *)0)->msg)];
+    int width, height;
+    long peak_growth_kb; /* ru_maxrss after the decode minus before it */
+    double seconds;
+} child_decode;
+
+/* Decode in a forked child so that its peak RSS can be measured on its own (ru_maxrss of a
+ * process only grows). Outside AddressSanitizer (which reserves terabytes of address space)
+ * the child's address space is also capped at 1 GiB over what it starts with, so that a
+ * regression fails here with an allocation failure instead of taking gigabytes. */
+static child_decode decode_in_child(const uint8_t *data, size_t len) {
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+#ifndef UNDER_ASAN
+        unsigned long vm_pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (f && fscanf(f, "%lu", &vm_pages) == 1) {
+            rlim_t cap = (rlim_t)vm_pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30);
+            struct rlimit rl = {cap, cap};
+            setrlimit(RLIMIT_AS, &rl);
+        }
+        if (f) fclose(f);
+#endif
+        child_decode r;
+        memset(&r, 0, sizeof r);
+        struct rusage before, after;
+        struct timespec t0, t1;
+        getrusage(RUSAGE_SELF, &before);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bzn_image img;
+        bzn_error err = {0};
+        r.status = bzn_image_decode_jpeg(data, len, &img, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        getrusage(RUSAGE_SELF, &after);
+        memcpy(r.msg, err.msg, sizeof r.msg);
+        r.width = img.width;
+        r.height = img.height;
+        r.peak_growth_kb = after.ru_maxrss - before.ru_maxrss;
+        r.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        bzn_image_free(&img);
+        ssize_t w = write(fds[1], &r, sizeof r);
+        _exit(w == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fds[1]);
+    child_decode r;
+    memset(&r, 0, sizeof r);
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t k = read(fds[0], (char *)&r + got, sizeof r - got);
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    close(fds[0]);
+    int wst = 0;
+    ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+    ck_assert_msg(WIFEXITED(wst) && WEXITSTATUS(wst) == 0 && got == sizeof r,
+                  "the decoding child died (%s %d): killed for memory?",
+                  WIFSIGNALED(wst) ? "signal" : "exit", WIFSIGNALED(wst) ? WTERMSIG(wst) : WEXITSTATUS(wst));
+    return r;
+}
+
+/* 1-2 KB files whose frame header claims a huge image. Before the fix a progressive
+ * arithmetic one made libjpeg allocate (and, fed zeros past the end of the data as the
+ * standard says, fill) the whole coefficient buffer: 1.5-2.3 GB and 5 s, and some even
+ * "decoded". They must be refused at once, from the header, whatever the coding. */
+START_TEST(test_decode_huge_claims) {
+    char *tmp = tu_tmpdir("image-huge-claims");
+    ck_assert_ptr_nonnull(tmp);
+    static const struct {
+        const char *name;
+        int sof, w, h, nc, samp0, noise;
+        const char *kind; /* in the message: what would have been allocated */
+    } cases[] = {
+        {"prog-arith-16k-rgb.jpg", 0xCA, 16384, 16384, 3, 0x11, 1, "1.6 GB coefficient buffer"},
+        {"prog-arith-16k-rgb-0.jpg", 0xCA, 16384, 16384, 3, 0x11, 0, "1.6 GB coefficient buffer"},
+        {"prog-arith-16k-cmyk.jpg", 0xCA, 16384, 16384, 4, 0x11, 1, "2.1 GB coefficient buffer"},
+        {"prog-arith-8k-420.jpg", 0xCA, 8192, 8192, 3, 0x22, 1, "201.3 MB coefficient buffer"},
+        {"prog-arith-8k-rgb.jpg", 0xCA, 8192, 8192, 3, 0x11, 1, "402.7 MB coefficient buffer"},
+        {"prog-huff-16k-rgb.jpg", 0xC2, 16384, 16384, 3, 0x11, 0, "1.6 GB coefficient buffer"},
+        {"prog-huff-16k-grey.jpg", 0xC2, 16384, 16384, 1, 0x11, 1, "536.9 MB coefficient buffer"},
+        {"prog-huff-8k-420.jpg", 0xC2, 8192, 8192, 3, 0x22, 0, "201.3 MB coefficient buffer"},
+        {"seq-arith-16k-rgb.jpg", 0xC9, 16384, 16384, 3, 0x11, 1, "805.3 MB image"},
+        {"baseline-16k-rgb.jpg", 0xC0, 16384, 16384, 3, 0x11, 0, "805.3 MB image"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = 0;
+        uint8_t *jpg = craft_jpeg(cases[i].sof, cases[i].w, cases[i].h, cases[i].nc, cases[i].samp0, 1500,
+                                  cases[i].noise, &len);
+        child_decode r = decode_in_child(jpg, len);
+        printf("  %-26s %zu B -> %-16s peak RSS +%ld MB, %.2f s: %s\n", cases[i].name, len,
+               bzn_status_name(r.status), r.peak_growth_kb / 1024, r.seconds, r.msg);
+        fflush(stdout);
+        ck_assert_msg(r.peak_growth_kb < 300 * 1024, "%s: the decode's peak RSS grew by %ld MB", cases[i].name,
+                      r.peak_growth_kb / 1024);
+        ck_assert_msg(r.status == BZN_ERR_FORMAT, "%s: status %s (%s), expected %s", cases[i].name,
+                      bzn_status_name(r.status), r.msg, bzn_status_name(BZN_ERR_FORMAT));
+        char claim[64];
+        snprintf(claim, sizeof claim, "%s claims %dx%d but the file is only",
+                 cases[i].sof == 0xC2 || cases[i].sof == 0xCA ? "progressive JPEG" : "JPEG", cases[i].w, cases[i].h);
+        ck_assert_msg(strstr(r.msg, claim) && strstr(r.msg, cases[i].kind), "%s: unclear message: %s",
+                      cases[i].name, r.msg);
+        /* through the file API: the message names the file */
+        expect_load_error(tmp, cases[i].name, jpg, len, BZN_ERR_FORMAT, claim);
+        free(jpg);
+    }
+    remove_dir(tmp);
+}
+END_TEST
+
+/* An image in memory through libjpeg's encoder: grey (1) or RGB (3), blank (mid-grey) or
+ * a noisy gradient. Returns a buffer from libjpeg (free() it). */
+static uint8_t *encode_jpeg(int w, int h, int nc, int progressive, int arith, int blank, unsigned long *len) {
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e); /* on error: prints and exits, which fails the test */
+    jpeg_create_compress(&c);
+    unsigned char *out = NULL;
+    *len = 0;
+    jpeg_mem_dest(&c, &out, len);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = nc;
+    c.in_color_space = nc == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 90, TRUE);
+    if (progressive) jpeg_simple_progression(&c);
+    c.arith_code = arith ? TRUE : FALSE;
+    jpeg_start_compress(&c, TRUE);
+    uint8_t *row = malloc((size_t)w * nc);
+    ck_assert_ptr_nonnull(row);
+    lcg_state = 777;
+    while (c.next_scanline < c.image_height) {
+        int y = (int)c.next_scanline;
+        for (int x = 0; x < w * nc; x++)
+            row[x] = blank ? 128 : (uint8_t)((x / nc * 255 / w + y * 255 / h) / 2 + x % nc * 40 + (rnd8() >> 5));
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    return out;
+}
+
+static void expect_all(const bzn_image *img, int lo, int hi, const char *what) {
+    size_t n = (size_t)img->width * img->height * 3, i = 0;
+    while (i < n && img->pixels[i] >= lo && img->pixels[i] <= hi) i++;
+    ck_assert_msg(i == n, "%s: byte %zu is %d, not in [%d, %d]", what, i, i < n ? img->pixels[i] : 0, lo, hi);
+}
+
+/* Legitimate big progressive JPEGs still decode, down to the smallest file that can hold
+ * the image: the size check must never refuse a complete Huffman-coded file. */
+START_TEST(test_decode_large_progressive) {
+    bzn_error err = {0};
+    bzn_image img;
+
+    /* a noisy 4096x4096 frame: progressive Huffman and progressive arithmetic coding give
+     * the same coefficients, so the same pixels, as baseline */
+    unsigned long blen, plen, alen;
+    uint8_t *base = encode_jpeg(4096, 4096, 3, 0, 0, 0, &blen);
+    uint8_t *prog = encode_jpeg(4096, 4096, 3, 1, 0, 0, &plen);
+    uint8_t *arith = encode_jpeg(4096, 4096, 3, 1, 1, 0, &alen);
+    bzn_image ref;
+    ck_assert_msg(bzn_image_decode_jpeg(base, blen, &ref, &err) == BZN_OK, "baseline: %s", err.msg);
+    const uint8_t *files[] = {prog, arith};
+    const unsigned long lens[] = {plen, alen};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_msg(bzn_image_decode_jpeg(files[k], lens[k], &img, &err) == BZN_OK, "%s 4096x4096 (%lu B): %s",
+                      k ? "arithmetic" : "progressive", lens[k], err.msg);
+        ck_assert_int_eq(img.width, 4096);
+        ck_assert_int_eq(img.height, 4096);
+        ck_assert_msg(memcmp(img.pixels, ref.pixels, (size_t)4096 * 4096 * 3) == 0,
+                      "progressive decode differs from baseline");
+        bzn_image_free(&img);
+    }
+    printf("  4096x4096 noisy: baseline %lu B, progressive %lu B, arithmetic %lu B: same pixels\n", blen, plen, alen);
+    bzn_image_free(&ref);
+    free(base);
+    free(prog);
+    free(arith);
+
+    /* blank 8192x8192 (the engine's largest side) progressive, grey and colour: libjpeg's
+     * encoder makes them about 2 bits per 8x8 block (263 KB and 394 KB, for a 134 MB and a
+     * 201 MB coefficient buffer) */
+    for (int nc = 1; nc <= 3; nc += 2) {
+        unsigned long len;
+        uint8_t *jpg = encode_jpeg(8192, 8192, nc, 1, 0, 1, &len);
+        ck_assert_msg(bzn_image_decode_jpeg(jpg, len, &img, &err) == BZN_OK, "blank 8192x8192 x%d (%lu B): %s",
+                      nc, len, err.msg);
+        ck_assert_int_eq(img.width, 8192);
+        ck_assert_int_eq(img.height, 8192);
+        expect_all(&img, 127, 129, "blank 8192x8192");
+        printf("  blank 8192x8192 progressive, %d component(s): %lu B, decoded\n", nc, len);
+        bzn_image_free(&img);
+        free(jpg);
+    }
+
+    /* the least a complete Huffman file can be: one DC-first scan of one bit per block
+     * (8192x8192 grey: 1048576 blocks, 131072 bytes); it decodes. Shorter is refused from
+     * the header (and would hit the end of its data otherwise). */
+    size_t len, hdr;
+    uint8_t *jpg = craft_jpeg(0xC2, 8192, 8192, 1, 0x11, 0, 0, &hdr);
+    free(jpg);
+    jpg = craft_jpeg(0xC2, 8192, 8192, 1, 0x11, 131072, 0, &len);
+    ck_assert_msg(bzn_image_decode_jpeg(jpg, len, &img, &err) == BZN_OK, "minimal 8192x8192: %s", err.msg);
+    expect_all(&img, 128, 128, "minimal 8192x8192");
+    bzn_image_free(&img);
+    free(jpg);
+    jpg = craft_jpeg(0xC2, 8192, 8192, 1, 0x11, 131072 - hdr - 1, 0, &len);
+    ck_assert_uint_eq(len, 131071);
+    ck_assert_int_eq(bzn_image_decode_jpeg(jpg, len, &img, &err), BZN_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "claims 8192x8192 but the file is only 131.1 KB"), "%s", err.msg);
+    free(jpg);
+
+    /* arithmetic coding can take less than a bit per block: a blank 2048x2048 colour
+     * progressive image is a few hundred bytes; small decodes (64 MiB) are never refused */
+    unsigned long alen2;
+    uint8_t *tiny = encode_jpeg(2048, 2048, 3, 1, 1, 1, &alen2);
+    ck_assert_msg(bzn_image_decode_jpeg(tiny, alen2, &img, &err) == BZN_OK, "blank arithmetic (%lu B): %s", alen2,
+                  err.msg);
+    ck_assert_int_eq(img.width, 2048);
+    expect_all(&img, 127, 129, "blank arithmetic 2048x2048");
+    printf("  blank 2048x2048 progressive arithmetic: %lu B, decoded\n", alen2);
+    bzn_image_free(&img);
+    free(tiny);
+}
+END_TEST
+
 /* ---- resize against PIL ------------------------------------------------------------- */
 
 START_TEST(test_resize_matches_pil) {
@@ -638,6 +929,8 @@ static Suite *image_suite(void) {
     TU_ADD_CASE(s, test_decode_matches_pil);
     TU_ADD_CASE(s, test_decode_colour_spaces);
     TU_ADD_CASE(s, test_decode_errors);
+    TU_ADD_CASE(s, test_decode_huge_claims);
+    TU_ADD_CASE(s, test_decode_large_progressive);
     TU_ADD_CASE(s, test_resize_matches_pil);
     TU_ADD_CASE(s, test_resize_properties);
     TU_ADD_CASE(s, test_png_round_trip);

@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "atomicfile.h"
 #include "error.h"
 
 /* ---- little-endian fields ------------------------------------------------------- */
@@ -392,9 +391,9 @@ const bzn_wf_tensor *bzn_wfile_find(const bzn_wfile *wf, const char *name) {
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n; }
 
-bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
-                           bzn_error *err) {
-    if (!path || !cfg || !t || count <= 0 || (uint32_t)count > BZN_WF_MAX_TENSORS)
+bzn_status bzn_wfile_write_stream(FILE *f, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
+                                  bzn_error *err) {
+    if (!f || !cfg || !t || count <= 0 || (uint32_t)count > BZN_WF_MAX_TENSORS)
         return bzn_fail(err, BZN_ERR_ARG, "invalid arguments to the weight file writer");
     uint64_t table_off = BZN_WF_HEADER_BYTES;
     uint64_t data_off = align_up(table_off + (uint64_t)count * BZN_WF_ENTRY_BYTES);
@@ -442,25 +441,32 @@ bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn
     wr32(hdr + H_TABLE_CRC, bzn_crc32(table, (size_t)count * BZN_WF_ENTRY_BYTES));
     wr32(hdr + H_HEADER_CRC, bzn_crc32(hdr, H_HEADER_CRC));
 
-    bzn_atomic out;
-    bzn_status s = bzn_atomic_open(&out, path, err);
-    if (s != BZN_OK) {
-        free(table);
-        return s;
-    }
     static const uint8_t zeros[BZN_WF_ALIGN] = {0};
-    int ok = write_all(out.f, hdr, sizeof hdr);
-    ok = ok && write_all(out.f, table, (size_t)count * BZN_WF_ENTRY_BYTES);
+    int ok = write_all(f, hdr, sizeof hdr);
+    ok = ok && write_all(f, table, (size_t)count * BZN_WF_ENTRY_BYTES);
     uint64_t pos = table_off + (uint64_t)count * BZN_WF_ENTRY_BYTES;
-    ok = ok && write_all(out.f, zeros, (size_t)(data_off - pos));
+    ok = ok && write_all(f, zeros, (size_t)(data_off - pos));
     pos = 0;
     for (int i = 0; ok && i < count; i++) {
         const uint8_t *e = table + (size_t)i * BZN_WF_ENTRY_BYTES;
         uint64_t o = rd64(e + E_OFFSET), nb = rd64(e + E_NBYTES);
-        ok = ok && write_all(out.f, zeros, (size_t)(o - pos));
-        ok = ok && write_all(out.f, t[i].data, (size_t)nb);
+        ok = ok && write_all(f, zeros, (size_t)(o - pos));
+        ok = ok && write_all(f, t[i].data, (size_t)nb);
         pos = o + nb;
     }
     free(table);
-    return bzn_atomic_close(&out, 0, err); /* a failed fwrite leaves ferror set: closing reports it */
+    return ok ? BZN_OK : BZN_ERR_IO; /* the stream's error flag says why; its owner reports it */
+}
+
+bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
+                           bzn_error *err) {
+    bzn_writer *out;
+    bzn_status s = bzn_writer_open(path, &out, err);
+    if (s != BZN_OK) return s;
+    s = bzn_wfile_write_stream(bzn_writer_stream(out), cfg, t, count, err);
+    if (s != BZN_OK && s != BZN_ERR_IO) { /* invalid input, reported: nothing was written */
+        bzn_writer_close(out, 1, NULL);
+        return s;
+    }
+    return bzn_writer_close(out, 0, err); /* a failed write left the stream's error flag set: reported here */
 }

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "blazeneo.h"
 
@@ -75,7 +76,11 @@ typedef struct {
     uint32_t scale_index;
 } bzn_wf_input;
 
-/* Write a weight file atomically (temporary name, then rename). */
+/* Write a weight file to a stream: BZN_ERR_IO when a write fails (the stream's error flag is
+ * set; its owner reports why), BZN_ERR_ARG for invalid input (before anything is written). */
+bzn_status bzn_wfile_write_stream(FILE *f, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
+                                  bzn_error *err);
+/* Write a weight file with the library's writer (atomic replace; see bzn_writer_open). */
 bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t,
                            int count, bzn_error *err);
 
