@@ -17,6 +17,12 @@
  * (a transposed copy, a slice). This file finds data.pkl, runs the pickle, picks the state
  * dict out of the usual wrappers, and copies every tensor into a fresh contiguous buffer
  * after checking that all the elements it reads lie inside its storage.
+ *
+ * Memory: reading a checkpoint of S bytes allocates at most pk_memory_budget(S) = 16 S + 1 MiB
+ * (PK_MEMORY_FACTOR, PK_MEMORY_SLACK) in all, besides the zip directory (at most about S):
+ * the pickle VM gets that budget, and what it leaves is what the tensor table, the names and
+ * the materialised tensors may use. (A real checkpoint needs about S: tensors are stored
+ * once, and the pickle is small beside them.)
  */
 #include "ckpt.h"
 
@@ -33,6 +39,7 @@
 #include "zip.h"
 
 #define NAME_SHOWN 200 /* longest name quoted in a message */
+#define ALLOC_OVERHEAD 16 /* what malloc keeps per block, counted in the budget */
 
 size_t bzn_ck_dtype_size(bzn_ck_dtype t) {
     switch (t) {
@@ -101,7 +108,7 @@ typedef struct {
     const char *folder;   /* "name/" (points into the archive), prefix of every entry */
     size_t folder_len;
     pk_vm *vm;
-    uint64_t bytes_left;  /* budget for the materialised tensors */
+    uint64_t bytes_left;  /* what is left of the memory budget after the pickle, for the tensors */
     bzn_ckpt out;
 } reader;
 
@@ -270,10 +277,10 @@ static bzn_status materialise(reader *r, const pk_obj *t, bzn_ck_tensor *o, bzn_
                         (unsigned long long)((last + 1) <= UINT64_MAX / esize ? (last + 1) * esize : UINT64_MAX),
                         (long long)t->u.tensor->offset, (unsigned long long)last);
 
-    if (o->nbytes > r->bytes_left)
+    if (o->nbytes > r->bytes_left || r->bytes_left - o->nbytes < ALLOC_OVERHEAD)
         return bzn_fail(err, BZN_ERR_UNSUPPORTED, "tensor '%s': the tensors would need far more memory than the "
                         "checkpoint's size (broadcast views?); refusing", o->name);
-    r->bytes_left -= o->nbytes;
+    r->bytes_left -= o->nbytes + ALLOC_OVERHEAD;
     o->data = malloc(o->nbytes);
     if (!o->data) return bzn_fail(err, BZN_ERR_NOMEM, "tensor '%s': out of memory for %zu bytes", o->name, o->nbytes);
 
@@ -357,6 +364,15 @@ static bzn_status collect(reader *r, const pk_obj *sd, bzn_error *err) {
     }
     if (n > (size_t)INT32_MAX) return bzn_fail(err, BZN_ERR_UNSUPPORTED, "too many tensors");
 
+    /* the table, the names and check_unique_names's array count against the budget too (a
+     * pickle may name one tensor many times; repeated names are refused only at the end) */
+    uint64_t table = (uint64_t)n * (sizeof *r->out.tensors + sizeof(char *) + 2 * ALLOC_OVERHEAD) + 2 * ALLOC_OVERHEAD;
+    for (size_t i = 0; i < sd->u.dict.len; i++)
+        if (sd->u.dict.values[i]->kind == PK_TENSOR) table += sd->u.dict.keys[i]->u.str.len;
+    if (table > r->bytes_left)
+        return bzn_fail(err, BZN_ERR_UNSUPPORTED, "the state dict's %zu tensors would need far more memory than "
+                        "the checkpoint's size; refusing", n);
+    r->bytes_left -= table;
     r->out.tensors = calloc(n, sizeof *r->out.tensors);
     if (!r->out.tensors) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < sd->u.dict.len; i++) {
@@ -400,11 +416,11 @@ static bzn_status read_checkpoint(reader *r, const uint8_t *data, size_t size, b
     size_t n;
     if ((st = zip_entry_data(&r->zip, pkl, &p, &n, err))) return st;
     pk_obj *top;
-    if ((st = pk_load(p, n, &r->vm, &top, err))) return prefix_error(err, st, pkl->name, pkl->name_len);
+    if ((st = pk_load_sized(p, n, size, &r->vm, &top, err))) return prefix_error(err, st, pkl->name, pkl->name_len);
 
     const pk_obj *sd = unwrap(top);
     if (sd->kind != PK_DICT) return not_a_state_dict(sd, err);
-    r->bytes_left = 16 * (uint64_t)size + ((uint64_t)1 << 20);
+    r->bytes_left = pk_memory_budget(size) - pk_memory_used(r->vm);
     return collect(r, sd, err);
 }
 

@@ -8,7 +8,8 @@
  * over Float/Half/Double/Long/Int/BFloat16 storages (persistent ids), with storage offsets
  * and strides, and the usual wrappers ({"state_dict": ...}, {"model": ...}, a "module."
  * prefix). Everything read from the file is bounds-checked; memory is bounded by the file
- * size (plus the materialised tensors).
+ * size: all the reader allocates, pickle objects and materialised tensors together, is at
+ * most 16 times the checkpoint's size plus 1 MiB (ckpt.c), or the read is refused.
  */
 #ifndef BZN_CKPT_H
 #define BZN_CKPT_H

@@ -5,10 +5,15 @@
  * a later TUPLE / SETITEMS / APPENDS can take every value pushed since) and the memo.
  * Opcode arguments follow the opcode byte: fixed-size little-endian integers, or a length
  * and that many bytes, or (GLOBAL) two newline-terminated lines. Every read is checked
- * against the end of the buffer, every pop against the stack (and the current mark),
- * and the stack, mark stack, memo and total number of container items are bounded by
- * limits derived from the pickle's size, so a hostile pickle cannot make it use more
- * than a small multiple of its own size in memory.
+ * against the end of the buffer, and every pop against the stack (and the current mark).
+ *
+ * Memory: every allocation the VM makes - each object (even one that a POP discards at
+ * once: nothing is freed before pk_free), each tensor record, the item arrays of tuples,
+ * lists and dicts each time one grows, and the stack, the mark stack and the memo - is
+ * charged, with malloc's own overhead, to one budget of PK_MEMORY_FACTOR bytes per byte of
+ * input plus PK_MEMORY_SLACK (see pickle.h); a pickle that needs more is refused before the
+ * allocation is made. Strings are not copied (they point into the buffer). The budget also
+ * bounds the work, since every step that adds an item pays for its slot.
  */
 #include "pickle.h"
 
@@ -64,6 +69,14 @@ static const char *unsupported_opcode_name(uint8_t op) {
 #define PK_MAX_MARKS ((size_t)1 << 16)
 #define PK_MAX_MEMO ((size_t)1 << 22)
 #define PK_MAX_REDUCE_DEPTH 4
+#define PK_SLAB_OBJECTS 256  /* objects are allocated this many at a time */
+
+/* Objects live in slabs: one allocation per PK_SLAB_OBJECTS objects, none per object. */
+typedef struct pk_slab {
+    struct pk_slab *next;
+    size_t used;
+    pk_obj obj[PK_SLAB_OBJECTS];
+} pk_slab;
 
 struct pk_vm {
     const uint8_t *data;
@@ -71,8 +84,10 @@ struct pk_vm {
     size_t op_at;          /* offset of the opcode being run, for messages */
     bzn_error *err;
 
-    pk_obj *objects;       /* arena: every allocated object, linked */
-    size_t items_left;     /* budget of container item slots still allowed */
+    pk_slab *slabs;        /* every object, the newest slab first */
+    size_t budget_size;    /* the input size the memory budget is made from (>= size) */
+    size_t budget;         /* bytes of memory the VM may allocate, pk_memory_budget(budget_size) ... */
+    size_t bytes_left;     /* ... and what is left of them */
 
     pk_obj **stack;
     size_t sp, stack_cap;
@@ -81,7 +96,10 @@ struct pk_vm {
     pk_obj **memo;         /* NULL = unset slot */
     size_t memo_cap, memo_count;
 
-    pk_obj none, yes, no;  /* shared singletons, not in the arena */
+    /* shared immutable values, not in the slabs: None, True, False, (), and the ints
+     * 0..255 (made when first used) */
+    pk_obj none, yes, no, empty_tuple;
+    pk_obj *small_int[256];
 };
 
 const char *pk_kind_name(pk_kind kind) {
@@ -124,17 +142,20 @@ pk_obj *pk_dict_get(const pk_obj *dict, const char *key) {
 
 void pk_free(pk_vm *vm) {
     if (!vm) return;
-    pk_obj *o = vm->objects;
-    while (o) {
-        pk_obj *next = o->arena_next;
-        if (o->kind == PK_TUPLE || o->kind == PK_LIST) free(o->u.seq.items);
-        if (o->kind == PK_TENSOR) free(o->u.tensor);
-        if (o->kind == PK_DICT) {
-            free(o->u.dict.keys);
-            free(o->u.dict.values);
+    pk_slab *slab = vm->slabs;
+    while (slab) {
+        pk_slab *next = slab->next;
+        for (size_t i = 0; i < slab->used; i++) {
+            pk_obj *o = &slab->obj[i];
+            if (o->kind == PK_TUPLE || o->kind == PK_LIST) free(o->u.seq.items);
+            if (o->kind == PK_TENSOR) free(o->u.tensor);
+            if (o->kind == PK_DICT) {
+                free(o->u.dict.keys);
+                free(o->u.dict.values);
+            }
         }
-        free(o);
-        o = next;
+        free(slab);
+        slab = next;
     }
     free(vm->stack);
     free(vm->marks);
@@ -150,33 +171,96 @@ static bzn_status fail_at(pk_vm *vm, bzn_status st, const char *what) {
 
 static bzn_status nomem(pk_vm *vm) { return fail_at(vm, BZN_ERR_NOMEM, "out of memory"); }
 
-/* ---- objects --------------------------------------------------------------------- */
+/* ---- the memory budget ----------------------------------------------------------- */
 
-static pk_obj *new_obj(pk_vm *vm, pk_kind kind) {
-    pk_obj *o = calloc(1, sizeof *o);
-    if (!o) return NULL;
-    o->kind = kind;
-    o->arena_next = vm->objects;
-    vm->objects = o;
-    return o;
-}
-
-/* Take n item slots from the budget (a pickle can reuse one list many times through the
- * memo; the budget keeps the total work and memory linear in the pickle's size). */
-static bzn_status spend_items(pk_vm *vm, size_t n) {
-    if (n > vm->items_left)
-        return fail_at(vm, BZN_ERR_FORMAT, "pickle builds far more container items than its size allows");
-    vm->items_left -= n;
+/* Pay for n bytes about to be allocated (malloc's overhead included by the caller). */
+static bzn_status charge(pk_vm *vm, size_t n) {
+    if (n > vm->bytes_left)
+        return bzn_fail(vm->err, BZN_ERR_FORMAT, "pickle exceeds its memory budget (%zu bytes: %d times the input's "
+                        "%zu bytes plus %zu KiB): it creates far too many objects or items for its size (opcode "
+                        "0x%02x at offset %zu)", vm->budget, PK_MEMORY_FACTOR, vm->budget_size,
+                        (size_t)PK_MEMORY_SLACK >> 10, vm->data[vm->op_at], vm->op_at);
+    vm->bytes_left -= n;
     return BZN_OK;
 }
 
-/* A tuple or list holding a copy of items[0..n). */
-static bzn_status new_seq(pk_vm *vm, pk_kind kind, pk_obj *const *items, size_t n, pk_obj **out) {
-    bzn_status st = spend_items(vm, n);
+size_t pk_memory_budget(size_t size) {
+    if (size > (SIZE_MAX - PK_MEMORY_SLACK) / PK_MEMORY_FACTOR) return SIZE_MAX;
+    return PK_MEMORY_FACTOR * size + PK_MEMORY_SLACK;
+}
+
+size_t pk_memory_used(const pk_vm *vm) { return vm ? vm->budget - vm->bytes_left : 0; }
+
+/* The memory malloc really takes for an n-byte block (n <= SIZE_MAX / 2): glibc adds an
+ * 8-byte header and rounds up to 16, at least 32. */
+static size_t block_size(size_t n) {
+    size_t b = (n + 8 + 15) & ~(size_t)15;
+    return b < 32 ? 32 : b;
+}
+
+/* Pay for a new n-byte block. */
+static bzn_status charge_block(pk_vm *vm, size_t n) {
+    return charge(vm, n > SIZE_MAX / 2 ? SIZE_MAX : block_size(n));
+}
+
+/* Pay for an array of n elements of elem bytes. When an array grows, the new one is paid for
+ * in full: the block realloc gives back is not credited (it may stay in the process, in
+ * malloc's free lists or a sanitizer's quarantine), so growing by doubling costs at most
+ * twice the final size. */
+static bzn_status charge_array(pk_vm *vm, size_t n, size_t elem) {
+    return charge(vm, n > SIZE_MAX / 2 / elem ? SIZE_MAX : block_size(n * elem));
+}
+
+/* The VM's own stack, marks and memo (each capped by a PK_MAX_ limit besides the budget) are
+ * paid for as they stand: growing one from cap to new_cap elements costs the difference. */
+static bzn_status charge_vm_array(pk_vm *vm, size_t cap, size_t new_cap, size_t elem) {
+    if (new_cap > SIZE_MAX / 2 / elem) return charge(vm, SIZE_MAX);
+    return charge(vm, block_size(new_cap * elem) - (cap ? block_size(cap * elem) : 0));
+}
+
+/* ---- objects --------------------------------------------------------------------- */
+
+/* A new object (zeroed but for its kind). */
+static bzn_status new_obj(pk_vm *vm, pk_kind kind, pk_obj **out) {
+    pk_slab *slab = vm->slabs;
+    if (!slab || slab->used == PK_SLAB_OBJECTS) {
+        bzn_status st = charge_block(vm, sizeof *slab);
+        if (st) return st;
+        if (!(slab = calloc(1, sizeof *slab))) return nomem(vm);
+        slab->next = vm->slabs;
+        vm->slabs = slab;
+    }
+    pk_obj *o = &slab->obj[slab->used++];
+    o->kind = kind;
+    *out = o;
+    return BZN_OK;
+}
+
+/* The int v: shared for 0..255 (most ints in a torch pickle: offsets, small sizes). */
+static bzn_status new_int(pk_vm *vm, int64_t v, pk_obj **out) {
+    pk_obj **shared = v >= 0 && v < 256 ? &vm->small_int[v] : NULL;
+    if (shared && *shared) {
+        *out = *shared;
+        return BZN_OK;
+    }
+    bzn_status st = new_obj(vm, PK_INT, out);
     if (st) return st;
-    pk_obj *o = new_obj(vm, kind);
-    if (!o) return nomem(vm);
+    (*out)->u.integer = v;
+    if (shared) *shared = *out;
+    return BZN_OK;
+}
+
+/* A tuple or list holding a copy of items[0..n) (all empty tuples are one object). */
+static bzn_status new_seq(pk_vm *vm, pk_kind kind, pk_obj *const *items, size_t n, pk_obj **out) {
+    if (kind == PK_TUPLE && n == 0) {
+        *out = &vm->empty_tuple;
+        return BZN_OK;
+    }
+    pk_obj *o = NULL;
+    bzn_status st = new_obj(vm, kind, &o);
+    if (st) return st;
     if (n) {
+        if ((st = charge_array(vm, n, sizeof *o->u.seq.items))) return st;
         o->u.seq.items = malloc(n * sizeof *o->u.seq.items);
         if (!o->u.seq.items) return nomem(vm);
         memcpy(o->u.seq.items, items, n * sizeof *items);
@@ -187,10 +271,10 @@ static bzn_status new_seq(pk_vm *vm, pk_kind kind, pk_obj *const *items, size_t 
 }
 
 static bzn_status seq_append(pk_vm *vm, pk_obj *list, pk_obj *item) {
-    bzn_status st = spend_items(vm, 1);
-    if (st) return st;
     if (list->u.seq.len == list->u.seq.cap) {
         size_t cap = list->u.seq.cap ? 2 * list->u.seq.cap : 8;
+        bzn_status st = charge_array(vm, cap, sizeof *list->u.seq.items);
+        if (st) return st;
         pk_obj **items = realloc(list->u.seq.items, cap * sizeof *items);
         if (!items) return nomem(vm);
         list->u.seq.items = items;
@@ -203,10 +287,11 @@ static bzn_status seq_append(pk_vm *vm, pk_obj *list, pk_obj *item) {
 /* Dicts keep every (key, value) pair in order; a repeated key is resolved by readers
  * (pk_dict_get takes the last one, the checkpoint reader refuses repeated tensor names). */
 static bzn_status dict_set(pk_vm *vm, pk_obj *dict, pk_obj *key, pk_obj *value) {
-    bzn_status st = spend_items(vm, 1);
-    if (st) return st;
     if (dict->u.dict.len == dict->u.dict.cap) {
         size_t cap = dict->u.dict.cap ? 2 * dict->u.dict.cap : 8;
+        bzn_status st = charge_array(vm, cap, sizeof *dict->u.dict.keys);
+        if (!st) st = charge_array(vm, cap, sizeof *dict->u.dict.values);
+        if (st) return st;
         pk_obj **keys = realloc(dict->u.dict.keys, cap * sizeof *keys);
         if (!keys) return nomem(vm);
         dict->u.dict.keys = keys;
@@ -222,8 +307,9 @@ static bzn_status dict_set(pk_vm *vm, pk_obj *dict, pk_obj *key, pk_obj *value) 
 }
 
 static bzn_status new_opaque(pk_vm *vm, pk_obj *cls, const char *what, pk_obj **out) {
-    pk_obj *o = new_obj(vm, PK_OBJECT);
-    if (!o) return nomem(vm);
+    pk_obj *o = NULL;
+    bzn_status st = new_obj(vm, PK_OBJECT, &o);
+    if (st) return st;
     o->u.object.cls = cls;
     o->u.object.what = what;
     *out = o;
@@ -263,6 +349,8 @@ static bzn_status push(pk_vm *vm, pk_obj *o) {
     if (vm->sp == vm->stack_cap) {
         if (vm->stack_cap >= PK_MAX_STACK) return fail_at(vm, BZN_ERR_UNSUPPORTED, "pickle stack is too deep");
         size_t cap = vm->stack_cap ? 2 * vm->stack_cap : 64;
+        bzn_status st = charge_vm_array(vm, vm->stack_cap, cap, sizeof *vm->stack);
+        if (st) return st;
         pk_obj **s = realloc(vm->stack, cap * sizeof *s);
         if (!s) return nomem(vm);
         vm->stack = s;
@@ -304,6 +392,7 @@ static bzn_status memo_put(pk_vm *vm, uint64_t idx) {
     if (idx >= vm->memo_cap) {
         size_t cap = vm->memo_cap ? vm->memo_cap : 64;
         while (cap <= idx) cap *= 2;
+        if ((st = charge_vm_array(vm, vm->memo_cap, cap, sizeof *vm->memo))) return st;
         pk_obj **m = realloc(vm->memo, cap * sizeof *m);
         if (!m) return nomem(vm);
         memset(m + vm->memo_cap, 0, (cap - vm->memo_cap) * sizeof *m);
@@ -324,8 +413,8 @@ static bzn_status memo_get(pk_vm *vm, uint64_t idx) {
 static bzn_status push_string(pk_vm *vm, pk_kind kind, uint64_t len) {
     bzn_status st = need(vm, len);
     if (st) return st;
-    pk_obj *o = new_obj(vm, kind);
-    if (!o) return nomem(vm);
+    pk_obj *o = NULL;
+    if ((st = new_obj(vm, kind, &o))) return st;
     o->u.str.s = (const char *)vm->data + vm->pos;
     o->u.str.len = (size_t)len;
     vm->pos += (size_t)len;
@@ -361,8 +450,9 @@ static bzn_status persistent_load(pk_vm *vm, pk_obj *pid, pk_obj **out) {
         return fail_at(vm, BZN_ERR_FORMAT, "persistent id: storage size is not a non-negative int");
     for (size_t i = 0; i < sizeof storage_types / sizeof storage_types[0]; i++) {
         if (!str_is(it[1]->u.global.name, it[1]->u.global.name_len, storage_types[i].name)) continue;
-        pk_obj *s = new_obj(vm, PK_STORAGE);
-        if (!s) return nomem(vm);
+        pk_obj *s = NULL;
+        bzn_status st = new_obj(vm, PK_STORAGE, &s);
+        if (st) return st;
         s->u.storage.dtype = storage_types[i].dtype;
         s->u.storage.type_name = storage_types[i].name;
         s->u.storage.key = it[2]->u.str.s;
@@ -410,45 +500,56 @@ static bzn_status rebuild_tensor(pk_vm *vm, const pk_obj *args, pk_obj **out) {
     if (a[0]->kind != PK_STORAGE) return fail_at(vm, BZN_ERR_FORMAT, "_rebuild_tensor: first argument is not a storage");
     if (a[1]->kind != PK_INT || a[1]->u.integer < 0)
         return fail_at(vm, BZN_ERR_FORMAT, "_rebuild_tensor: storage offset is not a non-negative int");
-    pk_obj *t = new_obj(vm, PK_TENSOR);
-    if (!t || !(t->u.tensor = calloc(1, sizeof *t->u.tensor))) return nomem(vm);
-    pk_tensor *tt = t->u.tensor;
-    tt->storage = a[0];
-    tt->offset = a[1]->u.integer;
+    int64_t shape[PK_MAX_DIMS], stride[PK_MAX_DIMS];
     int nd_shape = 0, nd_stride = 0;
-    bzn_status st = int_tuple(vm, a[2], tt->shape, &nd_shape, "size");
-    if (!st) st = int_tuple(vm, a[3], tt->stride, &nd_stride, "stride");
+    bzn_status st = int_tuple(vm, a[2], shape, &nd_shape, "size");
+    if (!st) st = int_tuple(vm, a[3], stride, &nd_stride, "stride");
     if (st) return st;
     if (nd_shape != nd_stride)
         return fail_at(vm, BZN_ERR_FORMAT, "_rebuild_tensor: size and stride differ in length");
+    /* one block: the record, then its shape and strides */
+    const size_t dims_bytes = 2 * (size_t)nd_shape * sizeof(int64_t);
+    pk_obj *t = NULL;
+    st = new_obj(vm, PK_TENSOR, &t);
+    if (!st) st = charge_block(vm, sizeof(pk_tensor) + dims_bytes);
+    if (st) return st;
+    pk_tensor *tt = malloc(sizeof *tt + (dims_bytes ? dims_bytes : 1));
+    if (!tt) return nomem(vm);
+    t->u.tensor = tt;
+    tt->storage = a[0];
+    tt->offset = a[1]->u.integer;
     tt->ndim = nd_shape;
+    tt->shape = tt->dims;
+    tt->stride = tt->dims + nd_shape;
+    if (nd_shape) {
+        memcpy(tt->shape, shape, (size_t)nd_shape * sizeof *shape);
+        memcpy(tt->stride, stride, (size_t)nd_shape * sizeof *stride);
+    }
     *out = t;
     return BZN_OK;
 }
 
 /* dict() / OrderedDict(): empty, or from a dict or a sequence of (key, value) pairs. */
 static bzn_status make_dict(pk_vm *vm, const pk_obj *args, pk_obj **out) {
-    pk_obj *d = new_obj(vm, PK_DICT);
-    if (!d) return nomem(vm);
+    pk_obj *d = NULL;
+    bzn_status st = new_obj(vm, PK_DICT, &d);
+    if (st) return st;
     *out = d;
     if (args->u.seq.len == 0) return BZN_OK;
     const pk_obj *src = args->u.seq.items[0];
     if (args->u.seq.len == 1 && src->kind == PK_DICT) {
-        for (size_t i = 0; i < src->u.dict.len; i++) {
-            bzn_status st = dict_set(vm, d, src->u.dict.keys[i], src->u.dict.values[i]);
-            if (st) return st;
-        }
-        return BZN_OK;
+        for (size_t i = 0; i < src->u.dict.len && !st; i++)
+            st = dict_set(vm, d, src->u.dict.keys[i], src->u.dict.values[i]);
+        return st;
     }
     if (args->u.seq.len == 1 && (src->kind == PK_LIST || src->kind == PK_TUPLE)) {
-        for (size_t i = 0; i < src->u.seq.len; i++) {
+        for (size_t i = 0; i < src->u.seq.len && !st; i++) {
             const pk_obj *pair = src->u.seq.items[i];
             if ((pair->kind != PK_TUPLE && pair->kind != PK_LIST) || pair->u.seq.len != 2)
                 return fail_at(vm, BZN_ERR_FORMAT, "OrderedDict(): item is not a (key, value) pair");
-            bzn_status st = dict_set(vm, d, pair->u.seq.items[0], pair->u.seq.items[1]);
-            if (st) return st;
+            st = dict_set(vm, d, pair->u.seq.items[0], pair->u.seq.items[1]);
         }
-        return BZN_OK;
+        return st;
     }
     return fail_at(vm, BZN_ERR_FORMAT, "OrderedDict(): unexpected arguments");
 }
@@ -516,6 +617,7 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
         if (vm->nmarks == vm->marks_cap) {
             if (vm->marks_cap >= PK_MAX_MARKS) return fail_at(vm, BZN_ERR_UNSUPPORTED, "pickle nests MARKs too deeply");
             size_t cap = vm->marks_cap ? 2 * vm->marks_cap : 16;
+            if ((st = charge_vm_array(vm, vm->marks_cap, cap, sizeof *vm->marks))) return st;
             size_t *m = realloc(vm->marks, cap * sizeof *m);
             if (!m) return nomem(vm);
             vm->marks = m;
@@ -546,8 +648,7 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
     case OP_BININT2: {
         int n = op == OP_BININT ? 4 : op == OP_BININT1 ? 1 : 2;
         if ((st = arg_uint(vm, n, &v))) return st;
-        if (!(o = new_obj(vm, PK_INT))) return nomem(vm);
-        o->u.integer = op == OP_BININT ? (int64_t)(int32_t)(uint32_t)v : (int64_t)v;
+        if ((st = new_int(vm, op == OP_BININT ? (int64_t)(int32_t)(uint32_t)v : (int64_t)v, &o))) return st;
         return push(vm, o);
     }
     case OP_LONG1:
@@ -563,8 +664,9 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
         int n = (int)v;
         uint64_t bits = read_le(vm, n);
         if (n > 0 && n < 8 && (bits >> (8 * n - 1)) & 1) bits |= ~(uint64_t)0 << (8 * n); /* sign-extend */
-        if (!(o = new_obj(vm, PK_INT))) return nomem(vm);
-        memcpy(&o->u.integer, &bits, sizeof bits);
+        int64_t value;
+        memcpy(&value, &bits, sizeof bits);
+        if ((st = new_int(vm, value, &o))) return st;
         return push(vm, o);
     }
     case OP_BINFLOAT: { /* 8-byte big-endian IEEE double */
@@ -572,7 +674,7 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
         uint64_t bits = 0;
         for (int i = 0; i < 8; i++) bits = (bits << 8) | vm->data[vm->pos + (size_t)i];
         vm->pos += 8;
-        if (!(o = new_obj(vm, PK_FLOAT))) return nomem(vm);
+        if ((st = new_obj(vm, PK_FLOAT, &o))) return st;
         memcpy(&o->u.real, &bits, sizeof bits);
         return push(vm, o);
     }
@@ -602,7 +704,7 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
         const uint8_t *nl1 = memchr(p, '\n', (size_t)(end - p));
         const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
         if (!nl2) return fail_at(vm, BZN_ERR_FORMAT, "GLOBAL: unterminated module or name (truncated?)");
-        if (!(o = new_obj(vm, PK_GLOBAL))) return nomem(vm);
+        if ((st = new_obj(vm, PK_GLOBAL, &o))) return st;
         o->u.global.module = (const char *)p;
         o->u.global.module_len = (size_t)(nl1 - p);
         o->u.global.name = (const char *)nl1 + 1;
@@ -614,7 +716,7 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
         if ((st = pop(vm, &b)) || (st = pop(vm, &a))) return st;
         if (a->kind != PK_STR || b->kind != PK_STR)
             return fail_at(vm, BZN_ERR_FORMAT, "STACK_GLOBAL: module or name is not a string");
-        if (!(o = new_obj(vm, PK_GLOBAL))) return nomem(vm);
+        if ((st = new_obj(vm, PK_GLOBAL, &o))) return st;
         o->u.global.module = a->u.str.s;
         o->u.global.module_len = a->u.str.len;
         o->u.global.name = b->u.str.s;
@@ -633,12 +735,11 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
         return memo_get(vm, v);
 
     /* containers */
+    case OP_EMPTY_TUPLE: return push(vm, &vm->empty_tuple);
     case OP_EMPTY_DICT:
     case OP_EMPTY_LIST:
-    case OP_EMPTY_TUPLE:
     case OP_EMPTY_SET:
-        if (!(o = new_obj(vm, op == OP_EMPTY_DICT ? PK_DICT : op == OP_EMPTY_TUPLE ? PK_TUPLE : PK_LIST)))
-            return nomem(vm);
+        if ((st = new_obj(vm, op == OP_EMPTY_DICT ? PK_DICT : PK_LIST, &o))) return st;
         return push(vm, o);
     case OP_TUPLE1:
     case OP_TUPLE2:
@@ -662,7 +763,7 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
     case OP_DICT:
         if ((st = pop_mark(vm, &start))) return st;
         if ((vm->sp - start) % 2) return fail_at(vm, BZN_ERR_FORMAT, "DICT: odd number of items");
-        if (!(o = new_obj(vm, PK_DICT))) return nomem(vm);
+        if ((st = new_obj(vm, PK_DICT, &o))) return st;
         for (size_t i = start; i < vm->sp && !st; i += 2) st = dict_set(vm, o, vm->stack[i], vm->stack[i + 1]);
         vm->sp = start;
         if (st) return st;
@@ -716,7 +817,7 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
         if (a->kind != PK_GLOBAL || b->kind != PK_TUPLE)
             return fail_at(vm, BZN_ERR_FORMAT, "NEWOBJ: expects a class and an argument tuple");
         if (pk_is_global(a, "collections", "OrderedDict")) {
-            if (!(o = new_obj(vm, PK_DICT))) return nomem(vm);
+            if ((st = new_obj(vm, PK_DICT, &o))) return st;
         } else if ((st = new_opaque(vm, a, "object", &o))) {
             return st;
         }
@@ -737,7 +838,13 @@ static bzn_status step(pk_vm *vm, int *done, pk_obj **result) {
 }
 
 bzn_status pk_load(const uint8_t *data, size_t size, pk_vm **out_vm, pk_obj **result, bzn_error *err) {
-    if (!out_vm || !result || (!data && size)) return bzn_fail(err, BZN_ERR_ARG, "pk_load: invalid arguments");
+    return pk_load_sized(data, size, size, out_vm, result, err);
+}
+
+bzn_status pk_load_sized(const uint8_t *data, size_t size, size_t budget_size, pk_vm **out_vm, pk_obj **result,
+                         bzn_error *err) {
+    if (!out_vm || !result || (!data && size) || budget_size < size)
+        return bzn_fail(err, BZN_ERR_ARG, "pk_load: invalid arguments");
     *out_vm = NULL;
     *result = NULL;
     pk_vm *vm = calloc(1, sizeof *vm);
@@ -745,10 +852,13 @@ bzn_status pk_load(const uint8_t *data, size_t size, pk_vm **out_vm, pk_obj **re
     vm->data = data;
     vm->size = size;
     vm->err = err;
-    vm->items_left = 16 * size + 4096;
+    vm->budget_size = budget_size;
+    vm->budget = pk_memory_budget(budget_size);
+    vm->bytes_left = vm->budget - block_size(sizeof *vm); /* the VM itself counts too (the slack covers it) */
     vm->none.kind = PK_NONE;
     vm->yes.kind = vm->no.kind = PK_BOOL;
     vm->yes.u.boolean = 1;
+    vm->empty_tuple.kind = PK_TUPLE;
 
     int done = 0;
     bzn_status st = BZN_OK;

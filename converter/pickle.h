@@ -13,8 +13,16 @@
  * form ('storage', torch.FloatStorage, key, location, numel) become PK_STORAGE values
  * that name the zip entry holding the bytes; the bytes themselves are not read here.
  *
- * All objects live in one arena owned by the pk_vm and are freed together by pk_free.
+ * All objects are owned by the pk_vm and freed together by pk_free; immutable values
+ * (None, booleans, the empty tuple, small ints) may be shared between several places.
  * Strings point into the pickle buffer, which must outlive the VM.
+ *
+ * Memory is bounded by the input's size: everything the VM allocates (the VM itself, every
+ * object, even one that a POP discards at once, container items, the stack, the marks, the
+ * memo, with malloc's overhead) counts against a budget of PK_MEMORY_FACTOR bytes per input
+ * byte plus PK_MEMORY_SLACK, and a pickle that needs more is refused ("exceeds its memory
+ * budget") before the allocation is made. torch.save pickles need 7 to 10 bytes per byte
+ * of pickle (protocol 4, more compact: up to 14), and far less per byte of checkpoint.
  */
 #ifndef BZN_PICKLE_H
 #define BZN_PICKLE_H
@@ -26,6 +34,8 @@
 #include "ckpt.h"
 
 #define PK_MAX_DIMS 8
+#define PK_MEMORY_FACTOR 16               /* bytes of memory allowed per byte of input ... */
+#define PK_MEMORY_SLACK ((size_t)1 << 20) /* ... plus this much */
 
 typedef enum {
     PK_NONE,
@@ -49,13 +59,13 @@ typedef struct pk_obj pk_obj;
 typedef struct {
     pk_obj *storage;                /* a PK_STORAGE */
     int64_t offset;                 /* storage offset, in elements */
-    int ndim;
-    int64_t shape[PK_MAX_DIMS], stride[PK_MAX_DIMS];
+    int ndim;                       /* at most PK_MAX_DIMS */
+    int64_t *shape, *stride;        /* ndim each, in dims[] */
+    int64_t dims[];
 } pk_tensor;
 
 struct pk_obj {
     pk_kind kind;
-    pk_obj *arena_next; /* every object of a VM, for pk_free */
     union {
         int boolean;
         int64_t integer;
@@ -81,9 +91,21 @@ struct pk_obj {
 typedef struct pk_vm pk_vm;
 
 /* Run the pickle in data[0..size). On success *vm owns every object and *result is the
- * unpickled value; free with pk_free(*vm). On failure nothing is left allocated. */
+ * unpickled value; free with pk_free(*vm). On failure nothing is left allocated. The VM
+ * may allocate at most pk_memory_budget(size) bytes (BZN_ERR_FORMAT, "exceeds its memory
+ * budget", beyond). */
 bzn_status pk_load(const uint8_t *data, size_t size, pk_vm **vm, pk_obj **result, bzn_error *err);
+/* The same with the budget made from budget_size >= size bytes: the checkpoint reader
+ * passes the size of the whole checkpoint, of which the pickle is a part. */
+bzn_status pk_load_sized(const uint8_t *data, size_t size, size_t budget_size, pk_vm **vm, pk_obj **result,
+                         bzn_error *err);
 void pk_free(pk_vm *vm);
+
+/* PK_MEMORY_FACTOR * size + PK_MEMORY_SLACK (SIZE_MAX when that overflows). */
+size_t pk_memory_budget(size_t size);
+/* The bytes a loaded VM charged to its budget: all it allocated, including the stack, the
+ * marks and the memo that pk_load freed at the end. 0 for NULL. */
+size_t pk_memory_used(const pk_vm *vm);
 
 /* The value stored under a string key in a PK_DICT (the last one if repeated); NULL if none. */
 pk_obj *pk_dict_get(const pk_obj *dict, const char *key);

@@ -6,13 +6,23 @@
  * feed the reader every truncation and many single-byte corruptions of a fixture, broken
  * archives and pickles, and every regression input found by fuzzing (tests/data/ckpt/crashes):
  * the reader must answer each with a status, never a crash (run under ASan/valgrind too).
+ * Pickles built here that flood the VM with objects must leave the memory a small multiple
+ * of their size (measured in a child process). Whole BlazeNeo checkpoints made by
+ * tests/ref/make_ckpt_variants.py at test time (skipped without python3-torch) go through
+ * the converter: every accepted layout gives the plain checkpoint's weight file byte for
+ * byte, and the refused ones say why.
  */
+#define _DEFAULT_SOURCE /* wait4 */
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "pickle.h"
@@ -597,6 +607,362 @@ START_TEST(test_fuzz_regressions) {
 }
 END_TEST
 
+/* ---- memory: hostile pickles that create objects far beyond their size --------------- */
+
+static void put16(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+    put16(p, v & 0xFFFF);
+    put16(p + 2, v >> 16);
+}
+
+/* A checkpoint around a bare pickle, laid out like torch.save's (stored entries):
+ * c/data.pkl = pkl, c/data/0 = the float 1.0, c/version. */
+static uint8_t *ckpt_from_pickle(const uint8_t *pkl, size_t pkl_len, size_t *out_len) {
+    static const float one = 1.0f;
+    const struct {
+        const char *name;
+        const void *data;
+        size_t len;
+    } e[3] = {{"c/data.pkl", pkl, pkl_len}, {"c/data/0", &one, sizeof one}, {"c/version", "3\n", 2}};
+    uint8_t *b = malloc(pkl_len + 512), *p = b;
+    uint32_t offset[3], crc[3];
+    for (int i = 0; i < 3; i++) { /* local header, name, bytes */
+        size_t nl = strlen(e[i].name);
+        offset[i] = (uint32_t)(p - b);
+        crc[i] = bzn_crc32_update(0, e[i].data, e[i].len);
+        memset(p, 0, 30);
+        put32(p, 0x04034B50);
+        put16(p + 4, 20);
+        put32(p + 14, crc[i]);
+        put32(p + 18, (uint32_t)e[i].len);
+        put32(p + 22, (uint32_t)e[i].len);
+        put16(p + 26, (uint32_t)nl);
+        memcpy(p + 30, e[i].name, nl);
+        memcpy(p + 30 + nl, e[i].data, e[i].len);
+        p += 30 + nl + e[i].len;
+    }
+    uint8_t *cd = p;
+    for (int i = 0; i < 3; i++) { /* central directory */
+        size_t nl = strlen(e[i].name);
+        memset(p, 0, 46);
+        put32(p, 0x02014B50);
+        put16(p + 4, 20);
+        put16(p + 6, 20);
+        put32(p + 16, crc[i]);
+        put32(p + 20, (uint32_t)e[i].len);
+        put32(p + 24, (uint32_t)e[i].len);
+        put16(p + 28, (uint32_t)nl);
+        put32(p + 42, offset[i]);
+        memcpy(p + 46, e[i].name, nl);
+        p += 46 + nl;
+    }
+    memset(p, 0, 22); /* end of central directory */
+    put32(p, 0x06054B50);
+    put16(p + 8, 3);
+    put16(p + 10, 3);
+    put32(p + 12, (uint32_t)(p - cd));
+    put32(p + 16, (uint32_t)(cd - b));
+    *out_len = (size_t)(p + 22 - b);
+    return b;
+}
+
+/* A valid state dict {"w": tensor [1.0] in storage '0'} and STOP, to end every flood. */
+static const char flood_tail[] =
+    "}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n("
+    "(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x01tQ"
+    "K\x00K\x01\x85K\x01\x85\x89" "ccollections\nOrderedDict\n)RtRs.";
+
+/* Floods: pickles of about `size` bytes that repeat one cheap construction. */
+enum {
+    FLOOD_MARK_DICTS,  /* MARK, 65534 EMPTY_DICTs, POP_MARK: one object per byte */
+    FLOOD_DICT_POP,    /* EMPTY_DICT POP */
+    FLOOD_LIST_POP,    /* EMPTY_LIST POP */
+    FLOOD_TUPLE1_POP,  /* NONE TUPLE1 POP: an object and an item array per 3 bytes */
+    FLOOD_DICT_COPIES, /* OrderedDict(d) of one 4096-item dict, again and again through the memo */
+    FLOOD_INTS,        /* BININT2 256 POP: one object per 4 bytes, within the budget */
+    FLOOD_MEMOIZE,     /* NONE, then MEMOIZE after MEMOIZE: the memo grows */
+    FLOOD_DUP,         /* NONE, then DUP after DUP: the stack grows */
+    FLOOD_KINDS
+};
+static const char *const flood_names[FLOOD_KINDS] = {"mark-dicts", "dict-pop", "list-pop", "tuple1-pop",
+                                                     "dict-copies", "ints", "memoize", "dup"};
+
+static uint8_t *flood_pickle(int kind, size_t size, size_t *len) {
+    const size_t tail = sizeof flood_tail - 1;
+    uint8_t *b = malloc(size + 65536 + 16384 + tail), *p = b;
+    *p++ = 0x80;
+    *p++ = 2;
+    static const struct {
+        const char *ops;
+        size_t len;
+    } unit[FLOOD_KINDS] = {{"", 0},           {"}0", 2},        {"]0", 2},   {"N\x85" "0", 3},
+                           {"h\x00h\x02R0", 6}, {"M\x00\x01" "0", 4}, {"\x94", 1}, {"2", 1}};
+    if (kind == FLOOD_DICT_COPIES) { /* memo 0 = OrderedDict, memo 2 = (d,) with 4096 items in d */
+        static const char head[] = "ccollections\nOrderedDict\nq\x00}(";
+        memcpy(p, head, sizeof head - 1);
+        p += sizeof head - 1;
+        for (int i = 0; i < 4096; i++, p += 3) memcpy(p, "K\x00N", 3);
+        memcpy(p, "u\x85q\x02" "0", 5);
+        p += 5;
+    }
+    if (kind == FLOOD_MEMOIZE || kind == FLOOD_DUP) *p++ = 'N';
+    while ((size_t)(p - b) < size) {
+        if (kind == FLOOD_MARK_DICTS) { /* (groups of 65534: the stack holds 2^20) */
+            size_t n = size < 65536 ? size / 2 : 65534;
+            *p++ = '(';
+            memset(p, '}', n);
+            p += n;
+            *p++ = '1';
+        } else {
+            memcpy(p, unit[kind].ops, unit[kind].len);
+            p += unit[kind].len;
+        }
+    }
+    if (kind == FLOOD_MEMOIZE || kind == FLOOD_DUP) *p++ = '0';
+    memcpy(p, flood_tail, tail);
+    *len = (size_t)(p + tail - b);
+    return b;
+}
+
+/* What a child process saw reading a checkpoint from memory. */
+typedef struct {
+    long start_kb; /* its peak RSS when it started (its RSS at the fork) */
+    bzn_status status;
+    char msg[512];
+} child_report;
+
+/* Read data in a child process; the growth of its peak RSS (ru_maxrss from wait4 minus its
+ * own at the start), in bytes. Independent of RLIMIT_AS, so it works under ASan too. */
+static long long read_peak_growth(const uint8_t *data, size_t len, child_report *rep) {
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        child_report r;
+        memset(&r, 0, sizeof r);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        r.start_kb = ru.ru_maxrss;
+        bzn_ckpt ck;
+        bzn_error e = {0};
+        r.status = bzn_ckpt_read_memory(data, len, &ck, &e);
+        snprintf(r.msg, sizeof r.msg, "%s", e.msg);
+        bzn_ckpt_free(&ck);
+        ssize_t w = write(fds[1], &r, sizeof r);
+        _exit(w == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fds[1]);
+    ssize_t got = 0;
+    while (got < (ssize_t)sizeof *rep) {
+        ssize_t n = read(fds[0], (char *)rep + got, sizeof *rep - (size_t)got);
+        if (n <= 0) break;
+        got += n;
+    }
+    close(fds[0]);
+    int wstatus;
+    struct rusage ru;
+    ck_assert_int_eq(wait4(pid, &wstatus, 0, &ru), pid);
+    ck_assert_msg(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && got == (ssize_t)sizeof *rep,
+                  "the reading child died (status 0x%x)", wstatus);
+    return ((long long)ru.ru_maxrss - rep->start_kb) * 1024;
+}
+
+/* The pickle VM charges every allocation (objects even when POP drops them at once, items,
+ * stack, marks, memo) to a budget of PK_MEMORY_FACTOR (16) bytes per byte of checkpoint plus
+ * PK_MEMORY_SLACK, and the tensors get what it leaves: however a 10 MB checkpoint is made,
+ * reading it must never grow the peak RSS by more than 20 times its size plus a few MB
+ * (before the budget covered every object: 64 times for mark-dicts, 256 for dict-copies). */
+START_TEST(test_memory_bounded_by_size) {
+    const size_t size = 10u << 20;
+    /* the budget's 16, and malloc's slack; AddressSanitizer adds its shadow memory (an eighth)
+     * and a redzone around every block */
+    const char *san = tu_env("BZN_SANITIZE");
+    const double factor = san && strcmp(san, "0") != 0 ? 26 : 20;
+    const long long slack = 16ll << 20;
+    for (int kind = 0; kind < FLOOD_KINDS; kind++) {
+        size_t pkl_len, len;
+        uint8_t *pkl = flood_pickle(kind, size, &pkl_len);
+        uint8_t *ck = ckpt_from_pickle(pkl, pkl_len, &len);
+        child_report rep;
+        long long growth = read_peak_growth(ck, len, &rep);
+        printf("test_memory_bounded_by_size: %-11s %5.1f MB: peak RSS +%6.1f MB (%4.1fx), status %d: %.140s\n",
+               flood_names[kind], len / 1048576.0, growth / 1048576.0, (double)growth / (double)len,
+               (int)rep.status, rep.status ? rep.msg : "read");
+        ck_assert_msg(growth < (long long)(factor * (double)len) + slack,
+                      "%s: reading a %zu-byte checkpoint grew the peak RSS by %lld bytes (%.1fx its size)",
+                      flood_names[kind], len, growth, (double)growth / (double)len);
+        if (kind <= FLOOD_DICT_COPIES) { /* far beyond the budget: refused, saying why */
+            ck_assert_msg(rep.status == BZN_ERR_FORMAT, "%s: status %d (%s)", flood_names[kind], (int)rep.status,
+                          rep.msg);
+            ck_assert_msg(strstr(rep.msg, "c/data.pkl: pickle exceeds its memory budget") &&
+                              strstr(rep.msg, "far too many objects or items for its size"),
+                          "%s: %s", flood_names[kind], rep.msg);
+        }
+        if (kind == FLOOD_MARK_DICTS) { /* the bare pickle too, with the budget made from its own size */
+            pk_vm *vm;
+            pk_obj *top;
+            bzn_error e = {0};
+            ck_assert_int_eq(pk_load(pkl, pkl_len, &vm, &top, &e), BZN_ERR_FORMAT);
+            ck_assert_ptr_nonnull(strstr(e.msg, "exceeds its memory budget"));
+            ck_assert_ptr_null(vm);
+        }
+        free(ck);
+        free(pkl);
+    }
+}
+END_TEST
+
+/* The floods' construction is sound: each ends in a state dict that reads when the flood is
+ * small; and small pickles (the fixtures) fit in the slack. */
+START_TEST(test_small_floods_read) {
+    for (int kind = 0; kind < FLOOD_KINDS; kind++) {
+        size_t pkl_len, len;
+        uint8_t *pkl = flood_pickle(kind, 4096, &pkl_len);
+        uint8_t *ck = ckpt_from_pickle(pkl, pkl_len, &len);
+        bzn_ckpt out;
+        bzn_error e = {0};
+        ck_assert_msg(bzn_ckpt_read_memory(ck, len, &out, &e) == BZN_OK, "%s: %s", flood_names[kind], e.msg);
+        ck_assert_int_eq(out.count, 1);
+        const float *w = get_f32(&out, "w", 1, (int64_t[]){1});
+        ck_assert(w[0] == 1.0f);
+        bzn_ckpt_free(&out);
+        free(ck);
+        free(pkl);
+    }
+    /* the budget: 16 bytes per byte plus 1 MiB, and what the shipped-size pickles use */
+    ck_assert_uint_eq(pk_memory_budget(1000), 16000 + ((size_t)1 << 20));
+    ck_assert_uint_eq(pk_memory_budget(SIZE_MAX / 2), SIZE_MAX);
+    ck_assert_uint_eq(pk_memory_used(NULL), 0);
+    size_t len;
+    uint8_t *buf = fixture_bytes("plain.pth", &len);
+    zip_archive za;
+    bzn_error e;
+    ck_assert_int_eq(zip_open(&za, buf, len, &e), BZN_OK);
+    const uint8_t *p;
+    size_t n;
+    ck_assert_int_eq(zip_entry_data(&za, zip_find(&za, "plain/data.pkl"), &p, &n, &e), BZN_OK);
+    pk_vm *vm;
+    pk_obj *top;
+    ck_assert_int_eq(pk_load(p, n, &vm, &top, &e), BZN_OK);
+    ck_assert_uint_gt(pk_memory_used(vm), n);
+    ck_assert_uint_lt(pk_memory_used(vm), pk_memory_budget(n));
+    pk_free(vm);
+    zip_close(&za);
+    free(buf);
+}
+END_TEST
+
+/* ---- whole BlazeNeo checkpoints through the converter ---------------------------------- */
+
+/* The checkpoints of tests/ref/make_ckpt_variants.py (made once, kept in the build tree), or
+ * NULL when python3-torch is absent (the caller returns: skipped, or failed in CI). */
+static const char *variants_dir(void) {
+    static char dir[1024];
+    if (!tu_have_python("torch,numpy")) {
+        tu_missing("python3 with torch and numpy (apt-get install python3-torch)");
+        return NULL;
+    }
+    snprintf(dir, sizeof dir, "%s/ckpt_variants", tu_env("BZN_BUILD_DIR") ? tu_env("BZN_BUILD_DIR") : "/tmp");
+    ck_assert_msg(tu_run("\"%s\" \"%s/tests/ref/make_ckpt_variants.py\" \"%s\"", tu_env("BZN_PYTHON"),
+                         tu_env("BZN_SOURCE_DIR"), dir) == 0,
+                  "make_ckpt_variants.py failed");
+    return dir;
+}
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* The same state dict behind a "module." prefix, in each training wrapper, as f64, as bf16
+ * and as non-contiguous views converts to a weight file identical, byte for byte, to the
+ * plain checkpoint's. */
+START_TEST(test_variants_convert_identically) {
+    const char *dir = variants_dir();
+    if (!dir) return;
+    char *out = tu_tmpdir("ckpt-variants");
+    ck_assert_ptr_nonnull(out);
+    static const char *const same[] = {"module_prefix", "wrap_state_dict", "wrap_model", "wrap_model_state_dict",
+                                       "f64", "bf16", "noncontig"};
+    char in[2048], path[2048];
+    bzn_error e = {0};
+    bzn_convert_report want, rep;
+    snprintf(in, sizeof in, "%s/plain.pth", dir);
+    snprintf(path, sizeof path, "%s/plain.bzn", out);
+    ck_assert_msg(bzn_convert_checkpoint(in, path, NULL, &want, &e) == BZN_OK, "plain: %s", e.msg);
+    ck_assert(want.aggregation == BZN_AGG_DHA && want.has_aux && want.num_classes == 3);
+    size_t plain_len;
+    uint8_t *plain = tu_read_file(path, &plain_len);
+    ck_assert_ptr_nonnull(plain);
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        snprintf(in, sizeof in, "%s/%s.pth", dir, same[i]);
+        snprintf(path, sizeof path, "%s/%s.bzn", out, same[i]);
+        ck_assert_msg(bzn_convert_checkpoint(in, path, NULL, &rep, &e) == BZN_OK, "%s: %s", same[i], e.msg);
+        ck_assert_int_eq(rep.tensors_written, want.tensors_written);
+        ck_assert_int_eq(rep.tensors_dropped, want.tensors_dropped);
+        size_t len;
+        uint8_t *got = tu_read_file(path, &len);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_msg(len == plain_len && memcmp(got, plain, len) == 0,
+                      "%s.pth does not convert to the same bytes as plain.pth", same[i]);
+        free(got);
+        remove(path);
+    }
+    free(plain);
+    remove(tu_path(out, "plain.bzn"));
+    rmdir(out);
+    free(out);
+}
+END_TEST
+
+/* Checkpoints that cannot be converted: refused with a message that says why, and no
+ * output file (nor a partial one) left behind. */
+START_TEST(test_variants_refused) {
+    const char *dir = variants_dir();
+    if (!dir) return;
+    char *out = tu_tmpdir("ckpt-refused");
+    ck_assert_ptr_nonnull(out);
+    static const struct {
+        const char *name;
+        bzn_status status;
+        const char *msg;
+    } bad[] = {
+        {"legacy", BZN_ERR_UNSUPPORTED, "legacy.pth: not a zip archive: this is a PyTorch < 1.6 (legacy) checkpoint "
+                                        "(it starts with a protocol-2 pickle); re-save it with torch.save(...) from "
+                                        "PyTorch >= 1.6"},
+        {"full_model", BZN_ERR_UNSUPPORTED, "full_model.pth: the checkpoint holds a pickled blazeneo_ref.BlazeNeo "
+                                            "object, not a state dict; save model.state_dict() instead"},
+        {"wrap_full_model", BZN_ERR_UNSUPPORTED, "wrap_full_model.pth: the checkpoint holds a pickled "
+                                                 "blazeneo_ref.BlazeNeo object, not a state dict"},
+        {"nan", BZN_ERR_FORMAT, "'rfb4.branch1.1.conv.weight': non-finite weight in output channel 3"},
+        {"wrong_shape", BZN_ERR_FORMAT, "tensor 'rfb4.branch1.1.conv.weight' has shape [32x31x3x3], the "
+                                        "architecture needs [32x32x3x3]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char in[2048], path[2048], partial[2100];
+        snprintf(in, sizeof in, "%s/%s.pth", dir, bad[i].name);
+        snprintf(path, sizeof path, "%s/%s.bzn", out, bad[i].name);
+        snprintf(partial, sizeof partial, "%s.partial", path);
+        bzn_error e = {0};
+        bzn_status st = bzn_convert_checkpoint(in, path, NULL, NULL, &e);
+        ck_assert_msg(st == bad[i].status, "%s: status %d (%s), wanted %d", bad[i].name, (int)st, e.msg,
+                      (int)bad[i].status);
+        ck_assert_msg(strstr(e.msg, bad[i].msg) != NULL, "%s: message '%s' lacks '%s'", bad[i].name, e.msg,
+                      bad[i].msg);
+        ck_assert_msg(!file_exists(path) && !file_exists(partial), "%s: an output file was left", bad[i].name);
+    }
+    rmdir(out);
+    free(out);
+}
+END_TEST
+
 /* ---- the project's real checkpoint (shared/, when present) --------------------------- */
 
 START_TEST(test_shared_model) {
@@ -639,6 +1005,10 @@ static Suite *ckpt_suite(void) {
     TU_ADD_CASE(s, test_corruption_everywhere);
     TU_ADD_CASE(s, test_pickle_corruption_everywhere);
     TU_ADD_CASE(s, test_fuzz_regressions);
+    TU_ADD_CASE(s, test_memory_bounded_by_size);
+    TU_ADD_CASE(s, test_small_floods_read);
+    TU_ADD_CASE(s, test_variants_convert_identically);
+    TU_ADD_CASE(s, test_variants_refused);
     if (tu_have_shared())
         TU_ADD_CASE(s, test_shared_model);
     else
