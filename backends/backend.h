@@ -1,14 +1,32 @@
 /*
  * backend.h - what a compute backend provides: a struct of function pointers plus a context.
  *
- * The engine owns the graph and the memory plan; a backend only runs operations on tensors
- * it is handed. Tensors are NCHW, batch 1, float32. A convolution's input may be a list of
- * channel segments (a concatenation that was never materialised: each segment points at
- * channel 0 of its own C x H x W block), and its output may be a channel slice of a larger
- * tensor (a producer writing straight into its place in a concatenation).
+ * The engine owns the graph and the memory plan (which bytes of the activation arena each
+ * tensor lives in, and when); a backend owns the memory itself and runs operations on it.
+ *   - Memory: the arena and scratch space are allocated by the backend (alloc/free) in its
+ *     own memory; bytes cross with upload/download. A backend whose memory is the host's
+ *     (host_memory = 1: cpu, ref) lets the engine read and write it in place, with no copies.
+ *   - Every entry point that can fail returns a bzn_status and fills the bzn_error with the
+ *     backend's own words; the engine passes it up to the caller (bzn_run_* return it).
+ *   - Plan once, run many: every operation's arguments are made once, at context creation,
+ *     into a bzn_plan. A backend may run the whole plan itself (run, then synchronize: a GPU
+ *     captures it as one graph); otherwise the engine calls the operations in order.
+ *   - Timers: marks recorded in the backend's execution order (events on a GPU, the host
+ *     clock on the CPU), so a per-layer profile measures the work, not its launch.
+ *   - Weights: a convolution's weights in the backend's own form (packed, in device memory)
+ *     are made once per model and backend (weights_prepare) and shared by every context;
+ *     what depends on the input size (offset tables) is made per context (conv_prepare).
+ *   - Batch: every operation runs on `batch` frames; frame n of a tensor lies batch_stride
+ *     floats after frame 0.
  *
- * Backends: backends/ref (plain C loops, the oracle every other backend is tested against)
- * and backends/cpu (im2col + OpenBLAS sgemm, OpenMP). A CUDA backend plugs in the same way.
+ * Tensors are NCHW, float32. A convolution's input may be a list of channel segments (a
+ * concatenation that was never materialised: each segment points at channel 0 of its own
+ * C x H x W block), and its output may be a channel slice of a larger tensor (a producer
+ * writing straight into its place in a concatenation).
+ *
+ * The backends this build has are listed in one table (registry.c); each lives in its own
+ * folder: backends/ref (plain C loops, the oracle every other backend is tested against),
+ * backends/cpu (own SIMD kernels, OpenBLAS, OpenMP).
  */
 #ifndef BZN_BACKEND_H
 #define BZN_BACKEND_H
@@ -23,16 +41,19 @@
 typedef enum { BZN_ACT_NONE = 0, BZN_ACT_RELU = 1, BZN_ACT_RELU6 = 2 } bzn_act;
 
 typedef struct {
-    const float *data; /* channel 0 of this segment; channels are H*W floats apart */
+    const float *data;   /* frame 0, channel 0 of this segment; channels are H*W floats apart */
     int channels;
+    size_t batch_stride; /* floats from one frame to the next */
 } bzn_segment;
 
 typedef struct bzn_conv_args {
+    int batch; /* frames */
     /* input: the concatenation of the segments, in order; spatial size in_h x in_w */
     bzn_segment in[BZN_MAX_SEGMENTS];
     int n_in, in_c, in_h, in_w;
-    /* output: out_c x out_h x out_w contiguous floats */
+    /* output: out_c x out_h x out_w contiguous floats per frame */
     float *out;
+    size_t out_batch_stride;
     int out_c, out_h, out_w;
     /* weights [out_c][in_c][k][k] with BatchNorm folded in; bias [out_c] or NULL */
     const float *weight, *bias;
@@ -44,52 +65,144 @@ typedef struct bzn_conv_args {
     const int8_t *qweight;
     const float *wscale;
     float in_scale;
-    const void *prepared; /* what conv_prepare made for this convolution, or NULL */
+    const void *weights;  /* weights_prepare's form of these weights (shared), or NULL */
+    const void *prepared; /* conv_prepare's per-context data for this convolution, or NULL */
     /* INT8 hand-off (NULL unless the engine arranged one; see conv_qin_bytes): when a tensor
      * goes from one INT8 convolution to exactly one other, as that one's whole input, the
      * producer writes it already quantized with the consumer's in_scale, in the backend's
      * own int8 layout, and the consumer reads it as it is. Bit for bit what quantizing the
-     * float tensor would give; only the float tensor is never written. */
+     * float tensor would give; only the float tensor is never written. Frame n's bytes lie
+     * n * batch_stride * sizeof(float) after frame 0's (the float tensor's place). */
     const void *in_q;                 /* this input, already quantized (in[] is not read) */
     void *out_q;                      /* write the output here, quantized for `next`, not to out */
     const struct bzn_conv_args *next; /* the consumer, when out_q */
 } bzn_conv_args;
 
 typedef struct {
+    int batch;
     const float *in;
     float *out;
+    size_t in_batch_stride, out_batch_stride;
     int c, in_h, in_w, out_h, out_w;
     int k, stride, pad; /* padding never wins the max (PyTorch semantics) */
 } bzn_pool_args;
 
 typedef struct {
+    int batch;
     const float *in;
     float *out;
+    size_t in_batch_stride, out_batch_stride;
     int c, in_h, in_w, factor; /* bilinear, align_corners=False, out = in * factor */
 } bzn_upsample_args;
 
-typedef struct bzn_backend {
+/* One operation of a context's plan, and the plan: every operation of the network in
+ * execution order, with its arguments, made once when the context is created. */
+typedef enum { BZN_OP_CONV, BZN_OP_MAXPOOL, BZN_OP_UPSAMPLE } bzn_op_kind;
+
+typedef struct {
+    bzn_op_kind kind;
+    int node; /* the graph node (bzn_ctx_layer index) it computes */
+    union {
+        bzn_conv_args conv;
+        bzn_pool_args pool;
+        bzn_upsample_args upsample;
+    } u;
+} bzn_op;
+
+typedef struct {
+    bzn_op *ops;
+    int n_ops;
+    void *scratch; /* the backend's memory, at least every op's conv_scratch bytes */
+} bzn_plan;
+
+typedef struct {
+    int threads; /* 0: the backend's default (all cores) */
+    int device;  /* backends with several devices: which one */
+} bzn_backend_options;
+
+typedef struct bzn_backend bzn_backend;
+struct bzn_backend {
     const char *name;
     void *ctx;
-    /* optional: what a convolution needs that does not change from frame to frame (packed
-     * weights, offset tables), made once at context creation for every convolution and passed
-     * back in bzn_conv_args.prepared; NULL when nothing is needed (*failed = 1: out of memory) */
-    void *(*conv_prepare)(void *ctx, const bzn_conv_args *a, int *failed);
-    void (*conv_release)(void *ctx, void *prepared);
-    /* scratch bytes conv() needs for these arguments (planned once, at context creation) */
-    size_t (*conv_scratch)(void *ctx, const bzn_conv_args *a);
-    /* scratch is at least conv_scratch() bytes, 64-byte aligned */
-    void (*conv)(void *ctx, const bzn_conv_args *a, void *scratch);
-    /* optional (INT8 hand-offs): bytes of a's input in the backend's int8 layout */
-    size_t (*conv_qin_bytes)(void *ctx, const bzn_conv_args *a);
-    void (*maxpool)(void *ctx, const bzn_pool_args *a);
-    void (*upsample)(void *ctx, const bzn_upsample_args *a);
-    void (*destroy)(struct bzn_backend *b);
-} bzn_backend;
+    int host_memory; /* 1: alloc'd memory is the host's, read and written in place */
+    int threads;     /* the host threads it uses (reported by bzn_ctx_threads) */
+    int device;      /* which device (prepared weights are shared per backend and device) */
 
-/* Constructors; threads = 0 picks the machine's default. */
-bzn_status bzn_backend_ref_create(bzn_backend **out, bzn_error *err);
-bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err);
+    /* ---- memory: 64-byte aligned, zero-filled ---- */
+    bzn_status (*alloc)(bzn_backend *b, size_t bytes, void **mem, bzn_error *err);
+    void (*free)(bzn_backend *b, void *mem);
+    bzn_status (*upload)(bzn_backend *b, void *dst, const void *src, size_t bytes, bzn_error *err);
+    bzn_status (*download)(bzn_backend *b, void *dst, const void *src, size_t bytes, bzn_error *err);
+
+    /* ---- weights, once per model (optional): the backend's form of one convolution's
+     * weights (a's weight/qweight/wscale/bias, k, channels; no activations), and its size ---- */
+    bzn_status (*weights_prepare)(bzn_backend *b, const bzn_conv_args *a, void **weights, size_t *bytes,
+                                  bzn_error *err);
+    void (*weights_release)(void *weights); /* self-contained: may outlive every context */
+
+    /* ---- convolution ---- */
+    /* optional: what the convolution needs per context (offset tables), in a.prepared */
+    bzn_status (*conv_prepare)(bzn_backend *b, const bzn_conv_args *a, void **prepared, bzn_error *err);
+    void (*conv_release)(bzn_backend *b, void *prepared);
+    /* scratch bytes conv() needs for these arguments (planned once, at context creation) */
+    size_t (*conv_scratch)(bzn_backend *b, const bzn_conv_args *a);
+    /* optional (INT8 hand-offs): bytes of one frame of a's input in the backend's int8 layout */
+    size_t (*conv_qin_bytes)(bzn_backend *b, const bzn_conv_args *a);
+    /* scratch: at least conv_scratch() bytes of the backend's memory */
+    bzn_status (*conv)(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_error *err);
+    bzn_status (*maxpool)(bzn_backend *b, const bzn_pool_args *a, bzn_error *err);
+    bzn_status (*upsample)(bzn_backend *b, const bzn_upsample_args *a, bzn_error *err);
+
+    /* ---- the whole plan (optional: else the engine calls the ops in order) ---- */
+    bzn_status (*run)(bzn_backend *b, const bzn_plan *p, bzn_error *err);
+    /* optional: wait until everything submitted has finished (synchronous backends: absent) */
+    bzn_status (*synchronize)(bzn_backend *b, bzn_error *err);
+
+    /* ---- timers: n marks recorded in execution order; ms between two of them once the
+     * backend has synchronized ---- */
+    bzn_status (*timers)(bzn_backend *b, int n, bzn_error *err);
+    bzn_status (*mark)(bzn_backend *b, int i, bzn_error *err);
+    bzn_status (*elapsed_ms)(bzn_backend *b, int from, int to, double *ms, bzn_error *err);
+
+    void (*destroy)(bzn_backend *b);
+};
+
+/* ---- the registry (registry.c): one line per backend of this build ---- */
+typedef struct {
+    const char *name;
+    const char *description;
+    bzn_status (*create)(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
+} bzn_backend_entry;
+
+/* The backends of this build, NULL-terminated by name; the first is the default. */
+extern const bzn_backend_entry bzn_backend_registry[];
+/* Create backend `name` (NULL: the default); an unknown name is an error listing the known. */
+bzn_status bzn_backend_create(const char *name, const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
+
+/* Constructors (listed in the registry). */
+bzn_status bzn_backend_ref_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
+bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
+
+/* ---- helpers every backend shares ---- */
+
+/* Host memory for backends whose memory is the host's (cpu, ref); host clock timers. */
+bzn_status bzn_host_alloc(bzn_backend *b, size_t bytes, void **mem, bzn_error *err);
+void bzn_host_free(bzn_backend *b, void *mem);
+bzn_status bzn_host_copy(bzn_backend *b, void *dst, const void *src, size_t bytes, bzn_error *err);
+/* the host-clock timers: ctx-independent state kept in *clock */
+typedef struct {
+    double *t;
+    int n;
+} bzn_host_clock;
+bzn_status bzn_host_clock_init(bzn_host_clock *c, int n, bzn_error *err);
+bzn_status bzn_host_clock_mark(bzn_host_clock *c, int i, bzn_error *err);
+bzn_status bzn_host_clock_elapsed(const bzn_host_clock *c, int from, int to, double *ms, bzn_error *err);
+void bzn_host_clock_free(bzn_host_clock *c);
+
+/* Frame n of a batched operation, as a batch-1 operation (backends that loop over frames). */
+void bzn_conv_frame(const bzn_conv_args *a, int n, bzn_conv_args *f);
+void bzn_pool_frame(const bzn_pool_args *a, int n, bzn_pool_args *f);
+void bzn_upsample_frame(const bzn_upsample_args *a, int n, bzn_upsample_args *f);
 
 /* The quantization every backend applies to an activation: clamp x / scale to [-127, 127]
  * (NaN counts as -127), then round to nearest even. SIMD code computes exactly this. */

@@ -307,9 +307,10 @@ def main():
     lines.append("median ratio of paired rounds (engine network median / PyTorch median): %.2fx  [%s]" % (
         med(paired), ", ".join("%.2f" % p for p in paired)))
     lines.append("engine: %.3f GMAC, %d parameters, %.1f MB weight file, %.1f MB folded f32 weights, "
-                 "%.1f MB activation arena" % (engine[0]["gmac"], engine[0]["params"],
-                                                engine[0]["weight_file_bytes"] / 1e6, engine[0]["weight_bytes"] / 1e6,
-                                                engine[0]["arena_bytes"] / 1e6))
+                 "%.1f MB activation arena + %.1f MB backend scratch" % (
+                     engine[0]["gmac"], engine[0]["params"], engine[0]["weight_file_bytes"] / 1e6,
+                     engine[0]["weight_bytes"] / 1e6, engine[0]["activation_bytes"] / 1e6,
+                     engine[0]["scratch_bytes"] / 1e6))
     lines.append("ratios below 1 (latency, memory) or above 1 (FPS) favour the engine; PyTorch's RSS includes "
                  "importing torch")
     print("\n".join(lines))

@@ -23,19 +23,25 @@ int cmd_bench(int argc, char **argv);
 int cmd_stream(int argc, char **argv);
 
 /* "cpu" (OpenBLAS) or "ref" (plain C reference); 0 on success */
-int cli_parse_backend(const char *s, bzn_backend_kind *out);
-const char *cli_backend_name(bzn_backend_kind b);
+/* -b NAME: one of the library's backends (*out: the library's name); else a usage error
+ * naming those this build has, and EXIT_USAGE */
+int cli_parse_backend(const char *cmd, const char *s, const char **out);
+/* "cpu, ref": the backends of this build */
+const char *cli_backend_list(void);
+/* one help line per backend (name, description), indented by width + 2 */
+void cli_backend_help(FILE *f, int width);
 /* "fp32" or "int8"; 0 on success */
 int cli_parse_precision(const char *s, bzn_precision *out);
 
 /* How a command wants its context: every running command fills one from its options. */
 typedef struct {
     int width, height;         /* 0: the model's default */
-    bzn_backend_kind backend;
+    const char *backend; /* NULL: the library's default */
     bzn_precision precision;
     const char *calib;         /* INT8 with an FP32/FP16 model: a calibration cache */
     const char *keep_fp32;     /* INT8: comma-separated layers kept in FP32 */
     int threads, run_aux, keep_intermediates;
+    int batch; /* frames per run (0: one) */
 } cli_config;
 
 /* The precision options every running command takes: -p, --calib, --keep-fp32. Put

@@ -39,21 +39,21 @@
 static const char *CMD = "bench";
 
 static void help(void) {
-    printf("usage: blazeneo bench -m MODEL [-b BACKEND] [-p PRECISION] [-s SIZE] [--batch N] [-n ITERS]\n"
+    printf("usage: blazeneo bench -m MODEL [-b BACKEND] [-p PRECISION] [-s SIZE] [-B N] [-n ITERS]\n"
            "                      [--warmup W] [-t THREADS] [--image JPEG] [--layers] [--svg FILE] [--json]\n\n"
            "Measure the latency and throughput of one configuration (backend, precision, size,\n"
            "threads), and its memory: weight file, folded weights, activation arena, peak RSS.\n\n"
            "Two timings, each ITERS iterations after W untimed warm-up iterations:\n"
-           "  end to end     a decoded frame in memory -> bzn_run_rgb -> class map at the frame's size\n"
+           "  end to end     decoded frames in memory -> bzn_run_rgb_batch -> class maps at the frames' size\n"
            "  network alone  bzn_run_tensor on the preprocessed input (what PyTorch scripts time)\n"
            "reported as min / median / mean / p90 / p99 / max in ms, and FPS = batch * 1000 / median.\n\n"
            "  -m, --model FILE     weight file\n"
-           "  -b, --backend B      cpu (OpenBLAS, default) or ref (plain C reference, slow)\n"
-           CLI_PRECISION_HELP
+           "  -b, --backend B      the backend (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+    cli_backend_help(stdout, 21);
+    printf(CLI_PRECISION_HELP
            "  -s, --size SIZE      network input size, multiple of 32 (default: the model's, 352)\n"
-           "  --batch N            frames per timed iteration (default 1). The engine runs one frame\n"
-           "                       at a time, so batch N means N frames back to back in each\n"
-           "                       iteration: latencies are per iteration, FPS is images/s\n"
+           "  -B, --batch N        frames per run (default 1): the context runs N frames together\n"
+           "                       (bzn_ctx_options.batch); latencies are per run, FPS is images/s\n"
            "  -n, --iters N        timed iterations (default 20)\n"
            "  --warmup W           untimed iterations first (default 3)\n"
            "  -t, --threads N      CPU threads (default: all)\n"
@@ -131,17 +131,6 @@ static double peak_rss_mb(void) {
     return ru.ru_maxrss / 1024.0; /* Linux reports kilobytes */
 }
 
-/* threads the CPU backend really uses: 0 means the OpenMP default */
-static int resolved_threads(int threads, bzn_backend_kind backend) {
-    if (backend == BZN_BACKEND_REF) return 1;
-    if (threads > 0) return threads;
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-#endif
-}
 
 /* First samples/<name>.jpeg (sorted) in the current folder, then in the executable's folder
  * and its parent (build/blazeneo -> samples/), into path; 0 when found. */
@@ -302,12 +291,12 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
 
 typedef struct {
     const char *model, *precision, *image;
-    bzn_backend_kind backend;
+    const char *backend;
     int width, height, threads, batch, iters, warmup;
     int frame_w, frame_h;
     bench_stats e2e, net;
     int64_t params, macs;
-    uint64_t file_bytes, weight_bytes, arena_bytes;
+    uint64_t file_bytes, weight_bytes, activation_bytes, scratch_bytes, prepared_bytes;
     double rss_mb;
     int handoffs; /* INT8 convolution outputs passed on as int8 */
     char cpu[256];
@@ -328,7 +317,7 @@ static void print_json(const bench_result *r, const layer_row *rows, int n_rows)
     cli_json_string(f, BZN_VERSION_STRING);
     fprintf(f, ", \"model\": ");
     cli_json_string(f, r->model);
-    fprintf(f, ", \"backend\": \"%s\", \"precision\": ", cli_backend_name(r->backend));
+    fprintf(f, ", \"backend\": \"%s\", \"precision\": ", r->backend);
     cli_json_string(f, r->precision);
     fprintf(f, ", \"size\": \"%dx%d\", \"width\": %d, \"height\": %d, \"threads\": %d, \"batch\": %d, "
                "\"iters\": %d, \"warmup\": %d, ",
@@ -340,9 +329,11 @@ static void print_json(const bench_result *r, const layer_row *rows, int n_rows)
     fprintf(f, ",\n \"network\": {");
     json_stats(f, r, &r->net);
     fprintf(f, "},\n \"params\": %lld, \"gmac\": %.4f, \"weight_file_bytes\": %llu, \"weight_bytes\": %llu, "
-               "\"arena_bytes\": %llu, \"peak_rss_mb\": %.2f, \"int8_handoffs\": %d,\n",
+               "\"activation_bytes\": %llu, \"scratch_bytes\": %llu, \"prepared_weight_bytes\": %llu, "
+               "\"peak_rss_mb\": %.2f, \"int8_handoffs\": %d,\n",
             (long long)r->params, r->macs / 1e9, (unsigned long long)r->file_bytes,
-            (unsigned long long)r->weight_bytes, (unsigned long long)r->arena_bytes, r->rss_mb, r->handoffs);
+            (unsigned long long)r->weight_bytes, (unsigned long long)r->activation_bytes,
+            (unsigned long long)r->scratch_bytes, (unsigned long long)r->prepared_bytes, r->rss_mb, r->handoffs);
     fprintf(f, " \"machine\": {\"cpu\": ");
     cli_json_string(f, r->cpu);
     fprintf(f, ", \"nproc\": %ld}", r->nproc);
@@ -374,7 +365,7 @@ static void print_stats_row(const char *what, const bench_result *r, const bench
 static void print_report(const bench_result *r) {
     printf("model         : %s\n", r->model);
     printf("configuration : backend %s, precision %s, %dx%d input, %d thread%s, batch %d\n",
-           cli_backend_name(r->backend), r->precision, r->width, r->height, r->threads, r->threads == 1 ? "" : "s",
+           r->backend, r->precision, r->width, r->height, r->threads, r->threads == 1 ? "" : "s",
            r->batch);
     printf("machine       : %s, %ld CPU%s online\n", r->cpu, r->nproc, r->nproc == 1 ? "" : "s");
     if (strcmp(r->image, "synthetic") == 0)
@@ -382,17 +373,21 @@ static void print_report(const bench_result *r) {
                r->frame_h);
     else
         printf("frame         : %s (%dx%d), decoded once and kept in memory\n", r->image, r->frame_w, r->frame_h);
-    printf("runs          : %d timed iteration%s of %d frame%s after %d warm-up\n\n", r->iters,
+    printf("runs          : %d timed run%s of %d frame%s after %d warm-up\n\n", r->iters,
            r->iters == 1 ? "" : "s", r->batch, r->batch == 1 ? "" : "s", r->warmup);
-    printf("  %-14s %8s %8s %8s %8s %8s %8s %9s\n", "ms/iteration", "min", "median", "mean", "p90", "p99", "max",
+    printf("  %-14s %8s %8s %8s %8s %8s %8s %9s\n", "ms/run", "min", "median", "mean", "p90", "p99", "max",
            r->batch == 1 ? "FPS" : "images/s");
     print_stats_row("end to end", r, &r->e2e);
     print_stats_row("network alone", r, &r->net);
     printf("\nwork          : %lld parameters, %.3f GMAC per frame (sum over the layers run)\n",
            (long long)r->params, r->macs / 1e9);
-    printf("memory        : weight file %.1f MB, folded f32 weights %.1f MB, activation arena %.1f MB,\n"
+    printf("memory        : weight file %.1f MB, folded f32 weights %.1f MB, weights prepared for the\n"
+           "                backend %.1f MB (shared by every context of the model);\n"
+           "                per context: activation arena %.1f MB (every tensor, by liveness, x batch)\n"
+           "                + backend scratch %.1f MB (im2col columns, padded input planes);\n"
            "                peak RSS %.1f MB\n",
-           r->file_bytes / 1e6, r->weight_bytes / 1e6, r->arena_bytes / 1e6, r->rss_mb);
+           r->file_bytes / 1e6, r->weight_bytes / 1e6, r->prepared_bytes / 1e6, r->activation_bytes / 1e6,
+           r->scratch_bytes / 1e6, r->rss_mb);
     if (r->handoffs)
         printf("int8          : %d convolution outputs go to the next convolution as int8 (the rest as float)\n",
                r->handoffs);
@@ -400,58 +395,70 @@ static void print_report(const bench_result *r) {
 
 /* ---- the command ---------------------------------------------------------------------------- */
 
-int cmd_bench(int argc, char **argv) {
-    enum { OPT_BATCH = 256, OPT_WARMUP, OPT_IMAGE, OPT_LAYERS, OPT_SVG, OPT_JSON };
+/* what the command line asks for */
+typedef struct {
+    const char *model, *image, *svg, *backend;
+    cli_config pcfg; /* -p, --calib, --keep-fp32 */;
+    int w, h, batch, iters, warmup, threads, layers, json;
+} bench_args;
+
+/* The command line into *a: -1 to go on, else the exit status (help, a usage error). */
+static int parse_args(int argc, char **argv, bench_args *a) {
+    enum { OPT_WARMUP = 256, OPT_IMAGE, OPT_LAYERS, OPT_SVG, OPT_JSON };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"backend", required_argument, 0, 'b'},
         {"size", required_argument, 0, 's'},
-        {"batch", required_argument, 0, OPT_BATCH}, {"iters", required_argument, 0, 'n'},
+        {"batch", required_argument, 0, 'B'}, {"iters", required_argument, 0, 'n'},
         {"warmup", required_argument, 0, OPT_WARMUP}, {"threads", required_argument, 0, 't'},
         {"image", required_argument, 0, OPT_IMAGE}, {"layers", no_argument, 0, OPT_LAYERS},
         {"svg", required_argument, 0, OPT_SVG},    {"json", no_argument, 0, OPT_JSON},
         {"help", no_argument, 0, 'h'},             CLI_PRECISION_OPTIONS, {0}};
-    const char *model = NULL, *image = NULL, *svg = NULL;
-    cli_config pcfg = {0}; /* -p, --calib, --keep-fp32 */
-    int w = 0, h = 0, batch = 1, iters = 20, warmup = 3, threads = 0, layers = 0, json = 0, c;
-    bzn_backend_kind backend = BZN_BACKEND_CPU;
+    *a = (bench_args){.batch = 1, .iters = 20, .warmup = 3};
+    int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:b:p:s:n:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:b:p:s:B:n:t:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
+        case 'm': a->model = optarg; break;
         case 'b':
-            if (cli_parse_backend(optarg, &backend)) return cli_usage_error(CMD, "unknown backend '%s' (cpu, ref)", optarg);
+            if (cli_parse_backend(CMD, optarg, &a->backend)) return EXIT_USAGE;
             break;
         case 's':
-            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
+            if (cli_parse_size(optarg, &a->w, &a->h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
             break;
-        case OPT_BATCH:
-            if (cli_parse_int(optarg, 1, 1 << 16, &batch))
-                return cli_usage_error(CMD, "invalid batch '%s' (a whole number, at least 1)", optarg);
+        case 'B':
+            if (cli_parse_int(optarg, 1, 1024, &a->batch))
+                return cli_usage_error(CMD, "invalid batch '%s' (1 to 1024 frames)", optarg);
             break;
         case 'n':
-            if (cli_parse_int(optarg, 1, 1 << 24, &iters))
+            if (cli_parse_int(optarg, 1, 1 << 24, &a->iters))
                 return cli_usage_error(CMD, "invalid iteration count '%s' (at least 1)", optarg);
             break;
         case OPT_WARMUP:
-            if (cli_parse_int(optarg, 0, 1 << 24, &warmup))
+            if (cli_parse_int(optarg, 0, 1 << 24, &a->warmup))
                 return cli_usage_error(CMD, "invalid warm-up count '%s' (0 or more)", optarg);
             break;
         case 't':
-            if (cli_parse_int(optarg, 0, 1024, &threads))
+            if (cli_parse_int(optarg, 0, 1024, &a->threads))
                 return cli_usage_error(CMD, "invalid thread count '%s' (0 = all, up to 1024)", optarg);
             break;
-        case OPT_IMAGE: image = optarg; break;
-        case OPT_LAYERS: layers = 1; break;
-        case OPT_SVG: svg = optarg; break;
-        case OPT_JSON: json = 1; break;
+        case OPT_IMAGE: a->image = optarg; break;
+        case OPT_LAYERS: a->layers = 1; break;
+        case OPT_SVG: a->svg = optarg; break;
+        case OPT_JSON: a->json = 1; break;
         case 'h': help(); return EXIT_OK;
         default:
-            if (cli_precision_option(CMD, c, optarg, &pcfg)) return EXIT_USAGE;
+            if (cli_precision_option(CMD, c, optarg, &a->pcfg)) return EXIT_USAGE;
         }
     }
-    if (!model) return cli_usage_error(CMD, "no model given (-m MODEL)");
+    if (!a->model) return cli_usage_error(CMD, "no model given (-m MODEL)");
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    return -1;
+}
 
+static int run(const bench_args *a) {
+    const char *model = a->model, *image = a->image, *svg = a->svg;
+    const int batch = a->batch, iters = a->iters, warmup = a->warmup, layers = a->layers, json = a->json;
+    cli_config pcfg = a->pcfg;
     /* the frame: decoded once, outside the timed loops */
     bzn_image img = {0};
     bzn_error e = {0};
@@ -467,10 +474,11 @@ int cmd_bench(int argc, char **argv) {
     bzn_model *m = NULL;
     bzn_ctx *ctx = NULL;
     /* main path only, as at deployment and in the paper's latency tables */
-    pcfg.width = w;
-    pcfg.height = h;
-    pcfg.threads = threads;
-    pcfg.backend = backend;
+    pcfg.width = a->w;
+    pcfg.height = a->h;
+    pcfg.threads = a->threads;
+    pcfg.backend = a->backend;
+    pcfg.batch = batch;
     if (cli_open(CMD, model, &pcfg, &m, &ctx)) {
         bzn_image_free(&img);
         return EXIT_FAIL;
@@ -481,8 +489,8 @@ int cmd_bench(int argc, char **argv) {
     r.model = model;
     r.precision = bzn_precision_name(pcfg.precision);
     r.image = image ? image : "synthetic";
-    r.backend = backend;
-    r.threads = resolved_threads(threads, backend);
+    r.backend = bzn_ctx_backend(ctx);
+    r.threads = bzn_ctx_threads(ctx); /* what the library really uses */
     r.batch = batch;
     r.iters = iters;
     r.warmup = warmup;
@@ -495,10 +503,11 @@ int cmd_bench(int argc, char **argv) {
     layer_row *rows = calloc((size_t)n_layers, sizeof *rows);
     const size_t npix = (size_t)img.width * img.height;
     uint8_t *classes = malloc(npix);
+    bzn_frame *frames = malloc((size_t)batch * sizeof *frames);
     double *e2e_ms = malloc((size_t)iters * sizeof *e2e_ms), *net_ms = malloc((size_t)iters * sizeof *net_ms);
     float *input = NULL;
     int rc = EXIT_OK;
-    if (n_layers < 1 || !rows || !classes || !e2e_ms || !net_ms) {
+    if (n_layers < 1 || !rows || !classes || !frames || !e2e_ms || !net_ms) {
         fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
         rc = EXIT_FAIL;
         goto done;
@@ -513,32 +522,34 @@ int cmd_bench(int argc, char **argv) {
 
     /* 1. end to end: iterations -warmup..-1 are the warm-up, 0..iters-1 are timed */
     for (int it = -warmup; it < iters; it++) {
+        for (int b = 0; b < batch; b++) frames[b] = (bzn_frame){img.pixels, img.width, img.height, img.width * 3};
         double t0 = cli_now_ms();
-        for (int b = 0; b < batch; b++) {
-            if (bzn_run_rgb(ctx, img.pixels, img.width, img.height, img.width * 3, &e) != BZN_OK ||
-                bzn_class_map(ctx, classes, img.width, img.height, &e) != BZN_OK) {
+        if (bzn_run_rgb_batch(ctx, frames, batch, &e) != BZN_OK) {
+            rc = cli_error(CMD, &e);
+            goto done;
+        }
+        for (int b = 0; b < batch; b++)
+            if (bzn_class_map_at(ctx, b, classes, img.width, img.height, &e) != BZN_OK) {
                 rc = cli_error(CMD, &e);
                 goto done;
             }
-        }
         if (it >= 0) e2e_ms[it] = cli_now_ms() - t0;
     }
 
     /* 2. network alone, on the input tensor the last run preprocessed (the context is warm) */
     const size_t in_floats = (size_t)3 * r.width * r.height;
-    if (!(input = malloc(in_floats * sizeof *input))) {
+    if (!(input = malloc(batch * in_floats * sizeof *input))) {
         fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
         rc = EXIT_FAIL;
         goto done;
     }
-    memcpy(input, bzn_ctx_input(ctx), in_floats * sizeof *input);
+    for (int b = 0; b < batch; b++) memcpy(input + b * in_floats, bzn_ctx_input(ctx), in_floats * sizeof *input);
     for (int it = 0; it < iters; it++) {
         double t0 = cli_now_ms();
-        for (int b = 0; b < batch; b++)
-            if (bzn_run_tensor(ctx, input, &e) != BZN_OK) {
-                rc = cli_error(CMD, &e);
-                goto done;
-            }
+        if (bzn_run_tensor(ctx, input, &e) != BZN_OK) {
+            rc = cli_error(CMD, &e);
+            goto done;
+        }
         net_ms[it] = cli_now_ms() - t0;
     }
     compute_stats(e2e_ms, iters, &r.e2e);
@@ -569,14 +580,16 @@ int cmd_bench(int argc, char **argv) {
     bzn_model_get_info(m, &mi);
     r.file_bytes = mi.file_bytes;
     r.weight_bytes = mi.weight_bytes;
-    r.arena_bytes = bzn_ctx_arena_bytes(ctx);
+    r.activation_bytes = bzn_ctx_activation_bytes(ctx);
+    r.scratch_bytes = bzn_ctx_scratch_bytes(ctx);
+    r.prepared_bytes = bzn_model_prepared_bytes(m);
     r.handoffs = bzn_ctx_int8_handoffs(ctx);
     r.rss_mb = peak_rss_mb();
 
     if (svg) {
         char title[512];
         snprintf(title, sizeof title, "BlazeNeo %dx%d, %s %s, %d thread%s (%s)", r.width, r.height,
-                 cli_backend_name(backend), r.precision, r.threads, r.threads == 1 ? "" : "s", r.cpu);
+                 r.backend, r.precision, r.threads, r.threads == 1 ? "" : "s", r.cpu);
         if (write_svg(svg, rows, n_layers, title) != 0) rc = EXIT_FAIL;
     }
     if (json) {
@@ -599,9 +612,16 @@ done:
     free(net_ms);
     free(e2e_ms);
     free(classes);
+    free(frames);
     free(rows);
     bzn_ctx_free(ctx);
     bzn_model_free(m);
     bzn_image_free(&img);
     return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_args a;
+    const int rc = parse_args(argc, argv, &a);
+    return rc >= 0 ? rc : run(&a);
 }

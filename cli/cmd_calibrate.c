@@ -43,7 +43,17 @@ static int parse_method(const char *s, bzn_calib_method *m) {
     return -1;
 }
 
-int cmd_calibrate(int argc, char **argv) {
+/* what the command line asks for */
+typedef struct {
+    const char *model, *output;
+    char *images;
+    int w, h, count, aux, table, threads, quiet;
+    double percentile;
+    bzn_calib_method method;
+} calibrate_args;
+
+/* The command line into *a: -1 to go on, else the exit status (help, a usage error). */
+static int parse_args(int argc, char **argv, calibrate_args *a) {
     enum { OPT_IMAGES = 256, OPT_METHOD, OPT_PERCENTILE, OPT_AUX, OPT_TABLE };
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                          {"images", required_argument, 0, OPT_IMAGES},
@@ -58,55 +68,61 @@ int cmd_calibrate(int argc, char **argv) {
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
-    const char *model = NULL, *output = NULL;
-    char *images = NULL;
-    int w = 0, h = 0, count = 0, aux = 0, table = 0, threads = 0, quiet = 0, c;
-    double percentile = BZN_CALIB_DEFAULT_PERCENTILE;
-    bzn_calib_method method = BZN_CALIB_ENTROPY;
+    *a = (calibrate_args){.percentile = BZN_CALIB_DEFAULT_PERCENTILE, .method = BZN_CALIB_ENTROPY};
+    int c;
     char *end;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:n:s:t:qh", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case OPT_IMAGES: images = optarg; break;
-        case 'o': output = optarg; break;
+        case 'm': a->model = optarg; break;
+        case OPT_IMAGES: a->images = optarg; break;
+        case 'o': a->output = optarg; break;
         case 'n':
-            count = (int)strtol(optarg, &end, 10);
-            if (*end || end == optarg || count <= 0)
+            a->count = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || a->count <= 0)
                 return cli_usage_error("calibrate", "invalid image count '%s' (a positive number)", optarg);
             break;
         case OPT_METHOD:
-            if (parse_method(optarg, &method))
+            if (parse_method(optarg, &a->method))
                 return cli_usage_error("calibrate", "unknown method '%s' (entropy, minmax, percentile)", optarg);
             break;
         case OPT_PERCENTILE:
-            percentile = strtod(optarg, &end);
-            if (*end || end == optarg || !(percentile > 0.0 && percentile <= 100.0))
+            a->percentile = strtod(optarg, &end);
+            if (*end || end == optarg || !(a->percentile > 0.0 && a->percentile <= 100.0))
                 return cli_usage_error("calibrate", "invalid percentile '%s' (0 < P <= 100)", optarg);
             break;
         case 's':
-            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error("calibrate", "invalid size '%s'", optarg);
+            if (cli_parse_size(optarg, &a->w, &a->h)) return cli_usage_error("calibrate", "invalid size '%s'", optarg);
             break;
-        case OPT_AUX: aux = 1; break;
-        case OPT_TABLE: table = 1; break;
+        case OPT_AUX: a->aux = 1; break;
+        case OPT_TABLE: a->table = 1; break;
         case 't':
-            if (cli_parse_int(optarg, 0, 1024, &threads))
+            if (cli_parse_int(optarg, 0, 1024, &a->threads))
                 return cli_usage_error("calibrate", "invalid thread count '%s' (0 = all)", optarg);
             break;
-        case 'q': quiet = 1; break;
+        case 'q': a->quiet = 1; break;
         case 'h': help(); return EXIT_OK;
         default: return cli_usage_error("calibrate", "unknown option");
         }
     }
-    if (!model) return cli_usage_error("calibrate", "no model given (-m MODEL)");
-    if (!images) return cli_usage_error("calibrate", "no calibration images given (--images DIR)");
-    if (!output) return cli_usage_error("calibrate", "no output given (-o CACHE)");
+    if (!a->model) return cli_usage_error("calibrate", "no model given (-m MODEL)");
+    if (!a->images) return cli_usage_error("calibrate", "no calibration images given (--images DIR)");
+    if (!a->output) return cli_usage_error("calibrate", "no output given (-o CACHE)");
     if (optind < argc) return cli_usage_error("calibrate", "unexpected argument '%s'", argv[optind]);
-    if (strstr(images, "dev-test"))
+    if (strstr(a->images, "dev-test"))
         fprintf(stderr, "blazeneo calibrate: warning: '%s' looks like the evaluation set; calibrate on "
                         "../shared/data/neopolyp-small/calib/images instead\n",
-                images);
+                a->images);
+    return -1;
+}
 
+static int run(const calibrate_args *a) {
+    const char *model = a->model, *output = a->output;
+    char *images = a->images;
+    int count = a->count;
+    const int aux = a->aux, table = a->table, threads = a->threads, quiet = a->quiet, w = a->w, h = a->h;
+    const double percentile = a->percentile;
+    const bzn_calib_method method = a->method;
     cli_list list;
     if (cli_collect_images("calibrate", &images, 1, &list)) return EXIT_FAIL;
     if (count == 0 || count > list.count) count = list.count;
@@ -193,4 +209,10 @@ int cmd_calibrate(int argc, char **argv) {
     bzn_ctx_free(ctx);
     bzn_model_free(m);
     return rc;
+}
+
+int cmd_calibrate(int argc, char **argv) {
+    calibrate_args a;
+    const int rc = parse_args(argc, argv, &a);
+    return rc >= 0 ? rc : run(&a);
 }

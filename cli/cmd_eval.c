@@ -38,8 +38,9 @@ static void help(void) {
            "  --images DIR            the frames (.jpg/.jpeg/.png/.bmp by name; JPEG is decoded)\n"
            "  --masks DIR             colour masks, matched to frames by file stem: frame abc.jpeg\n"
            "                          goes with mask abc.<any extension>\n"
-           "  -b, --backend B         cpu (default) or ref; repeat to compare backends\n"
-           "  -p, --precision P       fp32 (default) or int8; repeat to compare precisions\n"
+           "  -b, --backend B         the backend; repeat to compare (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+    cli_backend_help(stdout, 24);
+    printf("  -p, --precision P       fp32 (default) or int8; repeat to compare precisions\n"
            "  --calib CACHE           INT8 with an FP32 model: a calibration cache\n"
            "  --keep-fp32 NAMES       INT8: comma-separated convolutions kept in FP32\n"
            "  -s, --size SIZE         network input size, multiple of 32 (default: the model's)\n"
@@ -224,7 +225,10 @@ static int eval_one(eval_results *r, int i, const char *frame_path, const char *
             goto done;
         }
     }
-    eval_truth_from_mask(mask.pixels, n, r->undefined, b->truth, &im->undefined_px);
+    if (r->undefined == EVAL_UNDEFINED_YELLOW)
+        im->undefined_px = bzn_mask_to_classes_undefined(mask.pixels, n, b->truth);
+    else
+        bzn_mask_to_classes(mask.pixels, n, b->truth);
     r->undefined_px += im->undefined_px;
     for (int k = 0; k < r->nconfigs; k++) {
         double t0 = cli_now_ms();
@@ -238,8 +242,8 @@ static int eval_one(eval_results *r, int i, const char *frame_path, const char *
         }
         ms[k] = cli_now_ms() - t0;
         r->configs[k].ms_total += ms[k];
-        eval_confusion_add(&im->conf[k], b->pred[k], b->truth, n);
-        eval_confusion_sum(&r->configs[k].total, &im->conf[k]);
+        bzn_confusion_add(&im->conf[k], b->pred[k], b->truth, n);
+        bzn_confusion_merge(&r->configs[k].total, &im->conf[k]);
     }
     if (rp && report_add_image(rp, i, &frame, b->truth, b->pred, e) != BZN_OK) goto done;
     rc = 0;
@@ -251,7 +255,19 @@ done:
 
 /* ---- the command -------------------------------------------------------------------------- */
 
-int cmd_eval(int argc, char **argv) {
+/* what the command line asks for */
+typedef struct {
+    const char *model, *images_dir, *masks_dir, *csv, *report_dir;
+    int w, h, threads, quiet, json;
+    eval_undefined_rule undefined;
+    const char *backends[MAX_CONFIGS];
+    bzn_precision prec[MAX_CONFIGS];
+    int nb, np;
+    cli_config pcfg; /* --calib and --keep-fp32, for the INT8 configurations */
+} eval_args;
+
+/* The command line into *a: -1 to go on, else the exit status (help, a usage error). */
+static int parse_args(int argc, char **argv, eval_args *a) {
     enum { OPT_IMAGES = 256, OPT_MASKS, OPT_JSON, OPT_CSV, OPT_REPORT, OPT_UNDEFINED };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"images", required_argument, 0, OPT_IMAGES},
@@ -261,25 +277,21 @@ int cmd_eval(int argc, char **argv) {
         {"report", required_argument, 0, OPT_REPORT}, {"undefined", required_argument, 0, OPT_UNDEFINED},
         {"threads", required_argument, 0, 't'},   {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},            CLI_PRECISION_OPTIONS, {0}};
-    const char *model = NULL, *images_dir = NULL, *masks_dir = NULL, *csv = NULL, *report_dir = NULL;
-    int w = 0, h = 0, threads = 0, quiet = 0, json = 0, c;
-    eval_undefined_rule undefined = EVAL_UNDEFINED_YELLOW;
-    bzn_backend_kind backends[MAX_CONFIGS];
-    bzn_precision prec[MAX_CONFIGS];
-    cli_config pcfg = {0}; /* --calib and --keep-fp32, for the INT8 configurations */
-    int nb = 0, np = 0;
+    memset(a, 0, sizeof *a);
+    a->undefined = EVAL_UNDEFINED_YELLOW;
+    int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:b:p:s:t:qh", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case OPT_IMAGES: images_dir = optarg; break;
-        case OPT_MASKS: masks_dir = optarg; break;
+        case 'm': a->model = optarg; break;
+        case OPT_IMAGES: a->images_dir = optarg; break;
+        case OPT_MASKS: a->masks_dir = optarg; break;
         case 'b': {
-            bzn_backend_kind b;
-            if (cli_parse_backend(optarg, &b)) return cli_usage_error(CMD, "unknown backend '%s' (cpu, ref)", optarg);
+            const char *b;
+            if (cli_parse_backend(CMD, optarg, &b)) return EXIT_USAGE;
             int dup = 0;
-            for (int i = 0; i < nb; i++) dup |= backends[i] == b;
-            if (!dup && nb < MAX_CONFIGS) backends[nb++] = b;
+            for (int i = 0; i < a->nb; i++) dup |= a->backends[i] == b;
+            if (!dup && a->nb < MAX_CONFIGS) a->backends[a->nb++] = b;
             break;
         }
         case 'p': {
@@ -287,19 +299,19 @@ int cmd_eval(int argc, char **argv) {
             if (cli_parse_precision(optarg, &found))
                 return cli_usage_error(CMD, "unknown precision '%s' (fp32, int8)", optarg);
             int dup = 0;
-            for (int i = 0; i < np; i++) dup |= prec[i] == found;
-            if (!dup && np < MAX_CONFIGS) prec[np++] = found;
+            for (int i = 0; i < a->np; i++) dup |= a->prec[i] == found;
+            if (!dup && a->np < MAX_CONFIGS) a->prec[a->np++] = found;
             break;
         }
         case 's':
-            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
+            if (cli_parse_size(optarg, &a->w, &a->h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
             break;
-        case OPT_JSON: json = 1; break;
-        case OPT_CSV: csv = optarg; break;
-        case OPT_REPORT: report_dir = optarg; break;
+        case OPT_JSON: a->json = 1; break;
+        case OPT_CSV: a->csv = optarg; break;
+        case OPT_REPORT: a->report_dir = optarg; break;
         case OPT_UNDEFINED:
-            if (!strcmp(optarg, "yellow")) undefined = EVAL_UNDEFINED_YELLOW;
-            else if (!strcmp(optarg, "none")) undefined = EVAL_UNDEFINED_NONE;
+            if (!strcmp(optarg, "yellow")) a->undefined = EVAL_UNDEFINED_YELLOW;
+            else if (!strcmp(optarg, "none")) a->undefined = EVAL_UNDEFINED_NONE;
             else return cli_usage_error(CMD, "unknown --undefined rule '%s' (yellow, none)", optarg);
             break;
         case 't': {
@@ -307,27 +319,35 @@ int cmd_eval(int argc, char **argv) {
             long t = strtol(optarg, &end, 10);
             if (end == optarg || *end || t < 0 || t > 1024)
                 return cli_usage_error(CMD, "invalid thread count '%s'", optarg);
-            threads = (int)t;
+            a->threads = (int)t;
             break;
         }
-        case 'q': quiet = 1; break;
+        case 'q': a->quiet = 1; break;
         case 'h': help(); return EXIT_OK;
         default:
-            if (cli_precision_option(CMD, c, optarg, &pcfg)) return EXIT_USAGE;
+            if (cli_precision_option(CMD, c, optarg, &a->pcfg)) return EXIT_USAGE;
         }
     }
-    if (!model) return cli_usage_error(CMD, "no model given (-m MODEL)");
-    if (!images_dir) return cli_usage_error(CMD, "no image folder given (--images DIR)");
-    if (!masks_dir) return cli_usage_error(CMD, "no mask folder given (--masks DIR)");
+    if (!a->model) return cli_usage_error(CMD, "no model given (-m MODEL)");
+    if (!a->images_dir) return cli_usage_error(CMD, "no image folder given (--images DIR)");
+    if (!a->masks_dir) return cli_usage_error(CMD, "no mask folder given (--masks DIR)");
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-    if (nb == 0) backends[nb++] = BZN_BACKEND_CPU;
-    if (np == 0) prec[np++] = BZN_PRECISION_FP32;
-    if (nb * np > MAX_CONFIGS) return cli_usage_error(CMD, "too many configurations (at most %d)", MAX_CONFIGS);
+    if (a->nb == 0) a->backends[a->nb++] = bzn_backend_name(0);
+    if (a->np == 0) a->prec[a->np++] = BZN_PRECISION_FP32;
+    if (a->nb * a->np > MAX_CONFIGS) return cli_usage_error(CMD, "too many configurations (at most %d)", MAX_CONFIGS);
+    return -1;
+}
 
+static int run(const eval_args *a) {
+    const char *model = a->model, *masks_dir = a->masks_dir, *csv = a->csv, *report_dir = a->report_dir;
+    const int w = a->w, h = a->h, threads = a->threads, quiet = a->quiet, json = a->json, nb = a->nb, np = a->np;
+    const char *const *backends = a->backends;
+    const bzn_precision *prec = a->prec;
+    const cli_config pcfg = a->pcfg;
     /* 1. pair every frame with its mask before any work */
     cli_list frames, masks;
     int *mask_of;
-    if (pair_images(images_dir, masks_dir, &frames, &masks, &mask_of)) {
+    if (pair_images(a->images_dir, masks_dir, &frames, &masks, &mask_of)) {
         cli_list_free(&frames);
         cli_list_free(&masks);
         free(mask_of);
@@ -341,7 +361,7 @@ int cmd_eval(int argc, char **argv) {
     bzn_ctx *ctx[MAX_CONFIGS] = {0};
     eval_config configs[MAX_CONFIGS];
     memset(configs, 0, sizeof configs);
-    eval_results r = {.model = model, .masks_dir = masks_dir, .undefined = undefined, .configs = configs,
+    eval_results r = {.model = model, .masks_dir = masks_dir, .undefined = a->undefined, .configs = configs,
                       .nimages = frames.count};
     r.images = calloc((size_t)frames.count, sizeof *r.images);
     eval_report *rp = NULL;
@@ -368,7 +388,7 @@ int cmd_eval(int argc, char **argv) {
     for (int bi = 0; bi < nb; bi++) {
         for (int pi = 0; pi < np; pi++) {
             eval_config *cf = &configs[r.nconfigs];
-            cf->backend = cli_backend_name(backends[bi]);
+            cf->backend = backends[bi];
             cf->precision = bzn_precision_name(prec[pi]);
             snprintf(cf->label, sizeof cf->label, "%s/%s", cf->backend, cf->precision);
             cli_config cc = pcfg;
@@ -454,4 +474,10 @@ done:
     cli_list_free(&frames);
     cli_list_free(&masks);
     return rc;
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_args a;
+    const int rc = parse_args(argc, argv, &a);
+    return rc >= 0 ? rc : run(&a);
 }

@@ -45,14 +45,14 @@ int cmd_info(int argc, char **argv) {
     if (argc - optind != 1) return cli_usage_error("info", "expected one MODEL");
     bzn_model *m;
     bzn_ctx *ctx;
-    const cli_config cfg = {.width = w, .height = h, .backend = BZN_BACKEND_REF, .run_aux = 1, .threads = 1};
+    const cli_config cfg = {.width = w, .height = h, .backend = "ref", .run_aux = 1, .threads = 1};
     if (cli_open("info", argv[optind], &cfg, &m, &ctx)) return EXIT_FAIL;
     bzn_model_info mi;
     bzn_model_get_info(m, &mi);
     bzn_ctx *main_only = NULL;
     bzn_ctx_options o = bzn_ctx_default_options(m);
     if (w) o.width = w, o.height = h;
-    o.backend = BZN_BACKEND_REF;
+    o.backend = "ref";
     bzn_error e;
     if (bzn_ctx_create(m, &o, &main_only, &e) != BZN_OK) {
         bzn_ctx_free(ctx);
@@ -77,10 +77,10 @@ int cmd_info(int argc, char **argv) {
            (long long)mi.params_total);
     printf("at %dx%d    : %.3f GMAC main path%s", W, H, macs_main / 1e9, mi.has_aux ? "" : "\n");
     if (mi.has_aux) printf(", %.3f GMAC with the auxiliary branch\n", macs_all / 1e9);
-    printf("activations : %.1f MB arena (main path, planned by liveness)\n", bzn_ctx_arena_bytes(main_only) / 1e6);
+    printf("activations : %.1f MB arena (main path, planned by liveness; the backend's scratch comes on top)\n",
+           bzn_ctx_activation_bytes(main_only) / 1e6);
     if (tensors) {
         printf("\n%-48s %-5s %-18s %12s\n", "tensor", "type", "shape", "offset");
-        static const char *dt[] = {"f32", "f16", "i8"};
         for (int i = 0; i < bzn_model_num_weights(m); i++) {
             bzn_weight_info wi;
             if (bzn_model_weight(m, i, &wi) != BZN_OK) continue;
@@ -88,7 +88,7 @@ int cmd_info(int argc, char **argv) {
             for (int d = 0; d < wi.ndim; d++)
                 snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", d ? "x" : "",
                          (long long)wi.shape[d]);
-            printf("%-48s %-5s %-18s %12llu\n", wi.name, dt[wi.dtype % 3], shape, (unsigned long long)wi.offset);
+            printf("%-48s %-5s %-18s %12llu\n", wi.name, bzn_weight_dtype_name(wi.dtype), shape, (unsigned long long)wi.offset);
         }
     }
     if (layers) {

@@ -16,8 +16,9 @@ static void help(void) {
            "  -s, --size SIZE    network input size, multiple of 32 (default: the model's, 352)\n"
            "  --overlay          also DIR/<stem>_overlay.png: the frame blended with the mask\n"
            "  --aux              also DIR/<stem>_aux.png: the auxiliary head's polyp probability\n"
-           "  -b, --backend B    cpu (OpenBLAS, default) or ref (plain C reference, slow)\n"
-           "  -t, --threads N    CPU threads (default: all)\n"
+           "  -b, --backend B    the backend (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+    cli_backend_help(stdout, 19);
+    printf("  -t, --threads N    CPU threads (default: all)\n"
            CLI_PRECISION_HELP
            "  -q, --quiet        no progress line\n"
            "  -h, --help         this help\n\n"
@@ -26,8 +27,7 @@ static void help(void) {
 }
 
 typedef struct {
-    uint8_t *classes, *rgb, *aux8, *aux_full;
-    float *aux_prob;
+    uint8_t *classes, *rgb, *aux;
 } seg_buffers;
 
 static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int overlay, int aux, seg_buffers *sb,
@@ -40,9 +40,11 @@ static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int o
     cli_stem(path, stem, sizeof stem);
     free(sb->classes);
     free(sb->rgb);
+    free(sb->aux);
     sb->classes = malloc(n);
     sb->rgb = malloc(3 * n);
-    if (!sb->classes || !sb->rgb) {
+    sb->aux = aux ? malloc(n) : NULL;
+    if (!sb->classes || !sb->rgb || (aux && !sb->aux)) {
         bzn_image_free(&img);
         e->status = BZN_ERR_NOMEM;
         snprintf(e->msg, sizeof e->msg, "%s: out of memory", path);
@@ -60,29 +62,10 @@ static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int o
         snprintf(out, sizeof out, "%s/%s_overlay.png", outdir, stem);
         s = bzn_image_write_png(out, sb->rgb, img.width, img.height, 3, e);
     }
+    if (s == BZN_OK && aux) s = bzn_polyp_map(ctx, sb->aux, img.width, img.height, e);
     if (s == BZN_OK && aux) {
-        const float *logits;
-        int C, H, W;
-        s = bzn_logits(ctx, BZN_OUT_AUX, &logits, &C, &H, &W, e);
-        if (s == BZN_OK) {
-            free(sb->aux_full);
-            sb->aux_full = malloc(n);
-            if (!sb->aux_prob) sb->aux_prob = malloc((size_t)H * W * sizeof(float));
-            if (!sb->aux8) sb->aux8 = malloc((size_t)H * W);
-            if (!sb->aux_full || !sb->aux_prob || !sb->aux8) {
-                s = BZN_ERR_NOMEM;
-                snprintf(e->msg, sizeof e->msg, "out of memory");
-            }
-        }
-        if (s == BZN_OK) s = bzn_probabilities(ctx, BZN_OUT_AUX, sb->aux_prob, (size_t)H * W, e);
-        if (s == BZN_OK) {
-            for (size_t i = 0; i < (size_t)H * W; i++) sb->aux8[i] = (uint8_t)(sb->aux_prob[i] * 255.0f + 0.5f);
-            s = bzn_resize_bilinear(sb->aux8, W, H, W, 1, sb->aux_full, img.width, img.height, e);
-        }
-        if (s == BZN_OK) {
-            snprintf(out, sizeof out, "%s/%s_aux.png", outdir, stem);
-            s = bzn_image_write_png(out, sb->aux_full, img.width, img.height, 1, e);
-        }
+        snprintf(out, sizeof out, "%s/%s_aux.png", outdir, stem);
+        s = bzn_image_write_png(out, sb->aux, img.width, img.height, 1, e);
     }
     bzn_image_free(&img);
     return s == BZN_OK ? 0 : -1;
@@ -130,47 +113,66 @@ static int check_output_names(const cli_list *list, int overlay, int aux) {
     return bad ? -1 : 0;
 }
 
-int cmd_segment(int argc, char **argv) {
+/* what the command line asks for */
+typedef struct {
+    const char *model, *outdir;
+    int overlay, quiet;
+    cli_config cfg;
+    int first_image; /* argv[first_image..argc): the images */;
+    int argc;
+    char **argv;
+} segment_args;
+
+/* The command line into *a: -1 to go on, else the exit status (help, a usage error). */
+static int parse_args(int argc, char **argv, segment_args *a) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"output", required_argument, 0, 'o'},
                                          {"size", required_argument, 0, 's'},   {"overlay", no_argument, 0, 'O'},
                                          {"aux", no_argument, 0, 'a'},          {"backend", required_argument, 0, 'b'},
                                          {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},         CLI_PRECISION_OPTIONS,
                                          {0}};
-    const char *model = NULL, *outdir = NULL;
-    int overlay = 0, quiet = 0, c;
-    cli_config cfg = {0};
+    memset(a, 0, sizeof *a);
+    int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:s:b:t:p:qh", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'o': outdir = optarg; break;
+        case 'm': a->model = optarg; break;
+        case 'o': a->outdir = optarg; break;
         case 's':
-            if (cli_parse_size(optarg, &cfg.width, &cfg.height))
+            if (cli_parse_size(optarg, &a->cfg.width, &a->cfg.height))
                 return cli_usage_error("segment", "invalid size '%s'", optarg);
             break;
-        case 'O': overlay = 1; break;
-        case 'a': cfg.run_aux = 1; break;
+        case 'O': a->overlay = 1; break;
+        case 'a': a->cfg.run_aux = 1; break;
         case 'b':
-            if (cli_parse_backend(optarg, &cfg.backend))
-                return cli_usage_error("segment", "unknown backend '%s' (cpu, ref)", optarg);
+            if (cli_parse_backend("segment", optarg, &a->cfg.backend)) return EXIT_USAGE;
             break;
         case 't':
-            if (cli_parse_int(optarg, 0, 1024, &cfg.threads))
+            if (cli_parse_int(optarg, 0, 1024, &a->cfg.threads))
                 return cli_usage_error("segment", "invalid thread count '%s' (0 = all)", optarg);
             break;
-        case 'q': quiet = 1; break;
+        case 'q': a->quiet = 1; break;
         case 'h': help(); return EXIT_OK;
         default:
-            if (cli_precision_option("segment", c, optarg, &cfg)) return EXIT_USAGE;
+            if (cli_precision_option("segment", c, optarg, &a->cfg)) return EXIT_USAGE;
         }
     }
-    const int aux = cfg.run_aux;
-    if (!model) return cli_usage_error("segment", "no model given (-m MODEL)");
-    if (!outdir) return cli_usage_error("segment", "no output folder given (-o DIR)");
+    if (!a->model) return cli_usage_error("segment", "no model given (-m MODEL)");
+    if (!a->outdir) return cli_usage_error("segment", "no output folder given (-o DIR)");
     if (optind >= argc) return cli_usage_error("segment", "no images given");
+    a->argc = argc;
+    a->argv = argv;
+    a->first_image = optind;
+    return -1;
+}
+
+static int run(const segment_args *a) {
+    const char *model = a->model, *outdir = a->outdir;
+    const int overlay = a->overlay, quiet = a->quiet;
+    const cli_config cfg = a->cfg;
+    const int aux = cfg.run_aux;
     cli_list list;
-    if (cli_collect_images("segment", argv + optind, argc - optind, &list)) return EXIT_FAIL;
+    if (cli_collect_images("segment", a->argv + a->first_image, a->argc - a->first_image, &list)) return EXIT_FAIL;
     if (check_output_names(&list, overlay, aux)) {
         cli_list_free(&list);
         return EXIT_FAIL;
@@ -221,10 +223,14 @@ int cmd_segment(int argc, char **argv) {
     cli_list_free(&list);
     free(sb.classes);
     free(sb.rgb);
-    free(sb.aux8);
-    free(sb.aux_full);
-    free(sb.aux_prob);
+    free(sb.aux);
     bzn_ctx_free(ctx);
     bzn_model_free(m);
     return rc;
+}
+
+int cmd_segment(int argc, char **argv) {
+    segment_args a;
+    const int rc = parse_args(argc, argv, &a);
+    return rc >= 0 ? rc : run(&a);
 }

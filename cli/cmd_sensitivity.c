@@ -28,21 +28,9 @@ static void help(void) {
            "  -h, --help          this help\n");
 }
 
-typedef struct {
-    const char *name;
-    double rel_err, dice;
-} score;
-
-static int by_error(const void *a, const void *b) {
-    const score *x = a, *y = b;
-    return x->rel_err < y->rel_err ? 1 : x->rel_err > y->rel_err ? -1 : 0;
-}
-
-/* Dice of the polyp pixels of a class map against FP32's */
-static double seg_dice(const uint8_t *a, const uint8_t *b, size_t n) {
-    bzn_confusion conf = {0};
-    bzn_confusion_add(&conf, a, b, n);
-    return bzn_dice(&conf, BZN_METRIC_SEG);
+static void on_progress(void *user, int done, int total, const char *name) {
+    (void)user;
+    fprintf(stderr, "\r[%d/%d] %-40s", done, total, name);
 }
 
 int cmd_sensitivity(int argc, char **argv) {
@@ -93,17 +81,12 @@ int cmd_sensitivity(int argc, char **argv) {
         cli_error("sensitivity", &e);
         goto out;
     }
-    /* FP32 reference outputs for every frame: the input tensors, logits and class maps */
-    const float *x;
-    int C, H, W;
+    /* the frames' input tensors, preprocessed once */
     bzn_ctx_options fo = bzn_ctx_default_options(m);
-    H = h ? h : fo.height;
-    W = w ? w : fo.width;
+    const int H = h ? h : fo.height, W = w ? w : fo.width;
     const size_t in_n = (size_t)3 * H * W;
     float *inputs = malloc((size_t)n_frames * in_n * sizeof *inputs);
-    float *ref = NULL;
-    uint8_t *ref_cls = malloc((size_t)n_frames * H * W), *cls = malloc((size_t)H * W);
-    if (!inputs || !ref_cls || !cls) goto oom;
+    if (!inputs) goto oom;
     for (int f = 0; f < n_frames; f++) {
         bzn_image img;
         if (bzn_image_load_jpeg(list.paths[f], &img, &e) != BZN_OK ||
@@ -114,110 +97,26 @@ int cmd_sensitivity(int argc, char **argv) {
         }
         bzn_image_free(&img);
         memcpy(inputs + f * in_n, bzn_ctx_input(fp), in_n * sizeof(float));
-        bzn_logits(fp, BZN_OUT_MAIN, &x, &C, &H, &W, NULL);
-        if (!ref && !(ref = malloc((size_t)n_frames * C * H * W * sizeof *ref))) goto oom;
-        memcpy(ref + (size_t)f * C * H * W, x, (size_t)C * H * W * sizeof *x);
-        bzn_class_map(fp, ref_cls + (size_t)f * H * W, W, H, NULL);
     }
-    /* the convolutions, and a keep-FP32 list of all of them but one */
-    int L = bzn_ctx_num_layers(fp), nconv = 0;
-    size_t list_len = 1;
-    bzn_layer_info li;
-    for (int i = 0; i < L; i++) {
-        bzn_ctx_layer(fp, i, &li);
-        if (!strncmp(li.op, "conv", 4)) nconv++, list_len += strlen(li.name) + 1;
-    }
-    score *sc = calloc((size_t)nconv + 1, sizeof *sc);
-    char *keep = malloc(list_len);
-    if (!sc || !keep) {
-        free(sc);
-        free(keep);
-        goto oom;
-    }
-    int k = 0;
-    for (int target = -1; target < L; target++) { /* target -1: everything in INT8 */
-        if (target >= 0) {
-            bzn_ctx_layer(fp, target, &li);
-            if (strncmp(li.op, "conv", 4)) continue;
-        }
-        keep[0] = 0;
-        for (int i = 0; target >= 0 && i < L; i++) {
-            bzn_layer_info lj;
-            bzn_ctx_layer(fp, i, &lj);
-            if (i == target || strncmp(lj.op, "conv", 4)) continue;
-            strcat(keep, keep[0] ? "," : "");
-            strcat(keep, lj.name);
-        }
-        bzn_ctx_options o = bzn_ctx_default_options(m);
-        o.width = W;
-        o.height = H;
-        o.threads = threads;
-        o.precision = BZN_PRECISION_INT8;
-        o.scales = t->scales;
-        o.n_scales = t->count;
-        o.keep_fp32 = keep;
-        bzn_ctx *q;
-        if (bzn_ctx_create(m, &o, &q, &e) != BZN_OK) {
-            free(sc);
-            free(keep);
-            cli_error("sensitivity", &e);
-            goto out_free;
-        }
-        double err_sum = 0, dice_sum = 0;
-        if (target < 0 && bzn_calib_cache_check(t, q, &e) != BZN_OK) { /* the cache names this network */
-            bzn_ctx_free(q);
-            free(sc);
-            free(keep);
-            cli_error("sensitivity", &e);
-            goto out_free;
-        }
-        for (int f = 0; f < n_frames; f++) {
-            if (bzn_run_tensor(q, inputs + f * in_n, &e) != BZN_OK) {
-                bzn_ctx_free(q);
-                free(sc);
-                free(keep);
-                cli_error("sensitivity", &e);
-                goto out_free;
-            }
-            bzn_logits(q, BZN_OUT_MAIN, &x, &C, &H, &W, NULL);
-            const float *r = ref + (size_t)f * C * H * W;
-            double num = 0, den = 0;
-            for (size_t i = 0; i < (size_t)C * H * W; i++) {
-                num += (double)(x[i] - r[i]) * (x[i] - r[i]);
-                den += (double)r[i] * r[i];
-            }
-            err_sum += sqrt(num / (den > 0 ? den : 1));
-            bzn_class_map(q, cls, W, H, NULL);
-            dice_sum += seg_dice(cls, ref_cls + (size_t)f * H * W, (size_t)H * W);
-        }
-        bzn_ctx_free(q);
-        if (target < 0) {
-            printf("all convolutions in INT8: logits error %.4f, polyp Dice vs FP32 %.4f (%d frames)\n\n",
-                   err_sum / n_frames, dice_sum / n_frames, n_frames);
-            printf("%-4s %-30s %14s %16s\n", "rank", "layer quantized alone", "logits error", "Dice vs FP32");
-            continue;
-        }
-        sc[k].name = li.name;
-        sc[k].rel_err = err_sum / n_frames;
-        sc[k].dice = dice_sum / n_frames;
-        k++;
-        fprintf(stderr, "\r[%d/%d] %-40s", k, nconv, li.name);
+    bzn_sensitivity_report r;
+    if (bzn_int8_sensitivity(fp, inputs, n_frames, t, &r, on_progress, NULL, &e) != BZN_OK) {
+        fprintf(stderr, "\n");
+        cli_error("sensitivity", &e);
+        goto out_free;
     }
     fprintf(stderr, "\r%60s\r", "");
-    qsort(sc, (size_t)k, sizeof *sc, by_error);
-    for (int i = 0; i < k && (top <= 0 || i < top); i++)
-        printf("%-4d %-30s %14.5f %16.4f\n", i + 1, sc[i].name, sc[i].rel_err, sc[i].dice);
-    free(sc);
-    free(keep);
+    printf("all convolutions in INT8: logits error %.4f, polyp Dice vs FP32 %.4f (%d frames)\n\n", r.all.logits_error,
+           r.all.dice, n_frames);
+    printf("%-4s %-30s %14s %16s\n", "rank", "layer quantized alone", "logits error", "Dice vs FP32");
+    for (int i = 0; i < r.n_layers && (top <= 0 || i < top); i++)
+        printf("%-4d %-30s %14.5f %16.4f\n", i + 1, r.layers[i].name, r.layers[i].logits_error, r.layers[i].dice);
+    bzn_sensitivity_report_free(&r);
     rc = EXIT_OK;
     goto out_free;
 oom:
     fprintf(stderr, "blazeneo sensitivity: out of memory\n");
 out_free:
     free(inputs);
-    free(ref);
-    free(ref_cls);
-    free(cls);
 out:
     bzn_calib_table_free(t);
     bzn_ctx_free(fp);

@@ -46,8 +46,9 @@ static void help(void) {
            "  -W, --width N       frame width in pixels\n"
            "  -H, --height N      frame height in pixels\n"
            "  -s, --size SIZE     network input size, multiple of 32 (default: the model's, 352)\n"
-           "  -b, --backend B     cpu (OpenBLAS, default) or ref (plain C reference, slow)\n"
-           CLI_PRECISION_HELP
+           "  -b, --backend B     the backend (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+    cli_backend_help(stdout, 20);
+    printf(CLI_PRECISION_HELP
            "  -t, --threads N     CPU threads (default: all)\n"
            "  --stats N           also print statistics of the last N frames every N frames\n"
            "  -h, --help          this help\n\n"
@@ -149,7 +150,16 @@ static void print_stats(const char *label, const double *ms, size_t n, double wa
 
 /* ---- the command ---------------------------------------------------------------------------- */
 
-int cmd_stream(int argc, char **argv) {
+/* what the command line asks for */
+typedef struct {
+    const char *model, *backend;
+    int fw, fh, w, h, threads, stats_every;
+    out_kind out;
+    cli_config pcfg; /* -p, --calib, --keep-fp32 */;
+} stream_args;
+
+/* The command line into *a: -1 to go on, else the exit status (help, a usage error). */
+static int parse_args(int argc, char **argv, stream_args *a) {
     enum { OPT_OUT = 256, OPT_STATS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"width", required_argument, 0, 'W'},
@@ -158,61 +168,64 @@ int cmd_stream(int argc, char **argv) {
         {"threads", required_argument, 0, 't'},   {"out", required_argument, 0, OPT_OUT},
         {"stats", required_argument, 0, OPT_STATS}, {"help", no_argument, 0, 'h'},
         CLI_PRECISION_OPTIONS, {0}};
-    const char *model = NULL;
-    int fw = 0, fh = 0, w = 0, h = 0, threads = 0, stats_every = 0, c;
-    out_kind out = OUT_MASK;
-    bzn_backend_kind backend = BZN_BACKEND_CPU;
-    cli_config pcfg = {0}; /* -p, --calib, --keep-fp32 */
+    *a = (stream_args){.out = OUT_MASK};
+    int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:W:H:s:b:p:t:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
+        case 'm': a->model = optarg; break;
         case 'W':
-            if (cli_parse_int(optarg, 1, 16384, &fw)) return cli_usage_error(CMD, "invalid width '%s' (1 to 16384)", optarg);
+            if (cli_parse_int(optarg, 1, 16384, &a->fw)) return cli_usage_error(CMD, "invalid width '%s' (1 to 16384)", optarg);
             break;
         case 'H':
-            if (cli_parse_int(optarg, 1, 16384, &fh)) return cli_usage_error(CMD, "invalid height '%s' (1 to 16384)", optarg);
+            if (cli_parse_int(optarg, 1, 16384, &a->fh)) return cli_usage_error(CMD, "invalid height '%s' (1 to 16384)", optarg);
             break;
         case 's':
-            if (cli_parse_size(optarg, &w, &h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
+            if (cli_parse_size(optarg, &a->w, &a->h)) return cli_usage_error(CMD, "invalid size '%s'", optarg);
             break;
         case 'b':
-            if (cli_parse_backend(optarg, &backend)) return cli_usage_error(CMD, "unknown backend '%s' (cpu, ref)", optarg);
+            if (cli_parse_backend(CMD, optarg, &a->backend)) return EXIT_USAGE;
             break;
         case 't':
-            if (cli_parse_int(optarg, 0, 1024, &threads))
+            if (cli_parse_int(optarg, 0, 1024, &a->threads))
                 return cli_usage_error(CMD, "invalid thread count '%s' (0 = all, up to 1024)", optarg);
             break;
         case OPT_OUT:
-            if (!strcmp(optarg, "mask")) out = OUT_MASK;
-            else if (!strcmp(optarg, "overlay")) out = OUT_OVERLAY;
-            else if (!strcmp(optarg, "classes")) out = OUT_CLASSES;
+            if (!strcmp(optarg, "mask")) a->out = OUT_MASK;
+            else if (!strcmp(optarg, "overlay")) a->out = OUT_OVERLAY;
+            else if (!strcmp(optarg, "classes")) a->out = OUT_CLASSES;
             else return cli_usage_error(CMD, "unknown output '%s' (mask, overlay, classes)", optarg);
             break;
         case OPT_STATS:
-            if (cli_parse_int(optarg, 1, 1 << 30, &stats_every))
+            if (cli_parse_int(optarg, 1, 1 << 30, &a->stats_every))
                 return cli_usage_error(CMD, "invalid --stats '%s' (frames, at least 1)", optarg);
             break;
         case 'h': help(); return EXIT_OK;
         default:
-            if (cli_precision_option(CMD, c, optarg, &pcfg)) return EXIT_USAGE;
+            if (cli_precision_option(CMD, c, optarg, &a->pcfg)) return EXIT_USAGE;
         }
     }
-    if (!model) return cli_usage_error(CMD, "no model given (-m MODEL)");
-    if (!fw || !fh) return cli_usage_error(CMD, "the frame size is needed (-W WIDTH -H HEIGHT)");
+    if (!a->model) return cli_usage_error(CMD, "no model given (-m MODEL)");
+    if (!a->fw || !a->fh) return cli_usage_error(CMD, "the frame size is needed (-W WIDTH -H HEIGHT)");
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s' (frames come on stdin)", argv[optind]);
     if (isatty(STDIN_FILENO))
         return cli_usage_error(CMD, "stdin is a terminal: pipe raw RGB24 frames in (e.g. from ffmpeg)");
     if (isatty(STDOUT_FILENO))
         return cli_usage_error(CMD, "stdout is a terminal: redirect or pipe the raw output frames");
+    return -1;
+}
 
+static int run(const stream_args *a) {
+    const int fw = a->fw, fh = a->fh, stats_every = a->stats_every;
+    const out_kind out = a->out;
+    cli_config pcfg = a->pcfg;
     bzn_model *m = NULL;
     bzn_ctx *ctx = NULL;
-    pcfg.width = w;
-    pcfg.height = h;
-    pcfg.threads = threads;
-    pcfg.backend = backend;
-    if (cli_open(CMD, model, &pcfg, &m, &ctx)) return EXIT_FAIL;
+    pcfg.width = a->w;
+    pcfg.height = a->h;
+    pcfg.threads = a->threads;
+    pcfg.backend = a->backend;
+    if (cli_open(CMD, a->model, &pcfg, &m, &ctx)) return EXIT_FAIL;
 
     const size_t npix = (size_t)fw * fh, in_bytes = npix * 3;
     const size_t out_bytes = out == OUT_CLASSES ? npix : npix * 3;
@@ -288,4 +301,10 @@ done:
     bzn_ctx_free(ctx);
     bzn_model_free(m);
     return rc;
+}
+
+int cmd_stream(int argc, char **argv) {
+    stream_args a;
+    const int rc = parse_args(argc, argv, &a);
+    return rc >= 0 ? rc : run(&a);
 }

@@ -19,8 +19,9 @@ static void help(void) {
            "  -m, --model FILE   weight file\n"
            "  -o, --output DIR   output folder (created if missing)\n"
            "  -s, --size SIZE    network input size (default: the model's)\n"
-           "  -b, --backend B    cpu (default) or ref\n"
-           CLI_PRECISION_HELP
+           "  -b, --backend B    the backend (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+    cli_backend_help(stdout, 19);
+    printf(CLI_PRECISION_HELP
            "  -h, --help         this help\n");
 }
 
@@ -51,8 +52,7 @@ int cmd_trace(int argc, char **argv) {
                 return cli_usage_error("trace", "invalid size '%s'", optarg);
             break;
         case 'b':
-            if (cli_parse_backend(optarg, &cfg.backend))
-                return cli_usage_error("trace", "unknown backend '%s' (cpu, ref)", optarg);
+            if (cli_parse_backend("trace", optarg, &cfg.backend)) return EXIT_USAGE;
             break;
         case 'h': help(); return EXIT_OK;
         default:

@@ -36,14 +36,29 @@ int cli_parse_size(const char *s, int *width, int *height) {
     return 0;
 }
 
-int cli_parse_backend(const char *s, bzn_backend_kind *out) {
-    if (!strcmp(s, "cpu")) *out = BZN_BACKEND_CPU;
-    else if (!strcmp(s, "ref")) *out = BZN_BACKEND_REF;
-    else return -1;
-    return 0;
+int cli_parse_backend(const char *cmd, const char *s, const char **out) {
+    for (int i = 0; i < bzn_backend_count(); i++)
+        if (!strcmp(s, bzn_backend_name(i))) {
+            *out = bzn_backend_name(i);
+            return 0;
+        }
+    cli_usage_error(cmd, "unknown backend '%s' (this build has: %s)", s, cli_backend_list());
+    return EXIT_USAGE;
 }
 
-const char *cli_backend_name(bzn_backend_kind b) { return b == BZN_BACKEND_REF ? "ref" : "cpu"; }
+const char *cli_backend_list(void) {
+    static char list[256];
+    if (!list[0])
+        for (int i = 0; i < bzn_backend_count(); i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", bzn_backend_name(i));
+    return list;
+}
+
+void cli_backend_help(FILE *f, int width) {
+    for (int i = 0; i < bzn_backend_count(); i++)
+        fprintf(f, "  %*s  %-4s %s%s\n", width, "", bzn_backend_name(i), bzn_backend_description(i),
+                i == 0 ? " (default)" : "");
+}
 
 int cli_parse_precision(const char *s, bzn_precision *out) {
     if (!strcmp(s, "fp32")) *out = BZN_PRECISION_FP32;
@@ -163,6 +178,7 @@ int cli_ctx_create(const char *cmd, const bzn_model *m, const cli_config *cfg, b
     if (cfg->height) o.height = cfg->height;
     o.backend = cfg->backend;
     o.threads = cfg->threads;
+    o.batch = cfg->batch;
     o.run_aux = cfg->run_aux;
     o.keep_intermediates = cfg->keep_intermediates;
     o.precision = cfg->precision;

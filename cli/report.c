@@ -1,6 +1,6 @@
 /*
- * report.c - counting with an "undefined" label, and the outputs of `blazeneo eval`:
- * text table, JSON, per-image CSV and the HTML report (see report.h).
+ * report.c - the outputs of `blazeneo eval`: text table, JSON, per-image CSV and the HTML
+ * report (see report.h).
  *
  * Every file is written the same safe way: into a temporary file next to the target,
  * then renamed onto it, so a reader never sees a half-written CSV or index.html (PNG
@@ -20,45 +20,6 @@
 
 static const char *const metric_name[3] = {"seg", "neo", "non"};
 
-
-/* ---- counting ------------------------------------------------------------------------ */
-
-void eval_truth_from_mask(const uint8_t *rgb, size_t n, eval_undefined_rule rule, uint8_t *truth,
-                          uint64_t *undefined_px) {
-    bzn_mask_to_classes(rgb, n, truth); /* red neo, green non, anything else background */
-    uint64_t count = 0;
-    if (rule == EVAL_UNDEFINED_YELLOW) {
-        for (size_t i = 0; i < n; i++) {
-            /* yellow: both red and green are on (the other classes need one of them off) */
-            if (rgb[3 * i] >= 128 && rgb[3 * i + 1] >= 128) {
-                truth[i] = EVAL_CLASS_UNDEFINED;
-                count++;
-            }
-        }
-    }
-    if (undefined_px) *undefined_px = count;
-}
-
-void eval_confusion_add(bzn_confusion *c, const uint8_t *pred, const uint8_t *truth, size_t n) {
-    /* The library already counts an undefined pixel (any class other than background) as
-     * polyp for seg, which is what we want. For neo and non it sees a ground truth that is
-     * neither, so a prediction of neo or non there became a false positive: take those back.
-     * Without undefined pixels this is exactly bzn_confusion_add, the reference protocol. */
-    bzn_confusion_add(c, pred, truth, n);
-    for (size_t i = 0; i < n; i++) {
-        if (truth[i] != EVAL_CLASS_UNDEFINED) continue;
-        if (pred[i] == BZN_CLASS_NEO) c->fp[BZN_METRIC_NEO]--;
-        else if (pred[i] == BZN_CLASS_NON) c->fp[BZN_METRIC_NON]--;
-    }
-}
-
-void eval_confusion_sum(bzn_confusion *a, const bzn_confusion *b) {
-    for (int k = 0; k < 3; k++) {
-        a->tp[k] += b->tp[k];
-        a->fp[k] += b->fp[k];
-        a->fn[k] += b->fn[k];
-    }
-}
 
 const char *eval_undefined_name(eval_undefined_rule rule) {
     return rule == EVAL_UNDEFINED_YELLOW ? "yellow" : "none";
@@ -231,17 +192,6 @@ static bzn_status write_thumb(eval_report *rp, const uint8_t *rgb, int w, int h,
     return bzn_image_write_png(path, rp->thumb, tw, th, 3, e);
 }
 
-/* Ground truth in the mask's colours: bzn_colorize, plus yellow for undefined. */
-static void colour_truth(const uint8_t *truth, size_t n, uint8_t *rgb) {
-    bzn_colorize(truth, n, rgb);
-    for (size_t i = 0; i < n; i++)
-        if (truth[i] == EVAL_CLASS_UNDEFINED) {
-            rgb[3 * i] = 255;
-            rgb[3 * i + 1] = 255;
-            rgb[3 * i + 2] = 0;
-        }
-}
-
 bzn_status report_add_image(eval_report *rp, int index, const bzn_image *frame, const uint8_t *truth,
                             uint8_t *const *pred, bzn_error *e) {
     const eval_results *r = rp->r;
@@ -253,7 +203,7 @@ bzn_status report_add_image(eval_report *rp, int index, const bzn_image *frame, 
     thumb_name(name, sizeof name, index, "frame", NULL);
     bzn_status s = write_thumb(rp, frame->pixels, w, h, name, e);
     if (s == BZN_OK) {
-        colour_truth(truth, n, rp->full);
+        bzn_colorize(truth, n, rp->full);
         thumb_name(name, sizeof name, index, "truth", NULL);
         s = write_thumb(rp, rp->full, w, h, name, e);
     }

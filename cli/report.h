@@ -18,28 +18,11 @@
 
 /* ---- ground truth with an "undefined" label ------------------------------------------ */
 
-/* NeoPolyp-Large marks polyps whose neoplasm status is unknown in yellow. Such a pixel is a
- * polyp for the seg metric but is left out of the neo and non metrics (paper, eq. 7-8:
- * "I does not include undefined neoplasm pixels"). The spec's bzn_mask_to_classes maps
- * yellow to background, so eval adds this fourth class itself. */
-#define EVAL_CLASS_UNDEFINED 3
-
 typedef enum {
     EVAL_UNDEFINED_NONE = 0,   /* the spec's three classes only (yellow is background) */
-    EVAL_UNDEFINED_YELLOW = 1, /* R >= 128 and G >= 128 is "undefined" */
+    EVAL_UNDEFINED_YELLOW = 1, /* R >= 128 and G >= 128 is undefined (bzn_mask_to_classes_undefined) */
 } eval_undefined_rule;
 
-/* Classes of a colour mask: bzn_mask_to_classes, then (rule YELLOW) EVAL_CLASS_UNDEFINED
- * where R >= 128 and G >= 128. *undefined_px (may be NULL) gets the number of those. */
-void eval_truth_from_mask(const uint8_t *rgb, size_t n, eval_undefined_rule rule, uint8_t *truth,
-                          uint64_t *undefined_px);
-
-/* bzn_confusion_add, except that ground-truth EVAL_CLASS_UNDEFINED pixels count as polyp
- * for seg and are skipped for neo and non. Identical to the library without them. */
-void eval_confusion_add(bzn_confusion *c, const uint8_t *pred, const uint8_t *truth, size_t n);
-
-/* a += b */
-void eval_confusion_sum(bzn_confusion *a, const bzn_confusion *b);
 
 /* ---- results --------------------------------------------------------------------------- */
 

@@ -17,6 +17,7 @@
 #include "blazeneo.h"
 #include "ckpt.h"
 #include "error.h"
+#include "f16.h"
 #include "model.h"
 #include "wfile.h"
 

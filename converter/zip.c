@@ -19,11 +19,12 @@
  */
 #include "zip.h"
 
-#include "wfile.h" /* bzn_crc32_update */
+
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "crc32.h"
 #include "error.h"
 
 #define SIG_LOCAL 0x04034b50u        /* "PK\3\4" */

@@ -1,6 +1,7 @@
 /*
- * calibrate.h - the pieces of INT8 calibration below the public API (see calibrate.c):
- * the growing histogram of |x| and the three ways of turning a histogram into an amax.
+ * calibrate.h - the pieces of INT8 calibration below the public API (calibrate.c): the
+ * growing histogram of |x| and the three ways of turning a histogram into an amax; and what
+ * the cache file (calibcache.c) shares with it.
  * Internal; exposed to the tests, which check them against tests/ref/entropy_ref.py.
  */
 #ifndef BZN_CALIBRATE_H
@@ -50,5 +51,19 @@ size_t bzn_calib_entropy_bin(const uint64_t *hist, size_t n);
 size_t bzn_calib_percentile_bin(const uint64_t *hist, size_t n, double percentile);
 /* The amax of a histogram by method (0 for a tensor that was always exactly 0). */
 float bzn_calib_hist_amax(const bzn_calib_hist *h, bzn_calib_method method, double percentile);
+
+/* The tensors a calibrator of `c` records, in order: "input", then every layer's primary
+ * name once. *out is malloc'd; returns the count, or -1 when out of memory. */
+typedef struct {
+    const char *name; /* borrowed from the context (layer names) or "input" */
+    int layer;        /* -1 for the input */
+    int c, h, w;
+} bzn_calib_tensor_ref;
+int bzn_calib_list_tensors(const bzn_ctx *c, bzn_calib_tensor_ref **out);
+
+/* TensorRT's calibrator name in a cache header ("EntropyCalibration2"), NULL if unknown */
+const char *bzn_calib_trt_name(bzn_calib_method m);
+/* An empty table with room for count entries (count 0 allowed); NULL when out of memory. */
+bzn_calib_table *bzn_calib_table_new(int count, bzn_calib_method method);
 
 #endif

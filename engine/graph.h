@@ -66,7 +66,8 @@ typedef struct {
     char aliases[2 * BZN_NAME_MAX]; /* space-separated containers with the same output */
     char op[48];                  /* human-readable: "conv3x3 s1 d1 relu6" */
     bzn_value in, out;
-    const bzn_conv_weights *conv;
+    const bzn_conv_weights *conv; /* the model's folded weights (engine/fold.c), by name */
+    const char *bn_key;           /* convolutions: "norm", "bn" or NULL, the BatchNorm's key */
     int k, stride, pad, dilation, factor;
     bzn_act act;
     int64_t params, macs;

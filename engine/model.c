@@ -1,6 +1,7 @@
 /*
  * model.c - opening a model: validate the weight file, then build the network once to
- * check every tensor against the architecture and fold BatchNorm into the convolutions.
+ * check every tensor against the architecture and fold BatchNorm into the convolutions
+ * (fold.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "error.h"
 #include "model.h"
 #include "network.h"
+#include "weightcache.h"
 
 const char *bzn_aggregation_name(bzn_aggregation a) {
     static const char *names[] = {"LSC", "IDA", "DIA", "DHA"};
@@ -57,7 +59,9 @@ static bzn_status finish_open(bzn_model *m, bzn_error *err) {
     if (!m->used) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     bzn_graph g;
     const bzn_wf_config *c = &m->wf.config;
-    bzn_status s = bzn_network_build(m, 1, c->default_height, c->default_width, 1, &g, err);
+    /* the whole network (the auxiliary branch too): every convolution folded from the file */
+    bzn_status s = bzn_network_build(c, c->default_height, c->default_width, 1, &g, err);
+    if (s == BZN_OK) s = bzn_model_fold(m, &g, err);
     bzn_graph_free(&g);
     if (s != BZN_OK) return s;
     s = load_act_scales(m, err);
@@ -77,6 +81,15 @@ static bzn_status finish_open(bzn_model *m, bzn_error *err) {
     return BZN_OK;
 }
 
+static bzn_model *new_model(void) {
+    bzn_model *m = calloc(1, sizeof *m);
+    if (m && pthread_mutex_init(&m->lock, NULL) != 0) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
 static bzn_status open_common(bzn_model *m, bzn_status s, bzn_model **out, bzn_error *err) {
     if (s == BZN_OK) s = finish_open(m, err);
     if (s != BZN_OK) {
@@ -90,7 +103,7 @@ static bzn_status open_common(bzn_model *m, bzn_status s, bzn_model **out, bzn_e
 bzn_status bzn_model_open(const char *path, bzn_model **out, bzn_error *err) {
     if (!out) return bzn_fail(err, BZN_ERR_ARG, "NULL output pointer");
     *out = NULL;
-    bzn_model *m = calloc(1, sizeof *m);
+    bzn_model *m = new_model();
     if (!m) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     return open_common(m, bzn_wfile_open(path, &m->wf, err), out, err);
 }
@@ -98,7 +111,7 @@ bzn_status bzn_model_open(const char *path, bzn_model **out, bzn_error *err) {
 bzn_status bzn_model_open_memory(const void *data, size_t size, bzn_model **out, bzn_error *err) {
     if (!out) return bzn_fail(err, BZN_ERR_ARG, "NULL output pointer");
     *out = NULL;
-    bzn_model *m = calloc(1, sizeof *m);
+    bzn_model *m = new_model();
     if (!m) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     return open_common(m, bzn_wfile_open_memory(data, size, &m->wf, err), out, err);
 }
@@ -132,6 +145,8 @@ bzn_status bzn_model_write_checked(const char *path, const bzn_wf_config *cfg, c
 
 void bzn_model_free(bzn_model *m) {
     if (!m) return;
+    bzn_weights_free_all(m);
+    pthread_mutex_destroy(&m->lock);
     for (int i = 0; i < m->n_convs; i++) {
         free(m->convs[i].weight);
         free(m->convs[i].bias);

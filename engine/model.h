@@ -2,6 +2,8 @@
 #ifndef BZN_MODEL_H
 #define BZN_MODEL_H
 
+#include <pthread.h>
+
 #include "blazeneo.h"
 #include "graph.h"
 #include "wfile.h"
@@ -15,7 +17,17 @@ struct bzn_model {
     bzn_tensor_scale *act_scales; /* INT8 weight files: activation scales (`<tensor>.act_scale`) */
     int n_act_scales;
     int int8_file;                /* written by `blazeneo quantize`: its float convs stay FP32 */
+    /* the forms contexts run, per backend (weightcache.c), under `lock` */
+    pthread_mutex_t lock;
+    struct bzn_weight_cache *caches;
+    size_t prepared_bytes;
 };
+
+/* fold.c: fold every convolution node of g (the whole network, at loading) from the weight
+ * file into m->convs, checking shapes and marking the tensors used; bind: point a context's
+ * graph's convolution nodes at those folded weights, by module path. */
+bzn_status bzn_model_fold(bzn_model *m, bzn_graph *g, bzn_error *err);
+bzn_status bzn_model_bind(const bzn_model *m, bzn_graph *g, bzn_error *err);
 
 /* Write a weight file that must load as a model before it replaces `path`: made in memory,
  * opened with bzn_model_open_memory (every check, the architecture included), then written
@@ -24,11 +36,5 @@ struct bzn_model {
 bzn_status bzn_model_write_checked(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t, int count,
                                    uint64_t *bytes, bzn_error *err);
 
-/* 1 when `name` is one of the comma-separated names of `list` (NULL: none) */
-int bzn_name_in_list(const char *list, const char *name);
-
-/* Per-output-channel symmetric int8 quantization of folded weights: scale = max|w| / 127.
- * qweight: cout * per bytes, wscale: cout floats. */
-void bzn_quantize_weights(const bzn_conv_weights *cw, int8_t *qweight, float *wscale);
 
 #endif

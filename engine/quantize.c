@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "error.h"
+#include "int8plan.h"
 #include "model.h"
+#include "weightcache.h"
 
 bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales, int n_scales, const char *keep_fp32,
                               const char *out_path, bzn_error *err) {
@@ -19,7 +21,7 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
     if (m->int8_file) return bzn_fail(err, BZN_ERR_ARG, "this model is already quantized");
     /* an INT8 context checks the scales (every tensor it needs, nothing unknown) and keep_fp32 */
     bzn_ctx_options o = bzn_ctx_default_options(m);
-    o.backend = BZN_BACKEND_REF; /* no packing needed */
+    o.backend = "ref"; /* no packing needed */
     o.run_aux = 0; /* the main path must be covered; the auxiliary head's scales are optional */
     o.precision = BZN_PRECISION_INT8;
     o.scales = scales;
@@ -29,17 +31,19 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
     bzn_status s = bzn_ctx_create(m, &o, &check, err);
     if (s != BZN_OK) return s;
     bzn_ctx_free(check);
+    /* the int8 weights are those that context made, kept by the model for its backend */
+    bzn_backend *ref;
+    s = bzn_backend_create("ref", NULL, &ref, err);
+    if (s != BZN_OK) return s;
 
     /* per conv: weight (+ weight_scale) (+ bias); then one act_scale per tensor */
     const int cap = 3 * m->n_convs + n_scales;
     bzn_wf_input *t = calloc((size_t)cap, sizeof *t);
     char (*names)[BZN_WF_NAME_BYTES] = calloc((size_t)cap, sizeof *names);
-    void **owned = calloc((size_t)cap, sizeof *owned);
     int n = 0;
-    if (!t || !names || !owned) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    if (!t || !names) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     for (int i = 0; s == BZN_OK && i < m->n_convs; i++) {
         const bzn_conv_weights *cw = &m->convs[i];
-        const size_t per = (size_t)cw->cin * cw->k * cw->k;
         const int keep = bzn_name_in_list(keep_fp32, cw->name);
         if (snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.weight", cw->name) >= (int)BZN_WF_NAME_BYTES) {
             s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "name too long: %s", cw->name);
@@ -48,17 +52,11 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
         t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 4, {(uint32_t)cw->cout, (uint32_t)cw->cin, (uint32_t)cw->k, (uint32_t)cw->k},
                               cw->weight, BZN_WF_NO_SCALE};
         if (!keep) {
-            int8_t *q = malloc((size_t)cw->cout * per);
-            float *ws = malloc((size_t)cw->cout * sizeof *ws);
-            owned[n] = q;
-            owned[n + 1] = ws;
-            if (!q || !ws) {
-                s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
-                break;
-            }
-            bzn_quantize_weights(cw, q, ws);
+            bzn_conv_form f;
+            if ((s = bzn_weights_get(m, ref, cw, 1, &f, err)) != BZN_OK) break;
+            const float *ws = f.wscale;
             t[n].dtype = BZN_DT_I8;
-            t[n].data = q;
+            t[n].data = f.qweight;
             t[n].scale_index = (uint32_t)(n + 1);
             n++;
             if (snprintf(names[n], BZN_WF_NAME_BYTES, "%s.conv.weight_scale", cw->name) >= (int)BZN_WF_NAME_BYTES) {
@@ -87,8 +85,7 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
     }
     /* it must load back before it replaces anything */
     if (s == BZN_OK) s = bzn_model_write_checked(out_path, &m->wf.config, t, n, NULL, err);
-    for (int i = 0; owned && i < cap; i++) free(owned[i]);
-    free(owned);
+    ref->destroy(ref);
     free(names);
     free(t);
     return s;

@@ -3,7 +3,8 @@
  * over the video frame.
  *
  * Classes follow the NeoPolyp masks: 0 neoplastic (red), 1 non-neoplastic (green),
- * 2 background (black). Any other value is drawn as background.
+ * 2 background (black), 3 undefined (yellow, NeoPolyp-Large's label for a polyp of unknown
+ * neoplasm status; only ground truth has it). Any other value is drawn as background.
  */
 #include <math.h>
 #include <stddef.h>
@@ -11,14 +12,15 @@
 
 #include "blazeneo.h"
 
-static const uint8_t class_colour[3][3] = {
-    {255, 0, 0}, /* 0 neoplastic */
-    {0, 255, 0}, /* 1 non-neoplastic */
-    {0, 0, 0},   /* 2 background */
+static const uint8_t class_colour[4][3] = {
+    {255, 0, 0},   /* 0 neoplastic */
+    {0, 255, 0},   /* 1 non-neoplastic */
+    {0, 0, 0},     /* 2 background */
+    {255, 255, 0}, /* 3 undefined */
 };
 
 static const uint8_t *colour_of(uint8_t cls) {
-    return class_colour[cls < 2 ? cls : 2];
+    return class_colour[cls < 4 ? cls : 2];
 }
 
 void bzn_colorize(const uint8_t *classes, size_t n, uint8_t *rgb) {

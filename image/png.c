@@ -1,7 +1,7 @@
 /*
  * png.c - writing 8-bit grey or RGB PNG files with libpng, atomically.
  *
- * Written atomically (atomicfile.h): readers see either the old file or the complete new
+ * Written with the library writer (util/writer.c): readers see either the old file or the complete new
  * one, never half of it; on any failure an existing file at `path` is untouched.
  *
  * Like libjpeg, libpng reports errors by calling an error function that must not return
@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "blazeneo.h"
-#include "atomicfile.h"
 #include "error.h"
 
 typedef struct {

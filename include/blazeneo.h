@@ -91,10 +91,16 @@ typedef struct {
 } bzn_weight_info;
 int bzn_model_num_weights(const bzn_model *m);
 bzn_status bzn_model_weight(const bzn_model *m, int i, bzn_weight_info *out);
+/* "f32", "f16", "i8" for bzn_weight_info.dtype 0, 1, 2 ("?" otherwise) */
+const char *bzn_weight_dtype_name(int dtype);
 
 /* ---- context -------------------------------------------------------------------- */
 
-typedef enum { BZN_BACKEND_CPU = 0, BZN_BACKEND_REF = 1 } bzn_backend_kind;
+/* Backends are chosen by name. Those this build has ("cpu", the default: own SIMD kernels,
+ * OpenBLAS, OpenMP; "ref": plain C loops, the oracle) are listed by these. */
+int bzn_backend_count(void);
+const char *bzn_backend_name(int i);        /* NULL when i is out of range */
+const char *bzn_backend_description(int i); /* one line */
 
 /* FP32: every convolution in float. INT8: convolutions on int8 weights (per output channel,
  * BatchNorm folded first) and int8 inputs (one scale per tensor, from calibration), with int32
@@ -111,8 +117,10 @@ typedef struct {
 
 typedef struct {
     int height, width;        /* network input size: multiples of 32 */
-    bzn_backend_kind backend; /* CPU (OpenBLAS) or the plain C reference */
+    const char *backend;      /* a backend's name (bzn_backend_name); NULL: the default, "cpu" */
+    int device;               /* backends with several devices: which one (0) */
     int threads;              /* 0 = backend default */
+    int batch;                /* frames run together (0 or 1: one); outputs are per frame */
     int run_aux;              /* also run the auxiliary branch (when the model has it) */
     int keep_intermediates;   /* keep every module output alive for inspection (trace) */
     bzn_precision precision;  /* FP32 (default) or INT8 */
@@ -131,9 +139,19 @@ bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ct
                           bzn_error *err);
 void bzn_ctx_free(bzn_ctx *c);
 
-/* Bytes of the activation arena planned at creation plus the backend's scratch space
- * (running a frame allocates nothing). */
+/* Memory planned at creation (running a frame allocates nothing), in the backend's memory:
+ * the activation arena (every tensor, by liveness, times the batch), the backend's scratch
+ * space (im2col columns, padded input planes), and the two together. */
+size_t bzn_ctx_activation_bytes(const bzn_ctx *c);
+size_t bzn_ctx_scratch_bytes(const bzn_ctx *c);
 size_t bzn_ctx_arena_bytes(const bzn_ctx *c);
+/* What the context runs on: its backend's name, the host threads the backend uses, the batch. */
+const char *bzn_ctx_backend(const bzn_ctx *c);
+int bzn_ctx_threads(const bzn_ctx *c);
+int bzn_ctx_batch(const bzn_ctx *c);
+/* Bytes of the weights in the forms contexts run (quantized, dequantized or packed by a
+ * backend), made once per model and backend and shared by all of its contexts. */
+size_t bzn_model_prepared_bytes(const bzn_model *m);
 
 /* INT8: how many convolution outputs go to the next convolution as int8 (quantized once,
  * with the consumer's scale, in the producer's epilogue) instead of as float: a tensor read
@@ -147,13 +165,33 @@ int bzn_ctx_int8_handoffs(const bzn_ctx *c);
  * input size, like PIL, then normalise) and run the network. `stride` is bytes per row. */
 bzn_status bzn_run_rgb(bzn_ctx *c, const uint8_t *rgb, int width, int height, int stride,
                        bzn_error *err);
-/* Run on an already preprocessed 1x3xHxW float tensor (NCHW, H and W of the context). */
+/* Run on an already preprocessed N x 3 x H x W float tensor (NCHW; N the context's batch,
+ * H and W its input size). */
 bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err);
+/* A batch of 1 to N frames (N the context's batch), each of any size; results per frame,
+ * equal bit for bit to running each alone. */
+typedef struct {
+    const uint8_t *rgb;
+    int width, height, stride;
+} bzn_frame;
+bzn_status bzn_run_rgb_batch(bzn_ctx *c, const bzn_frame *frames, int n, bzn_error *err);
+
+/* A run that fails returns the backend's status and words (BZN_ERR_BACKEND for a failed
+ * kernel or a lost device), or BZN_ERR_NONFINITE when the outputs are not finite; the
+ * output calls below then repeat why there is no result. The output calls read frame 0;
+ * the _at forms any frame of the last run. */
 
 /* Class per pixel of the last run, nearest-neighbour resized to width x height
  * (pass the context's input size for the model-resolution map):
  * 0 neoplastic, 1 non-neoplastic, 2 background. */
 bzn_status bzn_class_map(const bzn_ctx *c, uint8_t *out, int width, int height, bzn_error *err);
+bzn_status bzn_class_map_at(const bzn_ctx *c, int frame, uint8_t *out, int width, int height, bzn_error *err);
+
+/* The auxiliary head's polyp probability of the last run as 8-bit grey (255 * sigmoid,
+ * rounded), bilinearly resized to width x height (as PIL's resize): the context must run
+ * the auxiliary branch (run_aux, a model that has it). */
+bzn_status bzn_polyp_map(const bzn_ctx *c, uint8_t *out, int width, int height, bzn_error *err);
+bzn_status bzn_polyp_map_at(const bzn_ctx *c, int frame, uint8_t *out, int width, int height, bzn_error *err);
 
 typedef enum { BZN_OUT_MAIN = 0, BZN_OUT_AUX = 1 } bzn_output;
 
@@ -161,11 +199,15 @@ typedef enum { BZN_OUT_MAIN = 0, BZN_OUT_AUX = 1 } bzn_output;
  * The pointer stays valid until the next run or bzn_ctx_free. */
 bzn_status bzn_logits(const bzn_ctx *c, bzn_output which, const float **data, int *channels,
                       int *height, int *width, bzn_error *err);
+bzn_status bzn_logits_at(const bzn_ctx *c, int frame, bzn_output which, const float **data, int *channels,
+                         int *height, int *width, bzn_error *err);
 
 /* Probabilities at input resolution, written into `out` (C x H x W floats): softmax over
  * the classes for a 3-class head, sigmoid per map for a 2-class head or the aux head. */
 bzn_status bzn_probabilities(const bzn_ctx *c, bzn_output which, float *out, size_t count,
                              bzn_error *err);
+bzn_status bzn_probabilities_at(const bzn_ctx *c, int frame, bzn_output which, float *out, size_t count,
+                                bzn_error *err);
 
 /* ---- inspection (teaching, auditing, per-layer comparison with PyTorch) ----------- */
 
@@ -188,13 +230,15 @@ bzn_status bzn_ctx_layer(const bzn_ctx *c, int i, bzn_layer_info *info);
 /* Copy the output of layer i from the last run into out (channels*height*width floats).
  * Requires keep_intermediates, since other outputs share memory. */
 bzn_status bzn_ctx_layer_output(const bzn_ctx *c, int i, float *out, size_t count, bzn_error *err);
-/* Per-layer timing: while enabled, every run adds each layer's wall time (ms) and count.
- * Off by default (it costs two clock reads per layer). */
+bzn_status bzn_ctx_layer_output_at(const bzn_ctx *c, int frame, int i, float *out, size_t count, bzn_error *err);
+/* Per-layer timing: while enabled, every run adds each layer's time (ms, measured by the
+ * backend's own timers: the host clock on the CPU, events on a GPU) and count. Off by
+ * default (it costs a timer mark per layer). */
 void bzn_ctx_set_profiling(bzn_ctx *c, int on);
 void bzn_ctx_reset_profile(bzn_ctx *c);
 bzn_status bzn_ctx_layer_time(const bzn_ctx *c, int i, double *total_ms, int64_t *runs);
 
-/* The preprocessed input tensor of the last run (3 x H x W floats). */
+/* The preprocessed input tensor of frame 0 of the last run (3 x H x W floats, host memory). */
 const float *bzn_ctx_input(const bzn_ctx *c);
 
 /* ---- converting PyTorch checkpoints ------------------------------------------------ */
@@ -221,7 +265,7 @@ bzn_status bzn_convert_checkpoint(const char *in_path, const char *out_path, con
 
 /* ---- accuracy (the paper's eq. 7-8, micro-averaged over every pixel of a set) ------- */
 
-enum { BZN_CLASS_NEO = 0, BZN_CLASS_NON = 1, BZN_CLASS_BACKGROUND = 2 };
+enum { BZN_CLASS_NEO = 0, BZN_CLASS_NON = 1, BZN_CLASS_BACKGROUND = 2, BZN_CLASS_UNDEFINED = 3 };
 enum { BZN_METRIC_SEG = 0, BZN_METRIC_NEO = 1, BZN_METRIC_NON = 2 };
 
 typedef struct {
@@ -231,8 +275,15 @@ typedef struct {
 /* Ground-truth colour mask (RGB) to classes: neoplastic where R >= 128 and G < 128,
  * non-neoplastic where G >= 128 and R < 128, else background. */
 void bzn_mask_to_classes(const uint8_t *rgb, size_t n, uint8_t *classes);
-/* Add one image's predicted and true class maps (same size) to the counts. */
+/* The same, with NeoPolyp-Large's yellow label (R >= 128 and G >= 128: a polyp whose neoplasm
+ * status is unknown) as BZN_CLASS_UNDEFINED; returns how many pixels have it. */
+size_t bzn_mask_to_classes_undefined(const uint8_t *rgb, size_t n, uint8_t *classes);
+/* Add one image's predicted and true class maps (same size) to the counts. A true
+ * BZN_CLASS_UNDEFINED pixel is a polyp for seg and is left out of neo and non (the paper's
+ * eq. 7-8: "I does not include undefined neoplasm pixels"). */
 void bzn_confusion_add(bzn_confusion *c, const uint8_t *pred, const uint8_t *truth, size_t n);
+/* a += b */
+void bzn_confusion_merge(bzn_confusion *a, const bzn_confusion *b);
 /* Dice = 2TP / (2TP + FP + FN), IoU = TP / (TP + FP + FN); 1 when there is nothing to find. */
 double bzn_dice(const bzn_confusion *c, int metric);
 double bzn_iou(const bzn_confusion *c, int metric);
@@ -295,7 +346,8 @@ bzn_status bzn_image_write_png(const char *path, const uint8_t *pixels, int widt
 bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, int channels,
                                uint8_t *dst, int dw, int dh, bzn_error *err);
 
-/* Colour mask from a class map: 0 neoplastic red, 1 non-neoplastic green, 2 black. */
+/* Colour mask from a class map: 0 neoplastic red, 1 non-neoplastic green, 2 black,
+ * 3 (undefined, ground truth only) yellow. */
 void bzn_colorize(const uint8_t *classes, size_t n, uint8_t *rgb);
 /* Blend a colour mask over a frame: polyp pixels become (1-alpha)*frame + alpha*colour. */
 void bzn_overlay(const uint8_t *frame_rgb, const uint8_t *classes, size_t n, float alpha,
@@ -387,6 +439,32 @@ bzn_status bzn_calib_cache_parse(const void *data, size_t size, bzn_calib_table 
 /* BZN_OK when the table names exactly the tensors a calibrator of `c` records; otherwise
  * BZN_ERR_FORMAT with the unknown and the missing names listed (nothing is guessed). */
 bzn_status bzn_calib_cache_check(const bzn_calib_table *t, const bzn_ctx *c, bzn_error *err);
+
+/* ---- INT8 sensitivity: which convolutions lose the most when quantized ------------ */
+
+typedef struct {
+    const char *name;    /* the convolution (a bzn_ctx_layer name; valid while the context is) */
+    double logits_error; /* relative L2 error of the main logits against FP32, mean over frames */
+    double dice;         /* Dice of the polyp mask against FP32's, mean over frames */
+} bzn_sensitivity;
+
+typedef struct {
+    bzn_sensitivity all;      /* every convolution in INT8 (name NULL) */
+    bzn_sensitivity *layers;  /* each convolution alone in INT8, the others FP32: most sensitive
+                                 (largest logits error) first */
+    int n_layers;
+} bzn_sensitivity_report;
+
+/* Progress of a long call: `done` of `total` steps, the last one named. */
+typedef void (*bzn_progress_fn)(void *user, int done, int total, const char *name);
+
+/* On n_frames preprocessed inputs (n x 3 x H x W at the size of `fp`, an FP32 context), with
+ * the activation scales of `scales` (checked against the network): the whole network in
+ * INT8, then each convolution alone. The top of the ranking is what bzn_quantize_model's
+ * keep_fp32 is for. `progress` (may be NULL) is called after each convolution. */
+bzn_status bzn_int8_sensitivity(bzn_ctx *fp, const float *inputs, int n_frames, const bzn_calib_table *scales,
+                                bzn_sensitivity_report *report, bzn_progress_fn progress, void *user, bzn_error *err);
+void bzn_sensitivity_report_free(bzn_sensitivity_report *r);
 
 #ifdef __cplusplus
 }

@@ -1,22 +1,15 @@
 /*
- * conv.c - a convolution with its BatchNorm folded in and its activation fused.
- *
- * PyTorch runs conv -> BN -> ReLU as three passes; inference can do one. BatchNorm in
- * inference form is an affine map per output channel,
- *     bn(y) = (y - mean) / sqrt(var + eps) * gamma + beta  =  s * y + (beta - s * mean),
- * with s = gamma / sqrt(var + eps), so it folds into the convolution: W' = s * W and a bias
- * b' = beta - s * mean. The activation is applied as the output is written.
+ * conv.c - Conv2d -> [BatchNorm] -> [ReLU | ReLU6] as one node: the convolution's
+ * specification (module path, channels, kernel, stride, padding, dilation, which BatchNorm,
+ * which activation). The model folds the BatchNorm into its weights when it is loaded
+ * (engine/fold.c), and the activation is applied as the output is written.
  */
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "layers.h"
-
-#define BN_EPS 1e-5f
 
 bzn_status bzn_builder_fail(bzn_builder *b, bzn_status s, const char *fmt, ...) {
     if (b->status != BZN_OK) return b->status; /* keep the first error */
@@ -37,188 +30,10 @@ int bzn_builder_buffer(bzn_builder *b, int c, int h, int w) {
     return i;
 }
 
-/* Find a tensor, check its shape, mark it used. */
-static const bzn_wf_tensor *get_tensor(bzn_builder *b, const char *name, int ndim, const int *shape) {
-    const bzn_wfile *wf = &b->model->wf;
-    const bzn_wf_tensor *t = bzn_wfile_find(wf, name);
-    if (!t) {
-        bzn_builder_fail(b, BZN_ERR_FORMAT, "weight file lacks tensor '%s'", name);
-        return NULL;
-    }
-    int ok = t->ndim == ndim;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == (uint32_t)shape[i];
-    if (!ok) {
-        char want[64] = "", got[64] = "";
-        for (int i = 0; i < ndim; i++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? "x" : "", shape[i]);
-        for (int i = 0; i < t->ndim; i++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%u", i ? "x" : "", t->shape[i]);
-        bzn_builder_fail(b, BZN_ERR_FORMAT, "tensor '%s' has shape [%s], the architecture needs [%s]", name, got,
-                         want);
-        return NULL;
-    }
-    if (t->dtype == BZN_DT_I8 && (ndim != 4 || t->scale_index == BZN_WF_NO_SCALE)) {
-        bzn_builder_fail(b, BZN_ERR_FORMAT, "tensor '%s' is int8 but not a convolution weight with scales", name);
-        return NULL;
-    }
-    b->model->used[t - wf->tensors] = 1;
-    return t;
-}
-
-static float tensor_at(const bzn_wf_tensor *t, size_t i) {
-    if (t->dtype == BZN_DT_I8) return (float)((const int8_t *)t->data)[i];
-    if (t->dtype == BZN_DT_F16) {
-        uint16_t h;
-        memcpy(&h, (const uint8_t *)t->data + 2 * i, 2);
-        return bzn_f16_to_f32(h);
-    }
-    float f;
-    memcpy(&f, (const uint8_t *)t->data + 4 * i, 4);
-    return f;
-}
-
-/* Fold one convolution (and its BN) from the weight file into model->convs.
- * A file written by `blazeneo quantize` is already folded: `<name>.conv.bias` holds the
- * folded bias (no BatchNorm tensors), and `<name>.conv.weight` may be int8 with per-output-
- * channel scales (then there are no float weights: cw->weight is NULL). */
-static const bzn_conv_weights *fold(bzn_builder *b, const char *name, int cin, int cout, int k,
-                                    const char *bn_key) {
-    char key[160];
-    snprintf(key, sizeof key, "%s.conv.weight", name);
-    const bzn_wf_tensor *w = get_tensor(b, key, 4, (int[]){cout, cin, k, k});
-    const bzn_wf_tensor *wscale = NULL, *folded_bias = NULL;
-    const bzn_wf_tensor *bn[4] = {NULL, NULL, NULL, NULL};
-    static const char *bn_names[4] = {"weight", "bias", "running_mean", "running_var"};
-    snprintf(key, sizeof key, "%s.conv.bias", name);
-    if (bzn_wfile_find(&b->model->wf, key)) {
-        folded_bias = get_tensor(b, key, 1, (int[]){cout});
-    } else if (bn_key) {
-        for (int i = 0; i < 4; i++) {
-            snprintf(key, sizeof key, "%s.%s.%s", name, bn_key, bn_names[i]);
-            bn[i] = get_tensor(b, key, 1, (int[]){cout});
-        }
-    }
-    if (b->status == BZN_OK && w->dtype == BZN_DT_I8) {
-        if (bn_key && !folded_bias) { /* int8 weights are quantized after folding: BN must be gone */
-            bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight' is int8 but its BatchNorm is not folded (no '%s.conv.bias')",
-                             name, name);
-            return NULL;
-        }
-        const int8_t *q = (const int8_t *)w->data;
-        for (uint64_t i = 0; i < w->nbytes; i++)
-            if (q[i] == -128) { /* symmetric quantization never produces it; the kernels assume so */
-                bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight' holds -128: int8 weights must be in -127..127", name);
-                return NULL;
-            }
-        wscale = &b->model->wf.tensors[w->scale_index];
-        if (wscale->dtype != BZN_DT_F32 || wscale->ndim != 1 || wscale->shape[0] != (uint32_t)cout) {
-            bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight': its scales '%s' are not %d f32 values", name,
-                             wscale->name, cout);
-            return NULL;
-        }
-        b->model->used[w->scale_index] = 1;
-    }
-    if (b->status != BZN_OK) return NULL;
-
-    bzn_model *m = b->model;
-    if (m->n_convs == m->cap_convs) {
-        int cap = m->cap_convs ? 2 * m->cap_convs : 256;
-        bzn_conv_weights *nc = realloc(m->convs, (size_t)cap * sizeof *nc);
-        if (!nc) {
-            bzn_builder_fail(b, BZN_ERR_NOMEM, "out of memory folding '%s'", name);
-            return NULL;
-        }
-        m->convs = nc;
-        m->cap_convs = cap;
-    }
-    bzn_conv_weights *cw = &m->convs[m->n_convs];
-    memset(cw, 0, sizeof *cw);
-    snprintf(cw->name, sizeof cw->name, "%s", name);
-    cw->cin = cin;
-    cw->cout = cout;
-    cw->k = k;
-    const size_t per_out = (size_t)cin * k * k;
-    const int has_bias = bn_key || folded_bias;
-    /* int8 weights are used where they lie in the file: no float copy (a context that runs
-       such a convolution in FP32 dequantizes its own) */
-    cw->weight = wscale ? NULL : malloc((size_t)cout * per_out * sizeof *cw->weight);
-    cw->bias = has_bias ? malloc((size_t)cout * sizeof *cw->bias) : NULL;
-    if ((!wscale && !cw->weight) || (has_bias && !cw->bias)) {
-        free(cw->weight);
-        free(cw->bias);
-        bzn_builder_fail(b, BZN_ERR_NOMEM, "out of memory folding '%s'", name);
-        return NULL;
-    }
-    if (wscale) {
-        cw->qweight = (const int8_t *)w->data;
-        cw->wscale = (const float *)wscale->data;
-    }
-    for (int o = 0; o < cout; o++) {
-        float s = wscale ? tensor_at(wscale, o) : 1.0f;
-        if (folded_bias) {
-            cw->bias[o] = tensor_at(folded_bias, o);
-        } else if (bn_key) {
-            const float gamma = tensor_at(bn[0], o), beta = tensor_at(bn[1], o);
-            const float mean = tensor_at(bn[2], o), var = tensor_at(bn[3], o);
-            if (!(var >= 0) || !isfinite(var) || !isfinite(gamma) || !isfinite(beta) || !isfinite(mean)) {
-                free(cw->weight);
-                free(cw->bias);
-                bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.%s': non-finite or negative statistics at channel %d",
-                                 name, bn_key, o);
-                return NULL;
-            }
-            s = gamma / sqrtf(var + BN_EPS);
-            cw->bias[o] = beta - s * mean;
-        }
-        /* (an int8 weight is at most 127 times its scale: that must be finite too) */
-        if (!isfinite(s) || (wscale && !isfinite(127.0f * s)) || (cw->bias && !isfinite(cw->bias[o]))) {
-            free(cw->weight);
-            free(cw->bias);
-            bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s': non-finite scale or bias at channel %d", name, o);
-            return NULL;
-        }
-        for (size_t i = 0; !wscale && i < per_out; i++) {
-            const float v = s * tensor_at(w, o * per_out + i);
-            if (!isfinite(v)) {
-                free(cw->weight);
-                free(cw->bias);
-                bzn_builder_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight': non-finite weight in output channel %d", name, o);
-                return NULL;
-            }
-            cw->weight[o * per_out + i] = v;
-        }
-    }
-    cw->params = (int64_t)cout * (int64_t)per_out + (bn_key ? 2 * cout : 0);
-    m->n_convs++;
-    return cw;
-}
-
-/* The folded weights of a convolution: folded now while loading, looked up afterwards. */
-static const bzn_conv_weights *conv_weights(bzn_builder *b, const char *name, int cin, int cout, int k,
-                                            const char *bn_key) {
-    for (int i = 0; i < b->model->n_convs; i++) {
-        const bzn_conv_weights *cw = &b->model->convs[i];
-        if (strcmp(cw->name, name) == 0) {
-            if (cw->cin != cin || cw->cout != cout || cw->k != k) {
-                bzn_builder_fail(b, BZN_ERR_ARG, "'%s' is used with a different shape", name);
-                return NULL;
-            }
-            return cw;
-        }
-    }
-    if (!b->create) {
-        bzn_builder_fail(b, BZN_ERR_ARG, "'%s' was not loaded with the model", name);
-        return NULL;
-    }
-    return fold(b, name, cin, cout, k, bn_key);
-}
-
 bzn_value bzn_conv(bzn_builder *b, const char *name, bzn_value x, int cout, int k, int stride, int pad,
                    int dilation, const char *bn_key, bzn_act act, bzn_dst dst) {
     bzn_value none = {0};
     if (b->status != BZN_OK) return none;
-    const bzn_conv_weights *cw = conv_weights(b, name, x.c, cout, k, bn_key);
-    if (!cw) return none;
     const int oh = bzn_out_size(x.h, k, stride, pad, dilation), ow = bzn_out_size(x.w, k, stride, pad, dilation);
     if (oh < 1 || ow < 1) {
         bzn_builder_fail(b, BZN_ERR_UNSUPPORTED, "'%s': input %dx%d is too small", name, x.w, x.h);
@@ -233,13 +48,13 @@ bzn_value bzn_conv(bzn_builder *b, const char *name, bzn_value x, int cout, int 
     }
     n->in = x;
     n->out = bzn_value_slice(b->g, dst.buf, dst.c0, cout);
-    n->conv = cw;
+    n->bn_key = bn_key;
     n->k = k;
     n->stride = stride;
     n->pad = pad;
     n->dilation = dilation;
     n->act = act;
-    n->params = cw->params;
+    n->params = (int64_t)cout * x.c * k * k + (bn_key ? 2 * cout : 0); /* as PyTorch counts: conv + BN */
     n->macs = (int64_t)cout * oh * ow * x.c * k * k;
     static const char *act_names[] = {"", " relu", " relu6"};
     snprintf(n->op, sizeof n->op, "conv%dx%d s%d d%d%s%s", k, k, stride, dilation, bn_key ? " bn" : "",

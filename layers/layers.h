@@ -9,12 +9,9 @@
 #define BZN_LAYERS_H
 
 #include "graph.h"
-#include "model.h"
 
 typedef struct {
     bzn_graph *g;
-    bzn_model *model;
-    int create;        /* 1 while loading: fold weights from the file into model->convs */
     bzn_status status; /* first error, BZN_OK while all is well */
     bzn_error *err;
 } bzn_builder;

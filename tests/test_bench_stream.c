@@ -47,7 +47,7 @@ static void open_model(void) {
                   "%s", e.msg);
     bzn_ctx_options o = bzn_ctx_default_options(model);
     o.width = o.height = 64;
-    o.backend = BZN_BACKEND_REF; /* only listed, never run */
+    o.backend = "ref"; /* only listed, never run */
     ck_assert_msg(bzn_ctx_create(model, &o, &ctx64, &e) == BZN_OK, "%s", e.msg);
 }
 
@@ -91,8 +91,10 @@ static const char *PY_JSON_CHECK =
     "        assert isinstance(o[k], (int, float)) and o[k] > 0, k\n"
     "    assert o['min_ms'] <= o['median_ms'] <= o['p90_ms'] <= o['p99_ms'] <= o['max_ms']\n"
     "    assert o['min_ms'] <= o['mean_ms'] <= o['max_ms']\n"
-    "for k in ['gmac', 'params', 'peak_rss_mb', 'weight_file_bytes', 'weight_bytes', 'arena_bytes', 'threads']:\n"
+    "for k in ['gmac', 'params', 'peak_rss_mb', 'weight_file_bytes', 'weight_bytes', 'activation_bytes', 'scratch_bytes',\n"
+    "          'threads']:\n"
     "    assert d[k] > 0, k\n"
+    "assert d['prepared_weight_bytes'] == 0  # FP32 runs the model's own folded weights\n"
     "assert d['backend'] == 'cpu' and d['precision'] == 'fp32', (d['backend'], d['precision'])\n"
     "assert d['size'] == '64x64' and d['width'] == 64 and d['height'] == 64\n"
     "assert d['batch'] == int(sys.argv[2]) and d['iters'] == 3\n"

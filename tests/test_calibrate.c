@@ -416,6 +416,12 @@ END_TEST
 
 /* ---- the calibrator on the real network --------------------------------------------------- */
 
+static void count_progress(void *user, int done, int total, const char *name) {
+    (void)total;
+    (void)name;
+    ck_assert_int_eq(done, ++*(int *)user);
+}
+
 static bzn_ctx *make_ctx(int h, int w, int keep, int aux) {
     bzn_ctx_options o = bzn_ctx_default_options(model);
     o.height = h;
@@ -445,7 +451,7 @@ START_TEST(tensor_names) {
     for (int aux = 0; aux < 2; aux++) {
         bzn_graph g;
         bzn_error e;
-        ck_assert_int_eq(bzn_network_build(model, 0, 64, 64, aux, &g, &e), BZN_OK);
+        ck_assert_int_eq(bzn_network_build(&model->wf.config, 64, 64, aux, &g, &e), BZN_OK);
         for (int i = 0; i < g.n_nodes; i++)
             for (int j = 0; j < i; j++) {
                 const bzn_value *a = &g.nodes[i].out, *b = &g.nodes[j].out;
@@ -998,6 +1004,53 @@ static char out[65536]; /* what the last cli() printed */
 #define MODEL "\"$BZN_SOURCE_DIR/models/blazeneo-dha-neopolyp-small-f16.bzn\""
 #define CALIB "\"$BZN_SHARED_DIR/data/neopolyp-small/calib/images\""
 
+/* The INT8 sensitivity ranking: every convolution once, most sensitive first, the whole
+ * network's figures beside it; quantizing one layer never costs more than quantizing all
+ * (on these frames), and the scales are checked against the network. */
+START_TEST(sensitivity_ranking) {
+    bzn_ctx *c = make_ctx(64, 64, 1, 0);
+    bzn_calibrator *cal;
+    bzn_calib_table *t;
+    bzn_error e;
+    ck_assert_int_eq(bzn_calibrator_create(c, &cal, &e), BZN_OK);
+    float *inputs = malloc(2 * 3 * 64 * 64 * sizeof *inputs);
+    for (int f = 0; f < 2; f++) {
+        run_random(c, 64, 64, 10 + f);
+        ck_assert_int_eq(bzn_calibrator_observe(cal, c, &e), BZN_OK);
+        memcpy(inputs + f * 3 * 64 * 64, bzn_ctx_input(c), 3 * 64 * 64 * sizeof *inputs);
+    }
+    ck_assert_int_eq(bzn_calibrator_compute(cal, BZN_CALIB_MINMAX, 0, &t, &e), BZN_OK);
+    bzn_sensitivity_report r;
+    int calls = 0;
+    ck_assert_msg(bzn_int8_sensitivity(c, inputs, 2, t, &r, count_progress, &calls, &e) == BZN_OK, "%s", e.msg);
+    int convs = 0;
+    for (int i = 0; i < bzn_ctx_num_layers(c); i++) {
+        bzn_layer_info li;
+        bzn_ctx_layer(c, i, &li);
+        convs += !strncmp(li.op, "conv", 4);
+    }
+    ck_assert_int_eq(r.n_layers, convs);
+    ck_assert_int_eq(calls, convs);
+    ck_assert(r.all.logits_error > 0 && r.all.dice >= 0 && r.all.dice <= 1);
+    for (int i = 0; i < r.n_layers; i++) {
+        ck_assert_ptr_nonnull(r.layers[i].name);
+        ck_assert(r.layers[i].dice >= 0 && r.layers[i].dice <= 1);
+        if (i) ck_assert(r.layers[i - 1].logits_error >= r.layers[i].logits_error);
+    }
+    ck_assert(r.layers[0].logits_error > 0 && r.layers[0].logits_error <= r.all.logits_error * 1.5);
+    bzn_sensitivity_report_free(&r);
+    /* scales that do not name this network: refused */
+    free((char *)t->scales[3].name);
+    t->scales[3].name = strdup("no.such.layer");
+    ck_assert_int_eq(bzn_int8_sensitivity(c, inputs, 2, t, &r, NULL, NULL, &e), BZN_ERR_ARG);
+    ck_assert_ptr_eq(r.layers, NULL);
+    bzn_calib_table_free(t);
+    bzn_calibrator_free(cal);
+    free(inputs);
+    bzn_ctx_free(c);
+}
+END_TEST
+
 START_TEST(cli_usage) {
     ck_assert_int_eq(cli("calibrate --help"), 0);
     ck_assert_ptr_nonnull(strstr(out, "usage: blazeneo calibrate"));
@@ -1148,6 +1201,7 @@ int main(void) {
     tcase_add_test(tc, cache_malformed);
     tcase_add_test(tc, cache_names_against_network);
     tcase_add_test(tc, cache_too_many_entries);
+    tcase_add_test(tc, sensitivity_ranking);
     tcase_add_test(tc, cli_usage);
     tcase_add_test(tc, cli_end_to_end);
     tcase_add_test(tc, int8_weight_file);

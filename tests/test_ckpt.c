@@ -26,6 +26,7 @@
 
 #include "ckpt.h"
 #include "pickle.h"
+#include "crc32.h"
 #include "testutil.h"
 #include "zip.h"
 #include "wfile.h"

@@ -45,7 +45,7 @@ START_TEST(bad_sizes) {
         ck_assert_ptr_nonnull(strstr(e.msg, "multiples of 32"));
     }
     bzn_ctx_options o = bzn_ctx_default_options(model);
-    o.backend = (bzn_backend_kind)42;
+    o.backend = "no-such-backend";
     bzn_ctx *c;
     bzn_error e;
     ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_ERR_UNSUPPORTED);
@@ -53,7 +53,7 @@ START_TEST(bad_sizes) {
     for (int b = 0; b < 2; b++) /* thread counts are checked whatever the backend */
         for (int t = 0; t < 2; t++) {
             o = bzn_ctx_default_options(model);
-            o.backend = b ? BZN_BACKEND_REF : BZN_BACKEND_CPU;
+            o.backend = b ? "ref" : "cpu";
             o.threads = t ? 100000 : -1;
             ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_ERR_ARG);
             ck_assert_ptr_nonnull(strstr(e.msg, "thread count"));
@@ -187,7 +187,7 @@ START_TEST(memory_plan) {
         for (int keep = 0; keep < 2; keep++) {
             bzn_graph g;
             bzn_error e;
-            ck_assert_int_eq(bzn_network_build(model, 0, sizes[s][0], sizes[s][1], 1, &g, &e), BZN_OK);
+            ck_assert_int_eq(bzn_network_build(&model->wf.config, sizes[s][0], sizes[s][1], 1, &g, &e), BZN_OK);
             size_t arena = bzn_graph_plan(&g, keep), naive = 0;
             for (int i = 0; i < g.n_bufs; i++) {
                 const bzn_buffer *a = &g.bufs[i];
@@ -216,7 +216,7 @@ typedef struct {
     const float *input;
     float *logits;
     int h, w;
-    bzn_backend_kind backend;
+    const char *backend;
     int keep, threads;
 } job;
 
@@ -248,11 +248,11 @@ START_TEST(determinism_and_threads) {
     const int h = 64, w = 128;
     const size_t n = (size_t)3 * h * w;
     float *in = random_input(h, w, 7);
-    job base = {in, malloc(n * sizeof(float)), h, w, BZN_BACKEND_CPU, 0, 1};
+    job base = {in, malloc(n * sizeof(float)), h, w, "cpu", 0, 1};
     ck_assert_ptr_nonnull(run_job(&base));
-    job jobs[3] = {{in, malloc(n * sizeof(float)), h, w, BZN_BACKEND_CPU, 1, 1},
-                   {in, malloc(n * sizeof(float)), h, w, BZN_BACKEND_CPU, 0, 1},
-                   {in, malloc(n * sizeof(float)), h, w, BZN_BACKEND_CPU, 0, 2}};
+    job jobs[3] = {{in, malloc(n * sizeof(float)), h, w, "cpu", 1, 1},
+                   {in, malloc(n * sizeof(float)), h, w, "cpu", 0, 1},
+                   {in, malloc(n * sizeof(float)), h, w, "cpu", 0, 2}};
     pthread_t t[3];
     for (int i = 0; i < 3; i++) ck_assert_int_eq(pthread_create(&t[i], NULL, run_job, &jobs[i]), 0);
     for (int i = 0; i < 3; i++) {
@@ -366,7 +366,7 @@ START_TEST(int8_handoffs_exact) {
     o.n_scales = t->count;
     o.threads = 2;
     for (int backend = 0; backend < 2; backend++) {
-        o.backend = backend ? BZN_BACKEND_REF : BZN_BACKEND_CPU;
+        o.backend = backend ? "ref" : "cpu";
         bzn_ctx *kept, *handed;
         o.keep_intermediates = 1;
         ck_assert_msg(bzn_ctx_create(model, &o, &kept, &e) == BZN_OK, "%s", e.msg);

@@ -1,7 +1,9 @@
 /*
- * test_ops.c - every operation of every backend against the plain C reference backend,
- * over sweeps of shapes, strides, dilations, kernel sizes, paddings, multi-part inputs and
- * activations (in the spirit of ggml's test-backend-ops). The reference itself is checked
+ * test_ops.c - every operation of every registered backend (at 1 and 2 threads) against the
+ * plain C reference backend, over sweeps of shapes, strides, dilations, kernel sizes,
+ * paddings, multi-part inputs and activations (in the spirit of ggml's test-backend-ops).
+ * Operands go through each backend's own memory (alloc, upload, download), so a backend
+ * whose memory is not the host's is tested the same way. The reference itself is checked
  * against hand-computed values first.
  */
 #include <check.h>
@@ -28,12 +30,95 @@ static float *rand_buf(size_t n) {
     return p;
 }
 
-static bzn_backend *make(int which) {
+static bzn_backend *make_named(const char *name, int threads) {
     bzn_backend *b = NULL;
     bzn_error e;
-    bzn_status s = which ? bzn_backend_cpu_create(which == 2 ? 2 : 1, &b, &e) : bzn_backend_ref_create(&b, &e);
-    ck_assert_int_eq(s, BZN_OK);
+    const bzn_backend_options o = {threads, 0};
+    bzn_status s = bzn_backend_create(name, &o, &b, &e);
+    ck_assert_msg(s == BZN_OK, "%s: %s", name, e.msg);
     return b;
+}
+
+static bzn_backend *make_ref(void) { return make_named("ref", 1); }
+
+/* loop index -> (backend of the registry, threads 1 or 2) */
+static int n_configs(void) { return 2 * bzn_backend_count(); }
+static bzn_backend *make_config(int i) { return make_named(bzn_backend_name(i / 2), 1 + i % 2); }
+
+/* ---- operands in a backend's memory ---- */
+
+static void *to_backend(bzn_backend *be, const void *host, size_t bytes) {
+    void *d;
+    bzn_error e;
+    ck_assert_msg(be->alloc(be, bytes, &d, &e) == BZN_OK, "%s alloc: %s", be->name, e.msg);
+    if (host) ck_assert_msg(be->upload(be, d, host, bytes, &e) == BZN_OK, "%s upload: %s", be->name, e.msg);
+    return d;
+}
+
+static void from_backend(bzn_backend *be, void *host, const void *d, size_t bytes) {
+    bzn_error e;
+    ck_assert_msg(be->download(be, host, d, bytes, &e) == BZN_OK, "%s download: %s", be->name, e.msg);
+}
+
+/* Run a (host-pointer) convolution on `be`: weights prepared as for a model, the plan's
+ * per-context preparation, operands copied into the backend's memory; out_host gets
+ * out_floats floats from out_at floats before a->out (sentinels around the output). */
+static void backend_conv(bzn_backend *be, const bzn_conv_args *host, float *out_base, size_t out_at, size_t out_floats) {
+    bzn_error e;
+    bzn_conv_args a = *host;
+    if (a.batch == 0) a.batch = 1;
+    void *weights = NULL;
+    size_t wbytes;
+    if (be->weights_prepare) ck_assert_msg(be->weights_prepare(be, &a, &weights, &wbytes, &e) == BZN_OK, "%s", e.msg);
+    a.weights = weights;
+    void *seg_dev[BZN_MAX_SEGMENTS];
+    for (int s = 0; s < a.n_in; s++) {
+        const size_t n = (size_t)a.in[s].channels * a.in_h * a.in_w + (size_t)(a.batch - 1) * a.in[s].batch_stride;
+        seg_dev[s] = to_backend(be, a.in[s].data, n * sizeof(float));
+        a.in[s].data = seg_dev[s];
+    }
+    float *out_dev = to_backend(be, out_base, out_floats * sizeof(float));
+    a.out = out_dev + out_at;
+    void *prep = NULL, *scratch = NULL;
+    if (be->conv_prepare) ck_assert_msg(be->conv_prepare(be, &a, &prep, &e) == BZN_OK, "%s", e.msg);
+    a.prepared = prep;
+    const size_t sb = be->conv_scratch(be, &a);
+    if (sb) scratch = to_backend(be, NULL, sb);
+    ck_assert_msg(be->conv(be, &a, scratch, &e) == BZN_OK, "%s conv: %s", be->name, e.msg);
+    if (be->synchronize) ck_assert_msg(be->synchronize(be, &e) == BZN_OK, "%s", e.msg);
+    from_backend(be, out_base, out_dev, out_floats * sizeof(float));
+    if (be->conv_release) be->conv_release(be, prep);
+    if (weights) be->weights_release(weights);
+    if (scratch) be->free(be, scratch);
+    for (int s = 0; s < a.n_in; s++) be->free(be, seg_dev[s]);
+    be->free(be, out_dev);
+}
+
+static void backend_pool(bzn_backend *be, const bzn_pool_args *host, float *out, size_t in_floats, size_t out_floats) {
+    bzn_error e;
+    bzn_pool_args a = *host;
+    float *in_dev = to_backend(be, a.in, in_floats * sizeof(float)), *out_dev = to_backend(be, NULL, out_floats * sizeof(float));
+    a.in = in_dev;
+    a.out = out_dev;
+    ck_assert_msg(be->maxpool(be, &a, &e) == BZN_OK, "%s maxpool: %s", be->name, e.msg);
+    if (be->synchronize) ck_assert_msg(be->synchronize(be, &e) == BZN_OK, "%s", e.msg);
+    from_backend(be, out, out_dev, out_floats * sizeof(float));
+    be->free(be, in_dev);
+    be->free(be, out_dev);
+}
+
+static void backend_upsample(bzn_backend *be, const bzn_upsample_args *host, float *out, size_t in_floats,
+                             size_t out_floats) {
+    bzn_error e;
+    bzn_upsample_args a = *host;
+    float *in_dev = to_backend(be, a.in, in_floats * sizeof(float)), *out_dev = to_backend(be, NULL, out_floats * sizeof(float));
+    a.in = in_dev;
+    a.out = out_dev;
+    ck_assert_msg(be->upsample(be, &a, &e) == BZN_OK, "%s upsample: %s", be->name, e.msg);
+    if (be->synchronize) ck_assert_msg(be->synchronize(be, &e) == BZN_OK, "%s", e.msg);
+    from_backend(be, out, out_dev, out_floats * sizeof(float));
+    be->free(be, in_dev);
+    be->free(be, out_dev);
 }
 
 /* max |a - b| relative to max(1, max |b|) */
@@ -50,30 +135,30 @@ static double rel_err(const float *a, const float *b, size_t n) {
 /* ---- the reference against hand-computed values ----------------------------------- */
 
 START_TEST(ref_conv_known) {
-    bzn_backend *r = make(0);
+    bzn_backend *r = make_ref();
     /* 1 channel 3x3 input 1..9, 3x3 kernel of ones, pad 1: each output sums its neighbourhood */
     float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[9], out[9], bias = 0.5f;
     for (int i = 0; i < 9; i++) w[i] = 1;
-    bzn_conv_args a = {.n_in = 1, .in_c = 1, .in_h = 3, .in_w = 3, .out = out, .out_c = 1, .out_h = 3, .out_w = 3,
-                       .weight = w, .bias = &bias, .k = 3, .stride = 1, .pad = 1, .dilation = 1};
-    a.in[0] = (bzn_segment){x, 1};
-    r->conv(r->ctx, &a, NULL);
+    bzn_conv_args a = {.batch = 1, .n_in = 1, .in_c = 1, .in_h = 3, .in_w = 3, .out = out, .out_c = 1, .out_h = 3,
+                       .out_w = 3, .weight = w, .bias = &bias, .k = 3, .stride = 1, .pad = 1, .dilation = 1};
+    a.in[0] = (bzn_segment){x, 1, 0};
+    ck_assert_int_eq(r->conv(r, &a, NULL, NULL), BZN_OK);
     const float want[9] = {12.5f, 21.5f, 16.5f, 27.5f, 45.5f, 33.5f, 24.5f, 39.5f, 28.5f};
     for (int i = 0; i < 9; i++) ck_assert_float_eq_tol(out[i], want[i], 1e-6);
     /* ReLU6 clamps */
     a.act = BZN_ACT_RELU6;
-    r->conv(r->ctx, &a, NULL);
+    ck_assert_int_eq(r->conv(r, &a, NULL, NULL), BZN_OK);
     for (int i = 0; i < 9; i++) ck_assert_float_eq(out[i], 6.0f);
     r->destroy(r);
 }
 END_TEST
 
 START_TEST(ref_upsample_known) {
-    bzn_backend *r = make(0);
+    bzn_backend *r = make_ref();
     /* PyTorch: F.interpolate([[0, 1]], scale_factor=2, mode="bilinear") = [0, .25, .75, 1] per row */
     float x[2] = {0, 1}, out[8];
-    bzn_upsample_args a = {x, out, 1, 1, 2, 2};
-    r->upsample(r->ctx, &a);
+    bzn_upsample_args a = {1, x, out, 0, 0, 1, 1, 2, 2};
+    ck_assert_int_eq(r->upsample(r, &a, NULL), BZN_OK);
     const float want[4] = {0, 0.25f, 0.75f, 1};
     for (int y = 0; y < 2; y++)
         for (int i = 0; i < 4; i++) ck_assert_float_eq_tol(out[y * 4 + i], want[i], 1e-7);
@@ -82,12 +167,12 @@ START_TEST(ref_upsample_known) {
 END_TEST
 
 START_TEST(ref_maxpool_known) {
-    bzn_backend *r = make(0);
+    bzn_backend *r = make_ref();
     /* padding never wins: all-negative input keeps negative maxima at the border */
     float x[16], out[4];
     for (int i = 0; i < 16; i++) x[i] = -(float)(i + 1);
-    bzn_pool_args a = {x, out, 1, 4, 4, 2, 2, 3, 2, 1};
-    r->maxpool(r->ctx, &a);
+    bzn_pool_args a = {1, x, out, 0, 0, 1, 4, 4, 2, 2, 3, 2, 1};
+    ck_assert_int_eq(r->maxpool(r, &a, NULL), BZN_OK);
     ck_assert_float_eq(out[0], -1.0f);
     ck_assert_float_eq(out[1], -2.0f);
     ck_assert_float_eq(out[2], -5.0f);
@@ -99,19 +184,20 @@ END_TEST
 /* ---- backends against the reference -------------------------------------------------- */
 
 typedef struct {
-    int cin, cout, h, w, k, stride, pad, dil, segs, act, bias;
+    int cin, cout, h, w, k, stride, pad, dil, segs, act, bias, batch;
 } conv_case;
 
 static void run_conv_case(bzn_backend *be, const conv_case *c) {
-    bzn_backend *ref = make(0);
+    bzn_backend *ref = make_ref();
+    const int batch = c->batch ? c->batch : 1;
     const int oh = bzn_out_size(c->h, c->k, c->stride, c->pad, c->dil);
     const int ow = bzn_out_size(c->w, c->k, c->stride, c->pad, c->dil);
     ck_assert(oh > 0 && ow > 0);
     const size_t plane = (size_t)c->h * c->w, out_n = (size_t)c->cout * oh * ow;
     float *w = rand_buf((size_t)c->cout * c->cin * c->k * c->k), *bias = rand_buf((size_t)c->cout);
-    bzn_conv_args a = {.in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh, .out_w = ow,
-                       .weight = w, .bias = c->bias ? bias : NULL, .k = c->k, .stride = c->stride, .pad = c->pad,
-                       .dilation = c->dil, .act = (bzn_act)c->act};
+    bzn_conv_args a = {.batch = batch, .in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh,
+                       .out_w = ow, .weight = w, .bias = c->bias ? bias : NULL, .k = c->k, .stride = c->stride,
+                       .pad = c->pad, .dilation = c->dil, .act = (bzn_act)c->act, .out_batch_stride = out_n + 5};
     /* split the input channels into `segs` separately allocated pieces */
     float *pieces[BZN_MAX_SEGMENTS];
     int left = c->cin;
@@ -120,45 +206,40 @@ static void run_conv_case(bzn_backend *be, const conv_case *c) {
         int ch = s == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
         if (ch > left) ch = left;
         if (ch == 0) break;
-        pieces[a.n_in] = rand_buf((size_t)ch * plane);
-        a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch};
+        const size_t stride = (size_t)ch * plane + 3 * s; /* frames apart, with gaps */
+        pieces[a.n_in] = rand_buf(stride * batch);
+        a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch, stride};
         a.n_in++;
         left -= ch;
     }
-    /* the output sits in the middle of a bigger buffer with sentinels around it */
-    const size_t guard = 37;
-    float *big = malloc((out_n + 2 * guard) * sizeof *big), *want = malloc(out_n * sizeof *want);
-    for (size_t i = 0; i < out_n + 2 * guard; i++) big[i] = 1234.5f;
-    int failed = 0;
-    void *prep = be->conv_prepare ? be->conv_prepare(be->ctx, &a, &failed) : NULL;
-    ck_assert_int_eq(failed, 0);
-    a.prepared = prep;
-    void *scratch = NULL;
-    size_t sb = be->conv_scratch(be->ctx, &a);
-    if (sb) ck_assert_int_eq(posix_memalign(&scratch, 64, sb), 0);
-    a.out = big + guard;
-    be->conv(be->ctx, &a, scratch);
-    if (be->conv_release) be->conv_release(be->ctx, prep);
+    /* the output sits in the middle of a bigger buffer with sentinels around it (and
+       between the frames of a batch) */
+    const size_t guard = 37, span = a.out_batch_stride * (batch - 1) + out_n;
+    float *big = malloc((span + 2 * guard) * sizeof *big), *want = malloc(span * sizeof *want);
+    for (size_t i = 0; i < span + 2 * guard; i++) big[i] = 1234.5f;
+    for (size_t i = 0; i < span; i++) want[i] = 1234.5f;
+    backend_conv(be, &a, big, guard, span + 2 * guard);
     a.out = want;
-    ref->conv(ref->ctx, &a, NULL);
-    double err = rel_err(big + guard, want, out_n);
+    ck_assert_int_eq(ref->conv(ref, &a, NULL, NULL), BZN_OK);
+    double err = rel_err(big + guard, want, span);
     for (size_t i = 0; i < guard; i++) {
         ck_assert_float_eq(big[i], 1234.5f);
-        ck_assert_float_eq(big[guard + out_n + i], 1234.5f);
+        ck_assert_float_eq(big[guard + span + i], 1234.5f);
     }
-    ck_assert_msg(err < 1e-5, "%s conv cin %d cout %d %dx%d k%d s%d p%d d%d segs %d act %d: rel err %g", be->name,
-                  c->cin, c->cout, c->h, c->w, c->k, c->stride, c->pad, c->dil, a.n_in, c->act, err);
+    for (int f = 0; f + 1 < batch; f++)
+        for (size_t i = out_n; i < a.out_batch_stride; i++) ck_assert_float_eq(big[guard + f * a.out_batch_stride + i], 1234.5f);
+    ck_assert_msg(err < 1e-5, "%s conv cin %d cout %d %dx%d k%d s%d p%d d%d segs %d act %d batch %d: rel err %g",
+                  be->name, c->cin, c->cout, c->h, c->w, c->k, c->stride, c->pad, c->dil, a.n_in, c->act, batch, err);
     for (int s = 0; s < a.n_in; s++) free(pieces[s]);
     free(big);
     free(want);
     free(w);
     free(bias);
-    free(scratch);
     ref->destroy(ref);
 }
 
 START_TEST(conv_sweep) {
-    bzn_backend *be = make(1 + _i); /* CPU with 1 and 2 threads */
+    bzn_backend *be = make_config(_i);
     static const int ks[] = {1, 3, 5}, strides[] = {1, 2}, dils[] = {1, 3, 5};
     static const int sizes[][2] = {{7, 7}, {14, 14}, {11, 6}, {1, 1}, {78, 14}};
     static const int chans[][2] = {{3, 32}, {14, 24}, {33, 1}, {64, 3}};
@@ -177,6 +258,7 @@ START_TEST(conv_sweep) {
                     c.segs = 1 + n % 3;
                     c.act = n % 3;
                     c.bias = n % 2;
+                    c.batch = 1 + (n % 5 == 0); /* some as a batch of two frames */
                     if (bzn_out_size(c.h, k, c.stride, c.pad, d) < 1) c.pad = d * (k / 2);
                     run_conv_case(be, &c);
                     n++;
@@ -189,17 +271,17 @@ END_TEST
 
 /* sizes big enough for the multi-threaded GEMM split, and BlazeNeo's real shapes */
 START_TEST(conv_blazeneo_shapes) {
-    bzn_backend *be = make(2);
+    bzn_backend *be = make_named(bzn_backend_name(_i), 2);
     static const conv_case cases[] = {
-        {3, 32, 64, 64, 3, 2, 1, 1, 1, BZN_ACT_RELU6, 1},   /* encoder.base.0 */
-        {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1}, /* a HarDBlock layer reading 3 pieces */
-        {262, 256, 11, 11, 1, 1, 0, 1, 1, BZN_ACT_RELU6, 1},/* transition 1x1 */
-        {320, 32, 11, 11, 1, 1, 0, 1, 4, BZN_ACT_NONE, 0},  /* 1x1 over a 4-piece concatenation */
-        {32, 32, 22, 22, 3, 1, 3, 3, 1, BZN_ACT_NONE, 0},   /* rfb branch2.2 */
-        {32, 32, 22, 22, 3, 1, 5, 5, 1, BZN_ACT_NONE, 0},   /* rfb branch3.2 */
-        {32, 32, 22, 22, 5, 1, 2, 1, 1, BZN_ACT_NONE, 0},   /* rfb branch3.1 */
-        {96, 32, 44, 44, 3, 1, 1, 1, 3, BZN_ACT_RELU, 1},   /* agg block_33.0 (DIA/DHA) */
-        {32, 3, 44, 44, 3, 1, 1, 1, 1, BZN_ACT_NONE, 0},    /* head */
+        {3, 32, 64, 64, 3, 2, 1, 1, 1, BZN_ACT_RELU6, 1, 2},   /* encoder.base.0, batch 2 */
+        {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1, 2}, /* a HarDBlock layer reading 3 pieces, batch 2 */
+        {262, 256, 11, 11, 1, 1, 0, 1, 1, BZN_ACT_RELU6, 1, 1},/* transition 1x1 */
+        {320, 32, 11, 11, 1, 1, 0, 1, 4, BZN_ACT_NONE, 0, 1},  /* 1x1 over a 4-piece concatenation */
+        {32, 32, 22, 22, 3, 1, 3, 3, 1, BZN_ACT_NONE, 0, 1},   /* rfb branch2.2 */
+        {32, 32, 22, 22, 3, 1, 5, 5, 1, BZN_ACT_NONE, 0, 1},   /* rfb branch3.2 */
+        {32, 32, 22, 22, 5, 1, 2, 1, 1, BZN_ACT_NONE, 0, 1},   /* rfb branch3.1 */
+        {96, 32, 44, 44, 3, 1, 1, 1, 3, BZN_ACT_RELU, 1, 1},   /* agg block_33.0 (DIA/DHA) */
+        {32, 3, 44, 44, 3, 1, 1, 1, 1, BZN_ACT_NONE, 0, 1},    /* head */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(be, &cases[i]);
     be->destroy(be);
@@ -207,7 +289,7 @@ START_TEST(conv_blazeneo_shapes) {
 END_TEST
 
 START_TEST(pool_and_upsample_sweep) {
-    bzn_backend *ref = make(0), *be = make(1 + _i);
+    bzn_backend *ref = make_ref(), *be = make_config(_i);
     static const int sizes[][2] = {{1, 1}, {2, 2}, {3, 3}, {7, 5}, {9, 13}, {11, 11}, {44, 22}, {88, 88}};
     static const int pools[][3] = {{2, 2, 0}, {3, 2, 1}};
     for (size_t zi = 0; zi < sizeof sizes / sizeof *sizes; zi++) {
@@ -222,10 +304,10 @@ START_TEST(pool_and_upsample_sweep) {
             const int oh = bzn_out_size(h, k, s, p, 1), ow = bzn_out_size(w, k, s, p, 1);
             if (oh < 1 || ow < 1) continue;
             float *o1 = malloc((size_t)c * oh * ow * sizeof *o1), *o2 = malloc((size_t)c * oh * ow * sizeof *o2);
-            bzn_pool_args a = {x, o1, c, h, w, oh, ow, k, s, p};
-            be->maxpool(be->ctx, &a);
+            bzn_pool_args a = {1, x, o1, 0, 0, c, h, w, oh, ow, k, s, p};
+            backend_pool(be, &a, o1, (size_t)c * h * w, (size_t)c * oh * ow);
             a.out = o2;
-            ref->maxpool(ref->ctx, &a);
+            ck_assert_int_eq(ref->maxpool(ref, &a, NULL), BZN_OK);
             ck_assert_msg(memcmp(o1, o2, (size_t)c * oh * ow * sizeof *o1) == 0, "maxpool %dx%d k%d s%d p%d", h, w, k,
                           s, p);
             free(o1);
@@ -236,10 +318,10 @@ START_TEST(pool_and_upsample_sweep) {
         for (int f = 2; f <= 8; f *= 2) {
             const size_t n = (size_t)c * h * f * w * f;
             float *o1 = malloc(n * sizeof *o1), *o2 = malloc(n * sizeof *o2);
-            bzn_upsample_args a = {x, o1, c, h, w, f};
-            be->upsample(be->ctx, &a);
+            bzn_upsample_args a = {1, x, o1, 0, 0, c, h, w, f};
+            backend_upsample(be, &a, o1, (size_t)c * h * w, n);
             a.out = o2;
-            ref->upsample(ref->ctx, &a);
+            ck_assert_int_eq(ref->upsample(ref, &a, NULL), BZN_OK);
             ck_assert_msg(rel_err(o1, o2, n) < 1e-6, "upsample x%d of %dx%d", f, h, w);
             free(o1);
             free(o2);
@@ -306,15 +388,15 @@ END_TEST
 
 /* int8 convolution: the CPU backend equals the reference bit for bit */
 START_TEST(conv_int8_sweep) {
-    bzn_backend *ref = make(0), *be = make(1 + _i);
+    bzn_backend *ref = make_ref(), *be = make_config(_i);
     static const conv_case cases[] = {
-        {3, 32, 16, 16, 3, 2, 1, 1, 1, BZN_ACT_RELU6, 1}, {14, 24, 7, 7, 3, 1, 1, 1, 2, BZN_ACT_RELU6, 1},
-        {33, 1, 11, 6, 1, 1, 0, 1, 3, BZN_ACT_NONE, 0},   {32, 32, 22, 22, 3, 1, 3, 3, 1, BZN_ACT_NONE, 0},
-        {32, 32, 22, 22, 3, 1, 5, 5, 1, BZN_ACT_NONE, 1}, {32, 32, 22, 22, 5, 1, 2, 1, 1, BZN_ACT_RELU, 0},
-        {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1}, {262, 256, 11, 11, 1, 1, 0, 1, 1, BZN_ACT_RELU6, 1},
-        {64, 3, 78, 14, 3, 1, 1, 1, 1, BZN_ACT_NONE, 0},  {7, 5, 1, 1, 3, 1, 1, 1, 1, BZN_ACT_RELU, 1},
-        {6, 9, 15, 13, 3, 2, 2, 2, 2, BZN_ACT_RELU, 1},   {5, 17, 9, 40, 1, 2, 0, 1, 1, BZN_ACT_NONE, 0},
-        {9, 10, 5, 70, 3, 1, 1, 1, 1, BZN_ACT_RELU6, 1},  {13, 8, 33, 37, 5, 1, 2, 1, 3, BZN_ACT_NONE, 1},
+        {3, 32, 16, 16, 3, 2, 1, 1, 1, BZN_ACT_RELU6, 1, 1}, {14, 24, 7, 7, 3, 1, 1, 1, 2, BZN_ACT_RELU6, 1, 1},
+        {33, 1, 11, 6, 1, 1, 0, 1, 3, BZN_ACT_NONE, 0, 1},   {32, 32, 22, 22, 3, 1, 3, 3, 1, BZN_ACT_NONE, 0, 1},
+        {32, 32, 22, 22, 3, 1, 5, 5, 1, BZN_ACT_NONE, 1, 1}, {32, 32, 22, 22, 5, 1, 2, 1, 1, BZN_ACT_RELU, 0, 1},
+        {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1, 1}, {262, 256, 11, 11, 1, 1, 0, 1, 1, BZN_ACT_RELU6, 1, 1},
+        {64, 3, 78, 14, 3, 1, 1, 1, 1, BZN_ACT_NONE, 0, 1},  {7, 5, 1, 1, 3, 1, 1, 1, 1, BZN_ACT_RELU, 1, 1},
+        {6, 9, 15, 13, 3, 2, 2, 2, 2, BZN_ACT_RELU, 1, 1},   {5, 17, 9, 40, 1, 2, 0, 1, 1, BZN_ACT_NONE, 0, 1},
+        {9, 10, 5, 70, 3, 1, 1, 1, 1, BZN_ACT_RELU6, 1, 1},  {13, 8, 33, 37, 5, 1, 2, 1, 3, BZN_ACT_NONE, 1, 1},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         const conv_case *c = &cases[ci];
@@ -326,8 +408,8 @@ START_TEST(conv_int8_sweep) {
         float *ws = malloc((size_t)c->cout * sizeof *ws), *bias = rand_buf((size_t)c->cout);
         for (size_t i = 0; i < wn; i++) qw[i] = (int8_t)(frand() * 127.5f);
         for (int i = 0; i < c->cout; i++) ws[i] = 0.001f + 0.01f * (frand() + 1);
-        bzn_conv_args a = {.in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh, .out_w = ow,
-                           .bias = c->bias ? bias : NULL, .k = c->k, .stride = c->stride, .pad = c->pad,
+        bzn_conv_args a = {.batch = 1, .in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh,
+                           .out_w = ow, .bias = c->bias ? bias : NULL, .k = c->k, .stride = c->stride, .pad = c->pad,
                            .dilation = c->dil, .act = (bzn_act)c->act, .qweight = qw, .wscale = ws, .in_scale = 0.023f};
         float *pieces[BZN_MAX_SEGMENTS];
         int left = c->cin;
@@ -335,37 +417,40 @@ START_TEST(conv_int8_sweep) {
             int ch = sg == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
             pieces[a.n_in] = rand_buf((size_t)ch * plane);
             for (size_t i = 0; i < (size_t)ch * plane; i++) pieces[a.n_in][i] *= 4; /* some values clip at +-127 */
-            a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch};
+            a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch, 0};
             a.n_in++;
             left -= ch;
         }
-        int failed = 0;
-        void *prep = be->conv_prepare ? be->conv_prepare(be->ctx, &a, &failed) : NULL;
-        ck_assert_int_eq(failed, 0);
-        a.prepared = prep;
-        void *scratch = NULL;
-        size_t sb = be->conv_scratch(be->ctx, &a);
-        if (sb) ck_assert_int_eq(posix_memalign(&scratch, 64, sb), 0);
         float *got = malloc(on * sizeof *got), *want = malloc(on * sizeof *want);
         a.out = got;
-        be->conv(be->ctx, &a, scratch);
+        backend_conv(be, &a, got, 0, on);
         a.out = want;
-        ref->conv(ref->ctx, &a, NULL);
-        ck_assert_msg(memcmp(got, want, on * sizeof *got) == 0, "int8 conv case %zu differs from the reference", ci);
-        if (be->conv_release) be->conv_release(be->ctx, prep);
+        ck_assert_int_eq(ref->conv(ref, &a, NULL, NULL), BZN_OK);
+        ck_assert_msg(memcmp(got, want, on * sizeof *got) == 0, "%s: int8 conv case %zu differs from the reference",
+                      be->name, ci);
         for (int sg = 0; sg < a.n_in; sg++) free(pieces[sg]);
-        free(qw); free(ws); free(bias); free(scratch); free(got); free(want);
+        free(qw); free(ws); free(bias); free(got); free(want);
     }
     ref->destroy(ref);
     be->destroy(be);
 }
 END_TEST
 
-START_TEST(bad_thread_count) {
-    bzn_backend *b = NULL;
+START_TEST(registry) {
+    bzn_backend *b = (bzn_backend *)1;
     bzn_error e;
-    ck_assert_int_eq(bzn_backend_cpu_create(-3, &b, &e), BZN_ERR_ARG);
-    ck_assert_ptr_null(b);
+    const bzn_backend_options bad = {-3, 0};
+    for (int i = 0; i < bzn_backend_count(); i++) {
+        ck_assert_int_eq(bzn_backend_create(bzn_backend_name(i), &bad, &b, &e), BZN_ERR_ARG);
+        ck_assert_ptr_null(b);
+        ck_assert_ptr_nonnull(bzn_backend_description(i));
+    }
+    ck_assert_int_eq(bzn_backend_create("no-such", NULL, &b, &e), BZN_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(e.msg, "unknown backend 'no-such' (this build has: cpu, ref"), "%s", e.msg);
+    ck_assert_ptr_null(bzn_backend_name(bzn_backend_count()));
+    ck_assert_int_eq(bzn_backend_create(NULL, NULL, &b, &e), BZN_OK); /* the default */
+    ck_assert_str_eq(b->name, bzn_backend_name(0));
+    b->destroy(b);
 }
 END_TEST
 
@@ -375,12 +460,12 @@ int main(void) {
     tcase_add_test(tc, ref_conv_known);
     tcase_add_test(tc, ref_upsample_known);
     tcase_add_test(tc, ref_maxpool_known);
-    tc = tu_case(s, "cpu-vs-reference", 600);
-    tcase_add_loop_test(tc, conv_sweep, 0, 2);
-    tcase_add_test(tc, conv_blazeneo_shapes);
-    tcase_add_loop_test(tc, pool_and_upsample_sweep, 0, 2);
-    tcase_add_test(tc, bad_thread_count);
+    tcase_add_test(tc, registry);
+    tc = tu_case(s, "backends-vs-reference", 900);
+    tcase_add_loop_test(tc, conv_sweep, 0, n_configs());
+    tcase_add_loop_test(tc, conv_blazeneo_shapes, 0, bzn_backend_count());
+    tcase_add_loop_test(tc, pool_and_upsample_sweep, 0, n_configs());
     tcase_add_test(tc, s8_gemm_kernels_exact);
-    tcase_add_loop_test(tc, conv_int8_sweep, 0, 2);
+    tcase_add_loop_test(tc, conv_int8_sweep, 0, n_configs());
     return tu_run_suite(s);
 }

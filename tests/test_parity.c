@@ -57,12 +57,12 @@ static int find_layer(const bzn_ctx *c, const char *name) {
     return -1;
 }
 
-static void check_case(const char *name, bzn_backend_kind backend) {
+static void check_case(const char *name, const char *backend) {
     char dir[2048], path[4096];
     snprintf(dir, sizeof dir, "%s/%s", parity_dir, name);
     bzn_error e;
     bzn_convert_report rep;
-    snprintf(path, sizeof path, "%s/model-%d.bzn", dir, (int)backend);
+    snprintf(path, sizeof path, "%s/model-%s.bzn", dir, backend);
     ck_assert_msg(bzn_convert_checkpoint(tu_path(dir, "model.pth"), path, NULL, &rep, &e) == BZN_OK, "%s: %s", name,
                   e.msg);
     bzn_model *m;
@@ -94,7 +94,7 @@ static void check_case(const char *name, bzn_backend_kind backend) {
         ck_assert_int_eq(bzn_logits(c, outs[k].which, &got, &C, &H, &W, &e), BZN_OK);
         ck_assert_int_eq(numel(nd, shape), (size_t)C * H * W);
         double err = range_err(got, want, (size_t)C * H * W);
-        fprintf(stderr, "  %-22s %-4s %-8s rel err %.2e\n", name, o.backend == BZN_BACKEND_CPU ? "cpu" : "ref",
+        fprintf(stderr, "  %-22s %-4s %-8s rel err %.2e\n", name, o.backend,
                 outs[k].file, err);
         ck_assert_msg(err <= RTOL, "%s %s: error %g of the range", name, outs[k].file, err);
         free(want);
@@ -133,7 +133,7 @@ static void check_case(const char *name, bzn_backend_kind backend) {
         compared++;
     }
     closedir(d);
-    fprintf(stderr, "  %-22s %-4s %d modules, worst %s at %.2e\n", name, o.backend == BZN_BACKEND_CPU ? "cpu" : "ref",
+    fprintf(stderr, "  %-22s %-4s %d modules, worst %s at %.2e\n", name, o.backend,
             compared, worst_name, worst);
     ck_assert_int_gt(compared, 100);
     free(got);
@@ -145,9 +145,9 @@ static void check_case(const char *name, bzn_backend_kind backend) {
 static char cases[16][64];
 static int n_cases;
 
-START_TEST(parity_cpu) { check_case(cases[_i], BZN_BACKEND_CPU); }
+START_TEST(parity_cpu) { check_case(cases[_i], "cpu"); }
 END_TEST
-START_TEST(parity_ref) { check_case(cases[_i], BZN_BACKEND_REF); }
+START_TEST(parity_ref) { check_case(cases[_i], "ref"); }
 END_TEST
 
 /* Variants must be told apart by the converter exactly as PyTorch built them. */

@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "blazeneo.h"
+#include "crc32.h"
 #include "testutil.h"
+#include "f16.h"
 #include "wfile.h"
 
 static const bzn_wf_config cfg = {BZN_AGG_LSC, 0, 3, 64, 96, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32.h"
 #include "error.h"
 
 /* ---- little-endian fields ------------------------------------------------------- */
@@ -50,48 +51,6 @@ static int crc_mismatch(uint32_t computed, uint32_t stored) {
 #endif
 }
 
-/* ---- CRC-32 (IEEE 802.3, the zlib/PNG/zip polynomial) ------------------------------- */
-
-/* CRC-32 with the reflected polynomial 0xEDB88320. Short inputs go four bits at a time
- * through a constant 16-entry table; long ones (storages) four bytes at a time through
- * "slicing-by-4" tables built on the stack for the call (a few microseconds, and nothing
- * shared between threads). t[0] is the classic byte table; t[k][n] is the CRC of byte n
- * followed by k zero bytes, so four table lookups advance the CRC by four bytes. */
-static void crc_tables(uint32_t t[4][256]) {
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        t[0][n] = c;
-    }
-    for (uint32_t n = 0; n < 256; n++)
-        for (int k = 1; k < 4; k++) t[k][n] = t[0][t[k - 1][n] & 0xFF] ^ (t[k - 1][n] >> 8);
-}
-
-uint32_t bzn_crc32_update(uint32_t crc, const void *data, size_t len) {
-    static const uint32_t nibble[16] = {
-        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
-        0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
-        0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
-    const uint8_t *p = data;
-    crc = ~crc;
-    if (len >= 4096) {
-        uint32_t t[4][256];
-        crc_tables(t);
-        for (; len >= 4; p += 4, len -= 4) {
-            crc ^= rd32(p);
-            crc = t[3][crc & 0xFF] ^ t[2][(crc >> 8) & 0xFF] ^ t[1][(crc >> 16) & 0xFF] ^ t[0][crc >> 24];
-        }
-    }
-    for (size_t i = 0; i < len; i++) {
-        crc ^= p[i];
-        crc = (crc >> 4) ^ nibble[crc & 15];
-        crc = (crc >> 4) ^ nibble[crc & 15];
-    }
-    return ~crc;
-}
-
-uint32_t bzn_crc32(const void *data, size_t n) { return bzn_crc32_update(0, data, n); }
-
 /* ---- dtypes ------------------------------------------------------------------------ */
 
 size_t bzn_dtype_size(bzn_dtype t) {
@@ -103,8 +62,8 @@ size_t bzn_dtype_size(bzn_dtype t) {
     return 0;
 }
 
-const char *bzn_dtype_name(bzn_dtype t) {
-    switch (t) {
+const char *bzn_weight_dtype_name(int dtype) {
+    switch ((bzn_dtype)dtype) {
     case BZN_DT_F32: return "f32";
     case BZN_DT_F16: return "f16";
     case BZN_DT_I8: return "i8";
@@ -122,47 +81,6 @@ uint64_t bzn_wf_numel(int ndim, const uint32_t *shape) {
     return n;
 }
 
-uint16_t bzn_f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000u;
-    uint32_t mag = x & 0x7FFFFFFFu;
-    if (mag >= 0x7F800000u) /* inf or nan */
-        return (uint16_t)(sign | 0x7C00u | (mag > 0x7F800000u ? 0x200u : 0));
-    if (mag >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u); /* rounds to >= 65520: inf */
-    if (mag < 0x38800000u) {                                     /* subnormal half or zero */
-        if (mag < 0x33000000u) return (uint16_t)sign;            /* below half of the smallest */
-        uint32_t m = (mag & 0x7FFFFFu) | 0x800000u;
-        int shift = 126 - (int)(mag >> 23); /* 14..24 */
-        uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (r & 1))) r++;
-        return (uint16_t)(sign | r);
-    }
-    uint32_t r = (mag >> 13) - (112u << 10); /* rebias exponent 127 -> 15 */
-    uint32_t rem = mag & 0x1FFFu;
-    if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) r++;
-    return (uint16_t)(sign | r);
-}
-
-float bzn_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1F, m = h & 0x3FFu, x;
-    if (e == 0) {
-        if (m == 0) {
-            x = sign;
-        } else { /* subnormal: normalise */
-            int s = 0;
-            while (!(m & 0x400u)) { m <<= 1; s++; }
-            x = sign | (uint32_t)(113 - s) << 23 | (m & 0x3FFu) << 13;
-        }
-    } else if (e == 31) {
-        x = sign | 0x7F800000u | m << 13;
-    } else {
-        x = sign | (e + 112) << 23 | m << 13;
-    }
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
 
 /* ---- header layout (offsets in bytes; FORMAT.md has the table) ------------------ */
 

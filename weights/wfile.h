@@ -84,15 +84,7 @@ bzn_status bzn_wfile_write_stream(FILE *f, const bzn_wf_config *cfg, const bzn_w
 bzn_status bzn_wfile_write(const char *path, const bzn_wf_config *cfg, const bzn_wf_input *t,
                            int count, bzn_error *err);
 
-/* CRC-32 of data (IEEE/zlib polynomial); _update continues a running CRC (start from 0) */
-uint32_t bzn_crc32(const void *data, size_t n);
-uint32_t bzn_crc32_update(uint32_t crc, const void *data, size_t len);
 size_t bzn_dtype_size(bzn_dtype t);
-const char *bzn_dtype_name(bzn_dtype t);
 uint64_t bzn_wf_numel(int ndim, const uint32_t *shape);
-
-/* IEEE half <-> float, round to nearest even. */
-uint16_t bzn_f32_to_f16(float f);
-float bzn_f16_to_f32(uint16_t h);
 
 #endif

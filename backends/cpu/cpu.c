@@ -29,18 +29,23 @@ typedef struct {
     int threads;
     bzn_s8_kernel s8; /* the int8 GEMM kernel this CPU runs best, chosen at run time */
     int f32_direct;   /* FP32 stride-1 convolutions run on the direct AVX-512 kernel (else sgemm) */
+    bzn_host_clock clock;
 } cpu_ctx;
+
+/* An INT8 convolution's weights as the kernel reads them (weights_prepare, once per model):
+ * in K order (ky, kx, group of 4 input channels, channel), missing channels 0, packed. */
+typedef struct {
+    int8_t *a;
+    int32_t *rowsum;
+} cpu_qweights;
 
 /* What a convolution keeps from context creation (conv_prepare), for the direct FP32 and the
  * INT8 block GEMMs: where each k (FP32: input channel and tap; INT8: group of 4 k) starts in
- * the padded input planes, for output pixel 0; INT8 also has its weights packed for the
- * kernel, the per-channel output multipliers and, for strides above 1, where each group
- * lies in a packed tile. */
+ * the padded input planes, for output pixel 0; INT8 also has the per-channel output
+ * multipliers and, for strides above 1, where each group lies in a packed tile. */
 typedef struct {
     size_t *off;    /* FP32: floats; INT8: bytes */
     size_t *toff;   /* INT8, stride > 1: g * 4 NR bytes */
-    int8_t *a;      /* INT8: packed weights */
-    int32_t *rowsum;
     float *mult;    /* INT8: in_scale * wscale[oc] */
 } cpu_qconv;
 
@@ -76,15 +81,15 @@ static size_t qconv_scratch(const bzn_conv_args *a, int threads) {
 }
 
 /* INT8 hand-offs: a's input as planes, slack included */
-static size_t cpu_conv_qin_bytes(void *vctx, const bzn_conv_args *a) {
-    (void)vctx;
+static size_t cpu_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
+    (void)b;
     return planes_end(a, (size_t)qgroups(a), 4);
 }
 
 static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) { return ctx->f32_direct && a->stride == 1; }
 
-static size_t cpu_conv_scratch(void *vctx, const bzn_conv_args *a) {
-    const cpu_ctx *ctx = vctx;
+static size_t cpu_conv_scratch(bzn_backend *b, const bzn_conv_args *a) {
+    const cpu_ctx *ctx = b->ctx;
     if (a->qweight) return qconv_scratch(a, ctx->threads);
     if (cpu_f32_direct(ctx, a)) return planes_end(a, (size_t)a->in_c, sizeof(float)); /* the padded copy */
     if (cpu_is_pointwise(a)) return 0;
@@ -170,44 +175,76 @@ static int gemm_items(const cpu_ctx *ctx, int tiles, int mblocks, int *msplit) {
 
 /* ---- INT8 convolution ----------------------------------------------------------------- */
 
-static void cpu_conv_release(void *vctx, void *prepared) {
-    (void)vctx;
+static void cpu_weights_release(void *weights) {
+    cpu_qweights *w = weights;
+    if (!w) return;
+    free(w->a);
+    free(w->rowsum);
+    free(w);
+}
+
+/* INT8: the weights in K order, packed for the GEMM kernel (FP32 reads them where they lie) */
+static bzn_status cpu_weights_prepare(bzn_backend *b, const bzn_conv_args *a, void **weights, size_t *bytes,
+                                      bzn_error *err) {
+    *weights = NULL;
+    *bytes = 0;
+    if (!a->qweight) return BZN_OK;
+    const int kk = a->k * a->k, cg = qgroups(a), K = 4 * qkg(a);
+    const size_t packed = align64((size_t)bzn_s8_mpad(a->out_c) * K);
+    cpu_qweights *q = calloc(1, sizeof *q);
+    int8_t *w = calloc((size_t)a->out_c * K, 1);
+    if (q) {
+        q->a = aligned_alloc(64, packed);
+        q->rowsum = malloc((size_t)a->out_c * sizeof *q->rowsum);
+    }
+    if (!q || !w || !q->a || !q->rowsum) {
+        free(w);
+        (void)b;
+        cpu_weights_release(q);
+        return bzn_fail(err, BZN_ERR_NOMEM, "out of memory packing int8 weights");
+    }
+    for (int oc = 0; oc < a->out_c; oc++)
+        for (int c = 0; c < a->in_c; c++)
+            for (int t = 0; t < kk; t++)
+                w[(size_t)oc * K + ((size_t)t * cg + c / 4) * 4 + c % 4] = a->qweight[((size_t)oc * a->in_c + c) * kk + t];
+    bzn_s8_pack_a(w, a->out_c, K, q->a, q->rowsum);
+    free(w);
+    *weights = q;
+    *bytes = packed + (size_t)a->out_c * sizeof *q->rowsum;
+    return BZN_OK;
+}
+
+static void cpu_conv_release(bzn_backend *b, void *prepared) {
+    (void)b;
     cpu_qconv *q = prepared;
     if (!q) return;
     free(q->off);
     free(q->toff);
-    free(q->a);
-    free(q->rowsum);
     free(q->mult);
     free(q);
 }
 
 /* The plane offsets of the direct FP32 kernel (k = input channel, tap) or of the INT8 one (k
- * = tap, group of 4 channels); INT8 weights in K order (ky, kx, group of 4 input channels,
- * channel), missing channels 0, packed for the GEMM kernel. */
-static void *cpu_conv_prepare(void *vctx, const bzn_conv_args *a, int *failed) {
-    const cpu_ctx *ctx = vctx;
-    *failed = 0;
-    if (!a->qweight && !cpu_f32_direct(ctx, a)) return NULL; /* sgemm needs nothing */
-    const int kk = a->k * a->k, cg = qgroups(a), K = 4 * qkg(a);
+ * = tap, group of 4 channels), which depend on the input size; INT8: the output multipliers,
+ * which depend on the input's scale. */
+static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void **prepared, bzn_error *err) {
+    const cpu_ctx *ctx = b->ctx;
+    *prepared = NULL;
+    if (!a->qweight && !cpu_f32_direct(ctx, a)) return BZN_OK; /* sgemm needs nothing */
+    const int kk = a->k * a->k, cg = qgroups(a);
     const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
     const int n_off = a->qweight ? qkg(a) : a->in_c * kk;
     cpu_qconv *q = calloc(1, sizeof *q);
-    int8_t *w = a->qweight ? calloc((size_t)a->out_c * K, 1) : NULL;
     if (q) {
         q->off = malloc((size_t)n_off * sizeof *q->off);
         if (a->qweight) {
             q->toff = a->stride == 1 ? NULL : malloc((size_t)n_off * sizeof *q->toff);
-            q->a = aligned_alloc(64, align64((size_t)bzn_s8_mpad(a->out_c) * K));
-            q->rowsum = malloc((size_t)a->out_c * sizeof *q->rowsum);
             q->mult = malloc((size_t)a->out_c * sizeof *q->mult);
         }
     }
-    if (!q || !q->off || (a->qweight && (!w || (a->stride != 1 && !q->toff) || !q->a || !q->rowsum || !q->mult))) {
-        free(w);
-        cpu_conv_release(vctx, q);
-        *failed = 1;
-        return NULL;
+    if (!q || !q->off || (a->qweight && ((a->stride != 1 && !q->toff) || !q->mult))) {
+        cpu_conv_release(b, q);
+        return bzn_fail(err, BZN_ERR_NOMEM, "out of memory preparing a convolution");
     }
     for (int k = 0; k < n_off; k++) {
         /* the channel (group), tap row and tap column of k */
@@ -215,15 +252,9 @@ static void *cpu_conv_prepare(void *vctx, const bzn_conv_args *a, int *failed) {
         q->off[k] = ((size_t)c * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation) * (a->qweight ? 4 : 1);
         if (q->toff) q->toff[k] = (size_t)k * BZN_S8_NR * 4;
     }
-    if (!a->qweight) return q;
-    for (int oc = 0; oc < a->out_c; oc++)
-        for (int c = 0; c < a->in_c; c++)
-            for (int t = 0; t < kk; t++)
-                w[(size_t)oc * K + ((size_t)t * cg + c / 4) * 4 + c % 4] = a->qweight[((size_t)oc * a->in_c + c) * kk + t];
-    bzn_s8_pack_a(w, a->out_c, K, q->a, q->rowsum);
-    free(w);
-    for (int oc = 0; oc < a->out_c; oc++) q->mult[oc] = a->in_scale * a->wscale[oc];
-    return q;
+    for (int oc = 0; a->qweight && oc < a->out_c; oc++) q->mult[oc] = a->in_scale * a->wscale[oc];
+    *prepared = q;
+    return BZN_OK;
 }
 
 /* The padding of padded row `row` (group row / hp, row row % hp) of a's planes: the whole
@@ -337,6 +368,7 @@ static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_
  * that stays in cache) by every 8-row block of weights and write the block's outputs. */
 static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     const cpu_qconv *q = a->prepared;
+    const cpu_qweights *qw = a->weights;
     const int kg = qkg(a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
     const int wp = a->in_w + 2 * a->pad, direct = a->stride == 1;
     const int gw = direct ? wp : a->out_w, tiles = (a->out_h * gw + BZN_S8_NR - 1) / BZN_S8_NR;
@@ -375,7 +407,7 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
             }
             for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
                 const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
-                bzn_s8_block(ctx->s8, kg, q->a + (size_t)mb * kg * BZN_S8_MR * 4, q->rowsum + oc0, rows, b,
+                bzn_s8_block(ctx->s8, kg, qw->a + (size_t)mb * kg * BZN_S8_MR * 4, qw->rowsum + oc0, rows, b,
                              direct ? q->off : q->toff, acc);
                 cpu_qepilogue(ctx, a, q, oc0, rows, n0, gw, acc);
             }
@@ -449,8 +481,7 @@ static void cpu_gemm(int threads, int m, int n, int k, const float *a, int lda, 
     }
 }
 
-static void cpu_conv(void *vctx, const bzn_conv_args *a, void *scratch) {
-    cpu_ctx *ctx = vctx;
+static void cpu_conv1(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     if (a->qweight) {
         cpu_conv_int8(ctx, a, scratch);
         return;
@@ -575,8 +606,7 @@ static inline void pool_channel(const bzn_pool_args *a, const float *x, float *o
     }
 }
 
-static void cpu_maxpool(void *vctx, const bzn_pool_args *a) {
-    cpu_ctx *ctx = vctx;
+static void cpu_maxpool1(const cpu_ctx *ctx, const bzn_pool_args *a) {
 #pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int c = 0; c < a->c; c++) {
         const float *x = a->in + (size_t)c * a->in_h * a->in_w;
@@ -589,8 +619,7 @@ static void cpu_maxpool(void *vctx, const bzn_pool_args *a) {
     }
 }
 
-static void cpu_upsample(void *vctx, const bzn_upsample_args *a) {
-    cpu_ctx *ctx = vctx;
+static void cpu_upsample1(const cpu_ctx *ctx, const bzn_upsample_args *a) {
     enum { CHUNK = 2048 }; /* output columns whose source columns are tabulated at a time */
     const int f = a->factor, oh = a->in_h * f, ow = a->in_w * f;
     const float scale = 1.0f / (float)f; /* PyTorch: src = (dst + 0.5) / f - 0.5, >= 0 */
@@ -628,15 +657,58 @@ static void cpu_upsample(void *vctx, const bzn_upsample_args *a) {
     }
 }
 
+/* batches: frame by frame */
+static bzn_status cpu_conv(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_error *err) {
+    (void)err;
+    for (int n = 0; n < a->batch; n++) {
+        bzn_conv_args f;
+        bzn_conv_frame(a, n, &f);
+        cpu_conv1(b->ctx, &f, scratch);
+    }
+    return BZN_OK;
+}
+
+static bzn_status cpu_maxpool(bzn_backend *b, const bzn_pool_args *a, bzn_error *err) {
+    (void)err;
+    for (int n = 0; n < a->batch; n++) {
+        bzn_pool_args f;
+        bzn_pool_frame(a, n, &f);
+        cpu_maxpool1(b->ctx, &f);
+    }
+    return BZN_OK;
+}
+
+static bzn_status cpu_upsample(bzn_backend *b, const bzn_upsample_args *a, bzn_error *err) {
+    (void)err;
+    for (int n = 0; n < a->batch; n++) {
+        bzn_upsample_args f;
+        bzn_upsample_frame(a, n, &f);
+        cpu_upsample1(b->ctx, &f);
+    }
+    return BZN_OK;
+}
+
+static bzn_status cpu_timers(bzn_backend *b, int n, bzn_error *err) {
+    return bzn_host_clock_init(&((cpu_ctx *)b->ctx)->clock, n, err);
+}
+static bzn_status cpu_mark(bzn_backend *b, int i, bzn_error *err) {
+    return bzn_host_clock_mark(&((cpu_ctx *)b->ctx)->clock, i, err);
+}
+static bzn_status cpu_elapsed(bzn_backend *b, int from, int to, double *ms, bzn_error *err) {
+    return bzn_host_clock_elapsed(&((cpu_ctx *)b->ctx)->clock, from, to, ms, err);
+}
+
 static void single_threaded_blas(void) { openblas_set_num_threads(1); }
 
 static void cpu_destroy(bzn_backend *b) {
     if (!b) return;
+    if (b->ctx) bzn_host_clock_free(&((cpu_ctx *)b->ctx)->clock);
     free(b->ctx);
     free(b);
 }
 
-bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err) {
+bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err) {
+    int threads = opt ? opt->threads : 0;
     bzn_backend *b = calloc(1, sizeof *b);
     cpu_ctx *ctx = calloc(1, sizeof *ctx);
     if (!b || !ctx) {
@@ -669,6 +741,14 @@ bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err
     if (sgemm && !strcmp(sgemm, "1")) ctx->f32_direct = 0;
     b->name = "cpu";
     b->ctx = ctx;
+    b->host_memory = 1;
+    b->threads = ctx->threads;
+    b->alloc = bzn_host_alloc;
+    b->free = bzn_host_free;
+    b->upload = bzn_host_copy;
+    b->download = bzn_host_copy;
+    b->weights_prepare = cpu_weights_prepare;
+    b->weights_release = cpu_weights_release;
     b->conv_prepare = cpu_conv_prepare;
     b->conv_release = cpu_conv_release;
     b->conv_scratch = cpu_conv_scratch;
@@ -676,6 +756,9 @@ bzn_status bzn_backend_cpu_create(int threads, bzn_backend **out, bzn_error *err
     b->conv_qin_bytes = cpu_conv_qin_bytes;
     b->maxpool = cpu_maxpool;
     b->upsample = cpu_upsample;
+    b->timers = cpu_timers;
+    b->mark = cpu_mark;
+    b->elapsed_ms = cpu_elapsed;
     b->destroy = cpu_destroy;
     *out = b;
     return BZN_OK;

@@ -17,15 +17,15 @@ static const float *ref_in_channel(const bzn_conv_args *a, int c) {
     return NULL; /* unreachable for consistent arguments */
 }
 
-static size_t ref_conv_scratch(void *ctx, const bzn_conv_args *a) {
-    (void)ctx;
+static size_t ref_conv_scratch(bzn_backend *b, const bzn_conv_args *a) {
+    (void)b;
     (void)a;
     return 0;
 }
 
 /* INT8 hand-offs: the reference's int8 layout is the plain one, [C][H][W] int8 values */
-static size_t ref_conv_qin_bytes(void *ctx, const bzn_conv_args *a) {
-    (void)ctx;
+static size_t ref_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
+    (void)b;
     return (size_t)a->in_c * a->in_h * a->in_w;
 }
 
@@ -33,9 +33,7 @@ static size_t ref_conv_qin_bytes(void *ctx, const bzn_conv_args *a) {
  * the image. FP32: double sums of float products, bias first. INT8: the products of the
  * quantized input and weights (exact integers, also in a double), then the float epilogue
  * acc * in_scale * wscale[oc] + bias. */
-static void ref_conv(void *ctx, const bzn_conv_args *a, void *scratch) {
-    (void)ctx;
-    (void)scratch;
+static void ref_conv1(const bzn_conv_args *a) {
     const int k = a->k, int8 = a->qweight != NULL;
     const float inv = int8 ? 1.0f / a->in_scale : 0.0f;
     for (int oc = 0; oc < a->out_c; oc++) {
@@ -73,8 +71,7 @@ static void ref_conv(void *ctx, const bzn_conv_args *a, void *scratch) {
     }
 }
 
-static void ref_maxpool(void *ctx, const bzn_pool_args *a) {
-    (void)ctx;
+static void ref_maxpool1(const bzn_pool_args *a) {
     for (int c = 0; c < a->c; c++)
         for (int oy = 0; oy < a->out_h; oy++)
             for (int ox = 0; ox < a->out_w; ox++) {
@@ -101,8 +98,7 @@ static void ref_src_index(int dst, int factor, int in, int *i0, int *i1, float *
     *l1 = src - (float)i;
 }
 
-static void ref_upsample(void *ctx, const bzn_upsample_args *a) {
-    (void)ctx;
+static void ref_upsample1(const bzn_upsample_args *a) {
     int oh = a->in_h * a->factor, ow = a->in_w * a->factor;
     for (int c = 0; c < a->c; c++) {
         const float *x = a->in + (size_t)c * a->in_h * a->in_w;
@@ -122,17 +118,79 @@ static void ref_upsample(void *ctx, const bzn_upsample_args *a) {
     }
 }
 
-static void ref_destroy(bzn_backend *b) { free(b); }
+/* batches: frame by frame */
+static bzn_status ref_conv(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_error *err) {
+    (void)b;
+    (void)scratch;
+    (void)err;
+    for (int n = 0; n < a->batch; n++) {
+        bzn_conv_args f;
+        bzn_conv_frame(a, n, &f);
+        ref_conv1(&f);
+    }
+    return BZN_OK;
+}
 
-bzn_status bzn_backend_ref_create(bzn_backend **out, bzn_error *err) {
+static bzn_status ref_maxpool(bzn_backend *b, const bzn_pool_args *a, bzn_error *err) {
+    (void)b;
+    (void)err;
+    for (int n = 0; n < a->batch; n++) {
+        bzn_pool_args f;
+        bzn_pool_frame(a, n, &f);
+        ref_maxpool1(&f);
+    }
+    return BZN_OK;
+}
+
+static bzn_status ref_upsample(bzn_backend *b, const bzn_upsample_args *a, bzn_error *err) {
+    (void)b;
+    (void)err;
+    for (int n = 0; n < a->batch; n++) {
+        bzn_upsample_args f;
+        bzn_upsample_frame(a, n, &f);
+        ref_upsample1(&f);
+    }
+    return BZN_OK;
+}
+
+static bzn_status ref_timers(bzn_backend *b, int n, bzn_error *err) { return bzn_host_clock_init(b->ctx, n, err); }
+static bzn_status ref_mark(bzn_backend *b, int i, bzn_error *err) { return bzn_host_clock_mark(b->ctx, i, err); }
+static bzn_status ref_elapsed(bzn_backend *b, int from, int to, double *ms, bzn_error *err) {
+    return bzn_host_clock_elapsed(b->ctx, from, to, ms, err);
+}
+
+static void ref_destroy(bzn_backend *b) {
+    if (!b) return;
+    bzn_host_clock_free(b->ctx);
+    free(b->ctx);
+    free(b);
+}
+
+bzn_status bzn_backend_ref_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err) {
+    (void)opt; /* one thread, one device */
     bzn_backend *b = calloc(1, sizeof *b);
-    if (!b) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory creating the reference backend");
+    bzn_host_clock *clock = calloc(1, sizeof *clock);
+    if (!b || !clock) {
+        free(b);
+        free(clock);
+        return bzn_fail(err, BZN_ERR_NOMEM, "out of memory creating the reference backend");
+    }
     b->name = "ref";
+    b->ctx = clock;
+    b->host_memory = 1;
+    b->threads = 1;
+    b->alloc = bzn_host_alloc;
+    b->free = bzn_host_free;
+    b->upload = bzn_host_copy;
+    b->download = bzn_host_copy;
     b->conv_scratch = ref_conv_scratch;
     b->conv = ref_conv;
     b->conv_qin_bytes = ref_conv_qin_bytes;
     b->maxpool = ref_maxpool;
     b->upsample = ref_upsample;
+    b->timers = ref_timers;
+    b->mark = ref_mark;
+    b->elapsed_ms = ref_elapsed;
     b->destroy = ref_destroy;
     *out = b;
     return BZN_OK;

@@ -15,10 +15,9 @@
 #include "error.h"
 #include "layers.h"
 
-bzn_status bzn_network_build(bzn_model *m, int create, int height, int width, int run_aux, bzn_graph *g,
+bzn_status bzn_network_build(const bzn_wf_config *cfg, int height, int width, int run_aux, bzn_graph *g,
                              bzn_error *err) {
-    const bzn_wf_config *cfg = &m->wf.config;
-    bzn_builder b = {.g = g, .model = m, .create = create, .status = BZN_OK, .err = err};
+    bzn_builder b = {.g = g, .status = BZN_OK, .err = err};
     memset(g, 0, sizeof *g);
     g->height = height;
     g->width = width;

@@ -10,9 +10,6 @@
 #define BZN_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define BZN_PRINTF(a, b)
-/* The text of an errno value, thread-safe (POSIX strerror_r): into buf, which is returned. */
-const char *bzn_errno_text(int errnum, char *buf, size_t len);
-
 #endif
 
 /* Sets err (when not NULL) to status and the formatted message; returns status. */

@@ -1,0 +1,31 @@
+/*
+ * weightcache.h - the forms of a model's convolution weights that contexts run, made once
+ * per model and backend and shared by every context of that model on that backend (as ncnn
+ * separates upload_model from create_pipeline): the int8 weights of an INT8 context (the
+ * file's own, or quantized here from the floats), the floats of an FP32 context (the
+ * model's, or dequantized here from an INT8 file), and the backend's prepared form of
+ * either (packed, or in device memory). Each form is made on first use, under the model's
+ * lock, and lives until the model is freed: contexts hold only activations and scratch.
+ */
+#ifndef BZN_WEIGHTCACHE_H
+#define BZN_WEIGHTCACHE_H
+
+#include "backend.h"
+#include "graph.h"
+#include "model.h"
+
+typedef struct {
+    const float *weight;   /* FP32 (NULL for INT8) */
+    const int8_t *qweight; /* INT8: [out][in][k][k], per-output-channel symmetric (NULL for FP32) */
+    const float *wscale;   /* INT8: [out] */
+    const void *prepared;  /* the backend's form (weights_prepare), or NULL */
+} bzn_conv_form;
+
+/* The form of convolution `cw` (one of m->convs) that a context on backend `b` runs, at
+ * INT8 when `int8`, else FP32. Thread-safe. */
+bzn_status bzn_weights_get(const bzn_model *m, bzn_backend *b, const bzn_conv_weights *cw, int int8, bzn_conv_form *out,
+                           bzn_error *err);
+/* Free every form (bzn_model_free). */
+void bzn_weights_free_all(bzn_model *m);
+
+#endif
