@@ -4,8 +4,9 @@
  * The engine owns the graph and the memory plan (which bytes of the activation arena each
  * tensor lives in, and when); a backend owns the memory itself and runs operations on it.
  *   - Memory: the arena and scratch space are allocated by the backend (alloc/free) in its
- *     own memory; bytes cross with upload/download. A backend whose memory is the host's
- *     (host_memory = 1: cpu, ref) lets the engine read and write it in place, with no copies.
+ *     own memory; bytes cross with upload/download (a backend may take the uint8 frame and
+ *     pre-process it itself). A backend whose memory is the host's (host_memory = 1: cpu,
+ *     ref) lets the engine read and write it in place, with no copies.
  *   - Every entry point that can fail returns a bzn_status and fills the bzn_error with the
  *     backend's own words; the engine passes it up to the caller (bzn_run_* return it).
  *   - Plan once, run many: every operation's arguments are made once, at context creation,
@@ -152,6 +153,13 @@ struct bzn_backend {
     bzn_status (*conv)(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_error *err);
     bzn_status (*maxpool)(bzn_backend *b, const bzn_pool_args *a, bzn_error *err);
     bzn_status (*upsample)(bzn_backend *b, const bzn_upsample_args *a, bzn_error *err);
+
+    /* ---- optional: a frame's pre-processing on the backend, so that only its uint8 pixels
+     * cross: the RGB frame (host memory, any size) resized as PIL's antialiased bilinear and
+     * normalised, (v / 255 - mean) / std, into `input` (3 x height x width floats of the
+     * backend's memory). Absent: the engine does it on the host and uploads the floats. ---- */
+    bzn_status (*preprocess)(bzn_backend *b, const bzn_frame *frame, const float mean[3], const float std[3],
+                             float *input, int height, int width, bzn_error *err);
 
     /* ---- the whole plan (optional: else the engine calls the ops in order) ---- */
     bzn_status (*run)(bzn_backend *b, const bzn_plan *p, bzn_error *err);

@@ -48,7 +48,7 @@ static void help(void) {
            "  network alone  bzn_run_tensor on the preprocessed input (what PyTorch scripts time)\n"
            "reported as min / median / mean / p90 / p99 / max in ms, and FPS = batch * 1000 / median.\n\n"
            "  -m, --model FILE     weight file\n"
-           "  -b, --backend B      the backend (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+           "  -b, --backend B      the backend:\n");
     cli_backend_help(stdout, 21);
     printf(CLI_PRECISION_HELP
            "  -s, --size SIZE      network input size, multiple of 32 (default: the model's, 352)\n"

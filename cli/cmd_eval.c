@@ -38,7 +38,7 @@ static void help(void) {
            "  --images DIR            the frames (.jpg/.jpeg/.png/.bmp by name; JPEG is decoded)\n"
            "  --masks DIR             colour masks, matched to frames by file stem: frame abc.jpeg\n"
            "                          goes with mask abc.<any extension>\n"
-           "  -b, --backend B         the backend; repeat to compare (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+           "  -b, --backend B         the backend; repeat to compare:\n");
     cli_backend_help(stdout, 24);
     printf("  -p, --precision P       fp32 (default) or int8; repeat to compare precisions\n"
            "  --calib CACHE           INT8 with an FP32 model: a calibration cache\n"

@@ -16,7 +16,7 @@ static void help(void) {
            "  -s, --size SIZE    network input size, multiple of 32 (default: the model's, 352)\n"
            "  --overlay          also DIR/<stem>_overlay.png: the frame blended with the mask\n"
            "  --aux              also DIR/<stem>_aux.png: the auxiliary head's polyp probability\n"
-           "  -b, --backend B    the backend (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+           "  -b, --backend B    the backend:\n");
     cli_backend_help(stdout, 19);
     printf("  -t, --threads N    CPU threads (default: all)\n"
            CLI_PRECISION_HELP

@@ -46,7 +46,7 @@ static void help(void) {
            "  -W, --width N       frame width in pixels\n"
            "  -H, --height N      frame height in pixels\n"
            "  -s, --size SIZE     network input size, multiple of 32 (default: the model's, 352)\n"
-           "  -b, --backend B     the backend (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+           "  -b, --backend B     the backend:\n");
     cli_backend_help(stdout, 20);
     printf(CLI_PRECISION_HELP
            "  -t, --threads N     CPU threads (default: all)\n"

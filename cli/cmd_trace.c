@@ -19,7 +19,7 @@ static void help(void) {
            "  -m, --model FILE   weight file\n"
            "  -o, --output DIR   output folder (created if missing)\n"
            "  -s, --size SIZE    network input size (default: the model's)\n"
-           "  -b, --backend B    the backend (this build: %s; default %s):\n", cli_backend_list(), bzn_backend_name(0));
+           "  -b, --backend B    the backend:\n");
     cli_backend_help(stdout, 19);
     printf(CLI_PRECISION_HELP
            "  -h, --help         this help\n");

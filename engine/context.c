@@ -46,6 +46,7 @@ struct bzn_ctx {
     bzn_resizer *resizer;  /* the resize's plans and buffers, kept while frames keep their size */
     int threads;           /* for the engine's own loops (resize, class map) */
     int frames_run;        /* frames of the last run with results (0: none) */
+    int input_on_device;   /* the backend pre-processed the last frames: host_input is stale */
     bzn_error run_error;   /* why the last run has no result (status BZN_OK: it has) */
     int profiling;
     double *layer_ms;      /* per node: accumulated time measured by the backend's timers */
@@ -386,12 +387,13 @@ static bzn_status execute(bzn_ctx *c, bzn_error *err) {
     return s;
 }
 
-/* The input tensor of `frames` frames is in host_input: upload it, run, collect. A failure
- * is kept, so that later output calls can say why there is no result. */
+/* The input tensor of `frames` frames is in host_input (or, input_on_device, already in the
+ * backend's memory): upload it, run, collect. A failure is kept, so that later output calls
+ * can say why there is no result. */
 static bzn_status run_frames(bzn_ctx *c, int frames, bzn_error *err) {
     bzn_status s = BZN_OK;
     const size_t in_bytes = (size_t)3 * c->g.height * c->g.width * sizeof(float);
-    for (int f = 0; s == BZN_OK && !c->backend->host_memory && f < frames; f++)
+    for (int f = 0; s == BZN_OK && !c->backend->host_memory && !c->input_on_device && f < frames; f++)
         s = c->backend->upload(c->backend, buf_ptr(c, c->g.input_buf) + f * c->frame_floats,
                                c->host_input + (size_t)f * 3 * c->g.height * c->g.width, in_bytes, &c->run_error);
     if (s == BZN_OK) s = execute(c, &c->run_error);
@@ -409,6 +411,7 @@ static float *host_frame(const bzn_ctx *c, int f) {
 
 static void begin_run(bzn_ctx *c) {
     c->frames_run = 0; /* until this run completes: never answer with an older frame */
+    c->input_on_device = 0;
     c->run_error.status = BZN_OK;
     c->run_error.msg[0] = '\0';
 }
@@ -423,9 +426,6 @@ bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err) {
 
 /* torchvision's ToTensor then Normalize: (v / 255 - mean) / std, HWC -> CHW */
 static bzn_status preprocess(bzn_ctx *c, const bzn_frame *fr, float *x, bzn_error *err) {
-    if (!fr->rgb || fr->width < 1 || fr->height < 1 || (int64_t)fr->stride < 3 * (int64_t)fr->width)
-        return bzn_fail(err, BZN_ERR_ARG, "invalid frame geometry %dx%d, stride %d%s", fr->width, fr->height, fr->stride,
-                        fr->rgb ? "" : " (NULL pixels)");
     const int H = c->g.height, W = c->g.width;
     bzn_status s = bzn_resizer_run(c->resizer, fr->rgb, fr->width, fr->height, fr->stride, 3, c->resized, W, H,
                                    c->threads, err);
@@ -445,9 +445,25 @@ bzn_status bzn_run_rgb_batch(bzn_ctx *c, const bzn_frame *frames, int n, bzn_err
     if (n < 1 || n > c->batch)
         return bzn_fail(err, BZN_ERR_ARG, "%d frames for a context of batch %d (1 to %d)", n, c->batch, c->batch);
     for (int f = 0; f < n; f++) {
-        bzn_status s = preprocess(c, &frames[f], host_frame(c, f), err);
+        const bzn_frame *fr = &frames[f];
+        if (!fr->rgb || fr->width < 1 || fr->height < 1 || (int64_t)fr->stride < 3 * (int64_t)fr->width)
+            return bzn_fail(err, BZN_ERR_ARG, "invalid frame geometry %dx%d, stride %d%s", fr->width, fr->height,
+                            fr->stride, fr->rgb ? "" : " (NULL pixels)");
+    }
+    bzn_backend *be = c->backend;
+    const bzn_wf_config *cfg = &c->model->wf.config;
+    for (int f = 0; f < n; f++) {
+        bzn_status s;
+        if (be->preprocess) { /* only the frame's uint8 pixels cross */
+            s = be->preprocess(be, &frames[f], cfg->mean, cfg->std, buf_ptr(c, c->g.input_buf) + f * c->frame_floats,
+                               c->g.height, c->g.width, &c->run_error);
+            if (s != BZN_OK && err) *err = c->run_error;
+        } else {
+            s = preprocess(c, &frames[f], host_frame(c, f), err);
+        }
         if (s != BZN_OK) return s;
     }
+    c->input_on_device = be->preprocess != NULL;
     return run_frames(c, n, err);
 }
 
@@ -654,5 +670,13 @@ bzn_status bzn_ctx_layer_time(const bzn_ctx *c, int i, double *total_ms, int64_t
 }
 
 const float *bzn_ctx_input(const bzn_ctx *c) {
-    return c && (c->frames_run > 0 || c->run_error.status == BZN_ERR_NONFINITE) ? c->host_input : NULL;
+    if (!c || !(c->frames_run > 0 || c->run_error.status == BZN_ERR_NONFINITE)) return NULL;
+    if (c->input_on_device && !c->backend->host_memory) { /* made by the backend: fetched when asked for */
+        bzn_ctx *m = (bzn_ctx *)c; /* a cache of the backend's tensor: the context's state does not change */
+        if (m->backend->download(m->backend, m->host_input, buf_ptr(c, c->g.input_buf),
+                                 (size_t)3 * c->g.height * c->g.width * sizeof(float), NULL) != BZN_OK)
+            return NULL;
+        m->input_on_device = 0;
+    }
+    return c->host_input;
 }

@@ -11,7 +11,6 @@
  * b' = beta - s * mean.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,19 +28,7 @@ typedef struct {
     bzn_error *err;
 } folder;
 
-static bzn_status fold_fail(folder *b, bzn_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bzn_status fold_fail(folder *b, bzn_status s, const char *fmt, ...) {
-    if (b->status != BZN_OK) return b->status; /* keep the first error */
-    b->status = s;
-    if (b->err) {
-        va_list ap;
-        va_start(ap, fmt);
-        b->err->status = s;
-        vsnprintf(b->err->msg, sizeof b->err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
+#define fold_fail(b, ...) bzn_fail_first(&(b)->status, (b)->err, __VA_ARGS__)
 
 /* Find a tensor, check its shape, mark it used. */
 static const bzn_wf_tensor *get_tensor(folder *b, const char *name, int ndim, const int *shape) {

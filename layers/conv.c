@@ -4,25 +4,11 @@
  * which activation). The model folds the BatchNorm into its weights when it is loaded
  * (engine/fold.c), and the activation is applied as the output is written.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "error.h"
 #include "layers.h"
-
-bzn_status bzn_builder_fail(bzn_builder *b, bzn_status s, const char *fmt, ...) {
-    if (b->status != BZN_OK) return b->status; /* keep the first error */
-    b->status = s;
-    if (b->err) {
-        va_list ap;
-        va_start(ap, fmt);
-        b->err->status = s;
-        vsnprintf(b->err->msg, sizeof b->err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
 
 int bzn_builder_buffer(bzn_builder *b, int c, int h, int w) {
     int i = bzn_graph_buffer(b->g, c, h, w);

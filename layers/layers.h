@@ -8,6 +8,7 @@
 #ifndef BZN_LAYERS_H
 #define BZN_LAYERS_H
 
+#include "error.h"
 #include "graph.h"
 
 typedef struct {
@@ -22,8 +23,8 @@ typedef struct {
 } bzn_dst;
 #define BZN_DST_NEW ((bzn_dst){-1, 0})
 
-bzn_status bzn_builder_fail(bzn_builder *b, bzn_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* the first error sticks (util/error.h) */
+#define bzn_builder_fail(b, ...) bzn_fail_first(&(b)->status, (b)->err, __VA_ARGS__)
 /* allocate a destination buffer, recording out of memory in the builder */
 int bzn_builder_buffer(bzn_builder *b, int c, int h, int w);
 

@@ -1,7 +1,8 @@
 /*
  * test_backend.c - the engine over its backend interface:
  *   - a backend whose memory is not the host's (a wrapper around the CPU backend that copies
- *     on upload and download, and runs whole plans) gives the CPU backend's logits bit for bit;
+ *     on upload and download, runs whole plans and pre-processes frames itself) gives the CPU
+ *     backend's logits bit for bit;
  *   - a fault-injecting wrapper fails each entry point at its first, second and last call:
  *     the backend's words reach the caller of bzn_ctx_create or bzn_run_* with the backend's
  *     status, later output calls say why there is no result, and nothing leaks (ASan);
@@ -24,17 +25,17 @@ static bzn_model *model;
 /* ---- the wrapper: the CPU backend behind device-style memory, with faults ---------------- */
 
 enum { E_ALLOC, E_UPLOAD, E_DOWNLOAD, E_WEIGHTS, E_PREPARE, E_CONV, E_POOL, E_UPSAMPLE, E_RUN, E_SYNC, E_TIMERS, E_MARK,
-       E_ELAPSED, N_ENTRY };
+       E_ELAPSED, E_PREPROCESS, N_ENTRY };
 static const char *entry_name[N_ENTRY] = {"alloc", "upload",  "download", "weights_prepare", "conv_prepare",
                                           "conv",  "maxpool", "upsample", "run",             "synchronize",
-                                          "timers", "mark",   "elapsed_ms"};
+                                          "timers", "mark",   "elapsed_ms", "preprocess"};
 
 typedef struct {
     bzn_backend *inner; /* the CPU backend */
     long calls[N_ENTRY];
     int fail_entry;     /* -1: none */
     long fail_at;       /* fail the fail_at-th call (1-based) */
-    int use_run;        /* offer run() (whole plans) */
+    int use_run;        /* offer run() (whole plans) and preprocess() (frames uploaded as uint8) */
 } fault_ctx;
 
 static long counted[N_ENTRY]; /* calls seen by the last wrapper destroyed */
@@ -122,6 +123,20 @@ static bzn_status f_elapsed(bzn_backend *b, int from, int to, double *ms, bzn_er
     FAULT(E_ELAPSED);
     return INNER(b)->elapsed_ms(INNER(b), from, to, ms, err);
 }
+/* as a GPU would do it on the device: PIL's resize, then (v / 255 - mean) / std */
+static bzn_status f_preprocess(bzn_backend *b, const bzn_frame *fr, const float mean[3], const float std[3], float *input,
+                               int height, int width, bzn_error *err) {
+    FAULT(E_PREPROCESS);
+    uint8_t *px = malloc((size_t)3 * height * width);
+    if (!px) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    bzn_status s = bzn_resize_bilinear(fr->rgb, fr->width, fr->height, fr->stride, 3, px, width, height, err);
+    const size_t plane = (size_t)height * width;
+    for (int ch = 0; s == BZN_OK && ch < 3; ch++)
+        for (size_t i = 0; i < plane; i++) input[ch * plane + i] = ((float)px[3 * i + ch] / 255.0f - mean[ch]) / std[ch];
+    free(px);
+    return s;
+}
+
 static void f_destroy(bzn_backend *b) {
     fault_ctx *f = b->ctx;
     memcpy(counted, f->calls, sizeof counted);
@@ -132,7 +147,7 @@ static void f_destroy(bzn_backend *b) {
 
 /* a "fault" backend: the CPU one with non-host memory semantics, failing call fail_at of
  * entry point fail_entry (-1: never) */
-static bzn_backend *make_fault(int fail_entry, long fail_at, int use_run) {
+static bzn_backend *make_fault(int fail_entry, long fail_at, int use_run, int device) {
     bzn_backend *b = calloc(1, sizeof *b);
     fault_ctx *f = calloc(1, sizeof *f);
     bzn_error e;
@@ -142,6 +157,7 @@ static bzn_backend *make_fault(int fail_entry, long fail_at, int use_run) {
     f->use_run = use_run;
     *b = (bzn_backend){.name = "fault",
                        .ctx = f,
+                       .device = device, /* weights are prepared once per model, backend and device */
                        .host_memory = 0,
                        .threads = f->inner->threads,
                        .alloc = f_alloc,
@@ -158,6 +174,7 @@ static bzn_backend *make_fault(int fail_entry, long fail_at, int use_run) {
                        .maxpool = f_pool,
                        .upsample = f_upsample,
                        .run = use_run ? f_run : NULL,
+                       .preprocess = use_run ? f_preprocess : NULL,
                        .synchronize = f_sync,
                        .timers = f_timers,
                        .mark = f_mark,
@@ -248,7 +265,7 @@ START_TEST(non_host_memory_matches_cpu) {
             bzn_ctx *cpu, *dev;
             bzn_error e;
             ck_assert_int_eq(bzn_ctx_create(model, &o, &cpu, &e), BZN_OK);
-            ck_assert_msg(bzn_ctx_create_on(model, &o, make_fault(-1, 0, use_run), &dev, &e) == BZN_OK, "%s", e.msg);
+            ck_assert_msg(bzn_ctx_create_on(model, &o, make_fault(-1, 0, use_run, 0), &dev, &e) == BZN_OK, "%s", e.msg);
             ck_assert_str_eq(bzn_ctx_backend(dev), "fault");
             bzn_ctx_set_profiling(dev, use_run);
             ck_assert_int_eq(bzn_run_rgb(cpu, px, 90, 70, 270, &e), BZN_OK);
@@ -291,71 +308,68 @@ START_TEST(non_host_memory_matches_cpu) {
 }
 END_TEST
 
-/* Each entry point fails at its first, second and last call of a create + run + inspect
- * sequence: the status and the backend's words reach the caller, nothing leaks. */
+/* Each entry point fails at its first, second and last call of a create + run (profiled,
+ * plain, from a tensor) sequence: the status and the backend's words reach the caller,
+ * nothing leaks. */
 START_TEST(faults_reach_the_caller) {
     int ns;
     bzn_tensor_scale *scales = fake_scales(&ns);
     uint8_t *px = test_frame(50, 40, 9);
-    for (int int8 = 0; int8 < 2; int8++)
-        for (int use_run = 0; use_run < 2; use_run++) {
-            bzn_ctx_options o = small_options(int8, scales, ns);
-            /* count every entry point's calls in a clean pass (its own model: weights are
-               prepared once per model and backend, so the count depends on the first) */
-            long total[N_ENTRY];
-            {
-                bzn_model *m;
-                bzn_error e;
-                ck_assert_int_eq(bzn_model_open(shipped(), &m, &e), BZN_OK);
-                bzn_ctx *c;
-                ck_assert_int_eq(bzn_ctx_create_on(m, &o, make_fault(-1, 0, use_run), &c, &e), BZN_OK);
-                bzn_ctx_set_profiling(c, 1);
-                ck_assert_int_eq(bzn_run_rgb(c, px, 50, 40, 150, &e), BZN_OK);
-                bzn_ctx_set_profiling(c, 0);
-                ck_assert_int_eq(bzn_run_rgb(c, px, 50, 40, 150, &e), BZN_OK);
-                bzn_ctx_free(c);
-                bzn_model_free(m);
-                memcpy(total, counted, sizeof total);
-            }
-            int injected = 0;
-            for (int entry = 0; entry < N_ENTRY; entry++) {
-                if (entry == E_RUN && !use_run) continue;
-                ck_assert_msg(total[entry] > 0, "%s never called", entry_name[entry]);
-                const long at[3] = {1, 2, total[entry]};
-                for (int k = 0; k < 3; k++) {
-                    if (at[k] > total[entry] || (k == 2 && at[2] <= 2)) continue;
-                    bzn_model *m;
-                    bzn_error e;
-                    ck_assert_int_eq(bzn_model_open(shipped(), &m, &e), BZN_OK);
-                    bzn_ctx *c = NULL;
-                    memset(&e, 0, sizeof e);
-                    bzn_status s = bzn_ctx_create_on(m, &o, make_fault(entry, at[k], use_run), &c, &e);
-                    if (s == BZN_OK) {
-                        bzn_ctx_set_profiling(c, 1);
-                        s = bzn_run_rgb(c, px, 50, 40, 150, &e);
-                        bzn_ctx_set_profiling(c, 0);
-                        if (s == BZN_OK) s = bzn_run_rgb(c, px, 50, 40, 150, &e);
-                        if (s != BZN_OK) { /* the outputs say why there are none */
-                            uint8_t cls[40 * 50];
-                            bzn_error e2;
-                            ck_assert_int_eq(bzn_class_map(c, cls, 50, 40, &e2), BZN_ERR_BACKEND);
-                            ck_assert_msg(strstr(e2.msg, "last run failed: injected failure"), "%s", e2.msg);
-                        }
+    float *zeros = calloc(3 * 64 * 64, sizeof *zeros);
+    int device = 100; /* a fresh device number: weights not yet prepared for it */
+    for (int int8 = 0; int8 < 2; int8++) {
+        bzn_ctx_options o = small_options(int8, scales, ns);
+        /* count every entry point's calls in a clean pass; whole-plan runs and the backend's
+           own pre-processing, with one profiled run (op by op, timers) among them */
+        long total[N_ENTRY];
+        bzn_error e;
+        bzn_ctx *c;
+        ck_assert_int_eq(bzn_ctx_create_on(model, &o, make_fault(-1, 0, 1, device++), &c, &e), BZN_OK);
+        bzn_ctx_set_profiling(c, 1);
+        ck_assert_int_eq(bzn_run_rgb(c, px, 50, 40, 150, &e), BZN_OK);
+        bzn_ctx_set_profiling(c, 0);
+        ck_assert_int_eq(bzn_run_rgb(c, px, 50, 40, 150, &e), BZN_OK);
+        ck_assert_int_eq(bzn_run_tensor(c, zeros, &e), BZN_OK);
+        bzn_ctx_free(c);
+        memcpy(total, counted, sizeof total);
+        int injected = 0;
+        for (int entry = 0; entry < N_ENTRY; entry++) {
+            ck_assert_msg(total[entry] > 0, "%s never called", entry_name[entry]);
+            const long at[3] = {1, 2, total[entry]};
+            for (int k = 0; k < 3; k++) {
+                if (at[k] > total[entry] || (k == 2 && at[2] <= 2)) continue;
+                /* where the weights' preparation is to fail, a device they were never
+                   prepared for */
+                const int dev = entry == E_WEIGHTS ? device++ : 0;
+                c = NULL;
+                memset(&e, 0, sizeof e);
+                bzn_status s = bzn_ctx_create_on(model, &o, make_fault(entry, at[k], 1, dev), &c, &e);
+                if (s == BZN_OK) {
+                    bzn_ctx_set_profiling(c, 1);
+                    s = bzn_run_rgb(c, px, 50, 40, 150, &e);
+                    bzn_ctx_set_profiling(c, 0);
+                    if (s == BZN_OK) s = bzn_run_rgb(c, px, 50, 40, 150, &e);
+                    if (s == BZN_OK) s = bzn_run_tensor(c, zeros, &e);
+                    if (s != BZN_OK) { /* the outputs say why there are none */
+                        uint8_t cls[40 * 50];
+                        bzn_error e2;
+                        ck_assert_int_eq(bzn_class_map(c, cls, 50, 40, &e2), BZN_ERR_BACKEND);
+                        ck_assert_msg(strstr(e2.msg, "last run failed: injected failure"), "%s", e2.msg);
                     }
-                    ck_assert_msg(s == BZN_ERR_BACKEND, "int8 %d run %d: %s call %ld: status %d (%s)", int8, use_run,
-                                  entry_name[entry], at[k], s, e.msg);
-                    char want[96];
-                    snprintf(want, sizeof want, "injected failure in %s (call %ld)", entry_name[entry], at[k]);
-                    ck_assert_msg(strstr(e.msg, want), "%s: '%s'", want, e.msg);
-                    bzn_ctx_free(c);
-                    bzn_model_free(m);
-                    injected++;
                 }
+                ck_assert_msg(s == BZN_ERR_BACKEND, "int8 %d: %s call %ld: status %d (%s)", int8, entry_name[entry], at[k],
+                              s, e.msg);
+                char want[96];
+                snprintf(want, sizeof want, "injected failure in %s (call %ld)", entry_name[entry], at[k]);
+                ck_assert_msg(strstr(e.msg, want), "%s: '%s'", want, e.msg);
+                bzn_ctx_free(c);
+                injected++;
             }
-            fprintf(stderr, "  int8 %d, whole-plan run %d: %d injected failures reached the caller\n", int8, use_run,
-                    injected);
         }
+        fprintf(stderr, "  int8 %d: %d injected failures reached the caller\n", int8, injected);
+    }
     free(px);
+    free(zeros);
     free_scales(scales, ns);
 }
 END_TEST
@@ -376,6 +390,7 @@ START_TEST(batch_equals_single_frames) {
     for (int bi = 0; bi < bzn_backend_count(); bi++)
         for (int int8 = 0; int8 < 2; int8++) {
             bzn_ctx_options o = small_options(int8, scales, ns);
+            o.height = o.width = 32; /* the smallest size: the reference backend is slow */
             o.backend = bzn_backend_name(bi);
             bzn_ctx *one, *many;
             bzn_error e;
@@ -398,10 +413,10 @@ START_TEST(batch_equals_single_frames) {
             }
             ck_assert_int_eq(bzn_ctx_batch(one), 1);
             /* the tensor path: N frames' inputs */
-            float *in = malloc((size_t)N * 3 * 64 * 64 * sizeof *in);
+            float *in = malloc((size_t)N * 3 * 32 * 32 * sizeof *in);
             for (int f = 0; f < N; f++) {
                 ck_assert_int_eq(bzn_run_rgb_batch(one, &frames[f], 1, &e), BZN_OK);
-                memcpy(in + (size_t)f * 3 * 64 * 64, bzn_ctx_input(one), 3 * 64 * 64 * sizeof *in);
+                memcpy(in + (size_t)f * 3 * 32 * 32, bzn_ctx_input(one), 3 * 32 * 32 * sizeof *in);
             }
             ck_assert_int_eq(bzn_run_tensor(many, in, &e), BZN_OK);
             for (int f = 0; f < N; f++) {
@@ -416,8 +431,8 @@ START_TEST(batch_equals_single_frames) {
             float *b0 = logits_copy(many, 0, &nb);
             ck_assert(!memcmp(b0, single[1], nb * sizeof *b0));
             free(b0);
-            uint8_t cls[64 * 64];
-            ck_assert_int_eq(bzn_class_map_at(many, 2, cls, 64, 64, &e), BZN_ERR_ARG);
+            uint8_t cls[32 * 32];
+            ck_assert_int_eq(bzn_class_map_at(many, 2, cls, 32, 32, &e), BZN_ERR_ARG);
             ck_assert_msg(strstr(e.msg, "the last run had 2 frames"), "%s", e.msg);
             ck_assert_int_eq(bzn_run_rgb_batch(many, frames, N + 1, &e), BZN_ERR_ARG);
             ck_assert_int_eq(bzn_run_rgb_batch(many, frames, 0, &e), BZN_ERR_ARG);

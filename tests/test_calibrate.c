@@ -1008,16 +1008,16 @@ static char out[65536]; /* what the last cli() printed */
  * network's figures beside it; quantizing one layer never costs more than quantizing all
  * (on these frames), and the scales are checked against the network. */
 START_TEST(sensitivity_ranking) {
-    bzn_ctx *c = make_ctx(64, 64, 1, 0);
+    bzn_ctx *c = make_ctx(32, 32, 1, 0); /* small: about a hundred contexts are made */
     bzn_calibrator *cal;
     bzn_calib_table *t;
     bzn_error e;
     ck_assert_int_eq(bzn_calibrator_create(c, &cal, &e), BZN_OK);
-    float *inputs = malloc(2 * 3 * 64 * 64 * sizeof *inputs);
+    float *inputs = malloc(2 * 3 * 32 * 32 * sizeof *inputs);
     for (int f = 0; f < 2; f++) {
-        run_random(c, 64, 64, 10 + f);
+        run_random(c, 32, 32, 10 + f);
         ck_assert_int_eq(bzn_calibrator_observe(cal, c, &e), BZN_OK);
-        memcpy(inputs + f * 3 * 64 * 64, bzn_ctx_input(c), 3 * 64 * 64 * sizeof *inputs);
+        memcpy(inputs + f * 3 * 32 * 32, bzn_ctx_input(c), 3 * 32 * 32 * sizeof *inputs);
     }
     ck_assert_int_eq(bzn_calibrator_compute(cal, BZN_CALIB_MINMAX, 0, &t, &e), BZN_OK);
     bzn_sensitivity_report r;

@@ -19,14 +19,27 @@ const char *bzn_status_name(bzn_status s) {
     return "unknown status";
 }
 
+static void fill(bzn_error *err, bzn_status status, const char *fmt, va_list ap) {
+    if (!err) return;
+    err->status = status;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+}
+
 bzn_status bzn_fail(bzn_error *err, bzn_status status, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->status = status;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    fill(err, status, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+bzn_status bzn_fail_first(bzn_status *first, bzn_error *err, bzn_status status, const char *fmt, ...) {
+    if (*first != BZN_OK) return *first; /* keep the first error */
+    *first = status;
+    va_list ap;
+    va_start(ap, fmt);
+    fill(err, status, fmt, ap);
+    va_end(ap);
     return status;
 }
 

@@ -14,6 +14,10 @@
 
 /* Sets err (when not NULL) to status and the formatted message; returns status. */
 bzn_status bzn_fail(bzn_error *err, bzn_status status, const char *fmt, ...) BZN_PRINTF(3, 4);
+/* The same for code that goes on after an error and checks once at the end (the graph
+ * builder, the folder): only the first failure is kept, in *first and err; returns *first. */
+bzn_status bzn_fail_first(bzn_status *first, bzn_error *err, bzn_status status, const char *fmt, ...)
+    BZN_PRINTF(4, 5);
 
 /* The text of an errno value, thread-safe (POSIX strerror_r): into buf, which is returned. */
 const char *bzn_errno_text(int errnum, char *buf, size_t len);
