@@ -19,6 +19,8 @@
  *     what depends on the input size (offset tables) is made per context (conv_prepare).
  *   - Batch: every operation runs on `batch` frames; frame n of a tensor lies batch_stride
  *     floats after frame 0.
+ *   - Threads: a backend that owns host threads lends them to the engine's own loops
+ *     (parallel_for), so the engine itself links no threading runtime.
  *
  * Tensors are NCHW, float32. A convolution's input may be a list of channel segments (a
  * concatenation that was never materialised: each segment points at channel 0 of its own
@@ -36,6 +38,7 @@
 #include <stdint.h>
 
 #include "blazeneo.h"
+#include "parallel.h"
 
 #define BZN_MAX_SEGMENTS 16
 
@@ -172,8 +175,15 @@ struct bzn_backend {
     bzn_status (*mark)(bzn_backend *b, int i, bzn_error *err);
     bzn_status (*elapsed_ms)(bzn_backend *b, int from, int to, double *ms, bzn_error *err);
 
+    /* ---- optional: fn(arg, i) for every i in [0, n) on the backend's host threads, for the
+     * engine's own loops (resize, class map, calibration); absent: in order ---- */
+    void (*parallel_for)(bzn_backend *b, int n, bzn_task_fn fn, void *arg);
+
     void (*destroy)(bzn_backend *b);
 };
+
+/* The backend's host threads as a bzn_parallel (its parallel_for, or in order). */
+bzn_parallel bzn_backend_parallel(bzn_backend *b);
 
 /* ---- the registry (registry.c): one line per backend of this build ---- */
 typedef struct {

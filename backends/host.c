@@ -60,6 +60,17 @@ void bzn_host_clock_free(bzn_host_clock *c) {
     c->n = 0;
 }
 
+static void run_on_backend(void *self, int n, bzn_task_fn fn, void *arg) {
+    bzn_backend *b = self;
+    b->parallel_for(b, n, fn, arg);
+}
+
+bzn_parallel bzn_backend_parallel(bzn_backend *b) {
+    bzn_parallel p = {NULL, NULL, 1};
+    if (b && b->parallel_for && b->threads > 1) p = (bzn_parallel){run_on_backend, b, b->threads};
+    return p;
+}
+
 void bzn_conv_frame(const bzn_conv_args *a, int n, bzn_conv_args *f) {
     *f = *a;
     f->batch = 1;

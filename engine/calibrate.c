@@ -63,6 +63,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "error.h"
 
 #define GROUPS 128    /* int8 magnitudes 0..127: the quantized distribution has 128 levels */
@@ -329,6 +330,7 @@ struct bzn_calibrator {
     float *scratch;     /* one layer's output */
     size_t scratch_n;
     float *batch_max;   /* per tensor, during observe */
+    bzn_backend *host;  /* an instance of the context's backend, for its threads (NULL: one) */
 };
 
 bzn_status bzn_calibrator_create(const bzn_ctx *c, bzn_calibrator **out, bzn_error *err) {
@@ -362,12 +364,15 @@ bzn_status bzn_calibrator_create(const bzn_ctx *c, bzn_calibrator **out, bzn_err
         return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     }
     cal->n_layers = bzn_ctx_num_layers(c);
+    const bzn_backend_options bo = {bzn_ctx_threads(c), 0};
+    if (bzn_backend_create(bzn_ctx_backend(c), &bo, &cal->host, NULL) != BZN_OK) cal->host = NULL;
     *out = cal;
     return BZN_OK;
 }
 
 void bzn_calibrator_free(bzn_calibrator *cal) {
     if (!cal) return;
+    if (cal->host) cal->host->destroy(cal->host);
     for (int i = 0; i < cal->n; i++) {
         free(cal->t[i].name);
         bzn_calib_hist_free(&cal->t[i].hist);
@@ -475,6 +480,20 @@ void bzn_calib_table_free(bzn_calib_table *t) {
     free(t);
 }
 
+typedef struct {
+    const bzn_calibrator *cal;
+    bzn_calib_table *t;
+    bzn_calib_method method;
+    double percentile;
+} amax_job;
+
+static void amax_one(void *arg, int i) {
+    const amax_job *j = arg;
+    const float a = bzn_calib_hist_amax(&j->cal->t[i].hist, j->method, j->percentile);
+    j->t->amax[i] = a;
+    j->t->scales[i].scale = a / 127.0f;
+}
+
 bzn_status bzn_calibrator_compute(const bzn_calibrator *cal, bzn_calib_method method, double percentile,
                                   bzn_calib_table **out, bzn_error *err) {
     if (!out) return bzn_fail(err, BZN_ERR_ARG, "NULL output pointer");
@@ -495,13 +514,10 @@ bzn_status bzn_calibrator_compute(const bzn_calibrator *cal, bzn_calib_method me
         t->count = i + 1;
     }
     /* entropy costs O(bins^2) per tensor (about 2 M logarithms at 2048 bins): spread the
-     * tensors over the cores */
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i < cal->n; i++) {
-        float a = bzn_calib_hist_amax(&cal->t[i].hist, method, percentile);
-        t->amax[i] = a;
-        t->scales[i].scale = a / 127.0f;
-    }
+     * tensors over the backend's threads */
+    amax_job j = {cal, t, method, percentile};
+    const bzn_parallel par = bzn_backend_parallel(cal->host);
+    bzn_parallel_for(&par, cal->n, amax_one, &j);
     *out = t;
     return BZN_OK;
 }

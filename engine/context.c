@@ -9,7 +9,6 @@
  * plan on the backend, a check that the outputs are finite; nothing is allocated.
  */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +43,7 @@ struct bzn_ctx {
     uint8_t *resized;      /* one frame resized to the input size, RGB */
     uint8_t *aux8;         /* the aux head's probability at the input size, 0..255 (NULL: not run) */
     bzn_resizer *resizer;  /* the resize's plans and buffers, kept while frames keep their size */
-    int threads;           /* for the engine's own loops (resize, class map) */
+    bzn_parallel par;      /* the backend's host threads, for the engine's own loops (resize, class map) */
     int frames_run;        /* frames of the last run with results (0: none) */
     int input_on_device;   /* the backend pre-processed the last frames: host_input is stale */
     bzn_error run_error;   /* why the last run has no result (status BZN_OK: it has) */
@@ -219,7 +218,6 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
         s = bzn_fail(err, BZN_ERR_ARG, "invalid batch %d (1 to %d frames)", o.batch, MAX_BATCH);
     else if (o.precision != BZN_PRECISION_FP32 && o.precision != BZN_PRECISION_INT8)
         s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown precision %d", (int)o.precision);
-    c->threads = o.threads > 0 ? o.threads : omp_get_num_procs();
     /* this size's graph, its convolutions bound to the model's folded weights */
     if (s == BZN_OK) s = bzn_network_build(&m->wf.config, o.height, o.width, o.run_aux, &c->g, err);
     if (s == BZN_OK) s = bzn_model_bind(m, &c->g, err);
@@ -234,6 +232,7 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
     if (s == BZN_OK && c->scratch_bytes) s = backend->alloc(backend, c->scratch_bytes, &c->scratch, err);
     c->plan.scratch = c->scratch;
     if (s == BZN_OK && backend->timers) s = backend->timers(backend, c->plan.n_ops + 1, err);
+    c->par = bzn_backend_parallel(backend);
     if (s == BZN_OK) {
         const size_t in_floats = (size_t)c->batch * 3 * o.height * o.width;
         if (backend->host_memory) {
@@ -428,7 +427,7 @@ bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err) {
 static bzn_status preprocess(bzn_ctx *c, const bzn_frame *fr, float *x, bzn_error *err) {
     const int H = c->g.height, W = c->g.width;
     bzn_status s = bzn_resizer_run(c->resizer, fr->rgb, fr->width, fr->height, fr->stride, 3, c->resized, W, H,
-                                   c->threads, err);
+                                   &c->par, err);
     if (s != BZN_OK) return s;
     const bzn_wf_config *cfg = &c->model->wf.config;
     const size_t plane = (size_t)H * W;
@@ -543,42 +542,51 @@ static uint8_t classify(const float *x, size_t plane, int C, size_t i) {
     return neo >= non ? 0 : 1;
 }
 
+/* One part of the output rows of a class map. */
+typedef struct {
+    const float *x;
+    size_t plane;
+    int C, H, W, width, height, parts;
+    double sy, sx;
+    uint8_t *out;
+} classmap_job;
+
+static void classmap_part(void *arg, int part) {
+    const classmap_job *j = arg;
+    int lo, hi;
+    bzn_split(j->height, j->parts, part, &lo, &hi);
+    uint8_t row[MAX_SIDE];
+    int have = -1; /* the source row in `row` */
+    double fy = j->sy / 2;
+    for (int y = 0; y < lo; y++) fy += j->sy; /* the running sum up to here, added as PIL does */
+    for (int y = lo; y < hi; y++, fy += j->sy) {
+        int iy = (int)fy;
+        if (iy > j->H - 1) iy = j->H - 1;
+        if (iy != have) { /* each source row is classified once for the output rows that use it */
+            for (int i = 0; i < j->W; i++) row[i] = classify(j->x, j->plane, j->C, (size_t)iy * j->W + i);
+            have = iy;
+        }
+        double fx = j->sx / 2;
+        for (int xx = 0; xx < j->width; xx++, fx += j->sx) {
+            int ix = (int)fx;
+            if (ix > j->W - 1) ix = j->W - 1;
+            j->out[(size_t)y * j->width + xx] = row[ix];
+        }
+    }
+}
+
 bzn_status bzn_class_map_at(const bzn_ctx *c, int frame, uint8_t *out, int width, int height, bzn_error *err) {
     const float *x;
     int C, H, W;
     bzn_status s = bzn_logits_at(c, frame, BZN_OUT_MAIN, &x, &C, &H, &W, err);
     if (s != BZN_OK) return s;
     if (!out || width < 1 || height < 1) return bzn_fail(err, BZN_ERR_ARG, "invalid class map size");
-    const size_t plane = (size_t)H * W;
     /* nearest neighbour exactly as PIL's Image.resize(NEAREST), the protocol's reference:
-       the source coordinate starts at half a step and advances by in/out (in double). Each
-       thread classifies a source row once (W <= MAX_SIDE) for the output rows that use it. */
-    const double sy = (double)H / height, sx = (double)W / width;
-#pragma omp parallel num_threads(c->threads)
-    {
-        uint8_t row[MAX_SIDE];
-        int have = -1, at = -1; /* the source row in `row`; the output row fy belongs to */
-        double fy = 0;
-#pragma omp for schedule(static)
-        for (int y = 0; y < height; y++) {
-            if (at != y) /* a thread's first row: the running sum up to here, added as it runs */
-                for (fy = sy / 2, at = 0; at < y; at++) fy += sy;
-            int iy = (int)fy;
-            fy += sy;
-            at = y + 1;
-            if (iy > H - 1) iy = H - 1;
-            if (iy != have) {
-                for (int i = 0; i < W; i++) row[i] = classify(x, plane, C, (size_t)iy * W + i);
-                have = iy;
-            }
-            double fx = sx / 2;
-            for (int xx = 0; xx < width; xx++, fx += sx) {
-                int ix = (int)fx;
-                if (ix > W - 1) ix = W - 1;
-                out[(size_t)y * width + xx] = row[ix];
-            }
-        }
-    }
+       the source coordinate starts at half a step and advances by in/out (in double); the
+       rows are split over the backend's threads */
+    classmap_job j = {x, (size_t)H * W, C, H, W, width, height, c->par.threads, (double)H / height, (double)W / width,
+                      out};
+    bzn_parallel_for(&c->par, j.parts, classmap_part, &j);
     return BZN_OK;
 }
 

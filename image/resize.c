@@ -131,37 +131,65 @@ static inline void resize_row(const uint8_t *in, const axis_plan *px, uint8_t *o
     }
 }
 
+/* One pass over rows, split into as many parts as there are threads. */
+typedef struct {
+    const uint8_t *src;
+    size_t sstride;
+    int channels, y0, rows, parts;
+    const axis_plan *plan;
+    uint8_t *dst;
+    int dw;
+    size_t row_bytes;
+} pass;
+
 /* Horizontal pass: rows [y0, y0 + rows) of src into rows 0.. of dst (dw pixels each). */
-static void resize_rows(const uint8_t *src, int sstride, int channels, int y0, int rows, const axis_plan *px,
-                        uint8_t *dst, int dw, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int y = 0; y < rows; y++) {
-        const uint8_t *in = src + (size_t)(y0 + y) * (size_t)sstride;
-        uint8_t *out = dst + (size_t)y * (size_t)dw * (size_t)channels;
-        switch (channels) {
-        case 1: resize_row(in, px, out, dw, 1); break;
-        case 3: resize_row(in, px, out, dw, 3); break;
-        default: resize_row(in, px, out, dw, channels); break;
+static void rows_part(void *arg, int part) {
+    const pass *p = arg;
+    int lo, hi;
+    bzn_split(p->rows, p->parts, part, &lo, &hi);
+    for (int y = lo; y < hi; y++) {
+        const uint8_t *in = p->src + (size_t)(p->y0 + y) * p->sstride;
+        uint8_t *out = p->dst + (size_t)y * (size_t)p->dw * (size_t)p->channels;
+        switch (p->channels) {
+        case 1: resize_row(in, p->plan, out, p->dw, 1); break;
+        case 3: resize_row(in, p->plan, out, p->dw, 3); break;
+        default: resize_row(in, p->plan, out, p->dw, p->channels); break;
         }
     }
 }
 
+static void resize_rows(const uint8_t *src, int sstride, int channels, int y0, int rows, const axis_plan *px,
+                        uint8_t *dst, int dw, const bzn_parallel *par) {
+    const int parts = par ? par->threads : 1;
+    pass p = {src, (size_t)sstride, channels, y0, rows, parts > 0 ? parts : 1, px, dst, dw, 0};
+    bzn_parallel_for(par, p.parts, rows_part, &p);
+}
+
 /* Vertical pass: each output row is a weighted sum of a few input rows, byte by byte along
  * the rows (linear memory access; the loop vectorises). */
-static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes, const axis_plan *py, int dh,
-                           uint8_t *dst, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int y = 0; y < dh; y++) {
+static void columns_part(void *arg, int part) {
+    const pass *p = arg;
+    const axis_plan *py = p->plan;
+    int lo, hi;
+    bzn_split(p->rows, p->parts, part, &lo, &hi);
+    for (int y = lo; y < hi; y++) {
         const int32_t *k = py->weight + (size_t)y * (size_t)py->ksize;
-        const uint8_t *in = src + (size_t)py->first[y] * sstride;
+        const uint8_t *in = p->src + (size_t)py->first[y] * p->sstride;
         const int n = py->count[y];
-        uint8_t *out = dst + (size_t)y * row_bytes;
-        for (size_t i = 0; i < row_bytes; i++) {
+        uint8_t *out = p->dst + (size_t)y * p->row_bytes;
+        for (size_t i = 0; i < p->row_bytes; i++) {
             int32_t acc = HALF;
-            for (int t = 0; t < n; t++) acc += (int32_t)in[(size_t)t * sstride + i] * k[t];
+            for (int t = 0; t < n; t++) acc += (int32_t)in[(size_t)t * p->sstride + i] * k[t];
             out[i] = clip8(acc);
         }
     }
+}
+
+static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes, const axis_plan *py, int dh,
+                           uint8_t *dst, const bzn_parallel *par) {
+    const int parts = par ? par->threads : 1;
+    pass p = {src, sstride, 0, 0, dh, parts > 0 ? parts : 1, py, dst, 0, row_bytes};
+    bzn_parallel_for(par, p.parts, columns_part, &p);
 }
 
 /* ---- the plans and buffers of one geometry, kept for the next frame of the same size ---- */
@@ -215,7 +243,7 @@ oom:
 }
 
 bzn_status bzn_resizer_run(bzn_resizer *r, const uint8_t *src, int sw, int sh, int sstride, int channels,
-                           uint8_t *dst, int dw, int dh, int threads, bzn_error *err) {
+                           uint8_t *dst, int dw, int dh, const bzn_parallel *par, bzn_error *err) {
     if (!src || !dst)
         return bzn_fail(err, BZN_ERR_ARG, "resize: %s image is NULL", src ? "destination" : "source");
     if (channels < 1 || channels > 4)
@@ -238,17 +266,17 @@ bzn_status bzn_resizer_run(bzn_resizer *r, const uint8_t *src, int sw, int sh, i
     if (resizer_prepare(r, sw, sh, channels, dw, dh) != 0)
         return bzn_fail(err, BZN_ERR_NOMEM, "resize %dx%d -> %dx%d: out of memory", sw, sh, dw, dh);
     if (!need_v) { /* horizontal pass only, straight into dst */
-        resize_rows(src, sstride, channels, 0, sh, &r->px, dst, dw, threads);
+        resize_rows(src, sstride, channels, 0, sh, &r->px, dst, dw, par);
         return BZN_OK;
     }
     const uint8_t *vin = src;
     size_t vstride = (size_t)sstride;
     if (need_h) {
-        resize_rows(src, sstride, channels, r->y0, r->y1 - r->y0, &r->px, r->tmp, dw, threads);
+        resize_rows(src, sstride, channels, r->y0, r->y1 - r->y0, &r->px, r->tmp, dw, par);
         vin = r->tmp;
         vstride = row_bytes;
     }
-    resize_columns(vin, vstride, row_bytes, &r->py, dh, dst, threads);
+    resize_columns(vin, vstride, row_bytes, &r->py, dh, dst, par);
     return BZN_OK;
 }
 
@@ -258,7 +286,7 @@ bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, 
                                uint8_t *dst, int dw, int dh, bzn_error *err) {
     bzn_resizer r;
     memset(&r, 0, sizeof r);
-    bzn_status s = bzn_resizer_run(&r, src, sw, sh, sstride, channels, dst, dw, dh, 1, err);
+    bzn_status s = bzn_resizer_run(&r, src, sw, sh, sstride, channels, dst, dw, dh, NULL, err);
     resizer_clear(&r);
     return s;
 }

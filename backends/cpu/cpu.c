@@ -688,6 +688,12 @@ static bzn_status cpu_upsample(bzn_backend *b, const bzn_upsample_args *a, bzn_e
     return BZN_OK;
 }
 
+static void cpu_parallel_for(bzn_backend *b, int n, bzn_task_fn fn, void *arg) {
+    const cpu_ctx *ctx = b->ctx;
+#pragma omp parallel for num_threads(ctx->threads) schedule(dynamic, 1)
+    for (int i = 0; i < n; i++) fn(arg, i);
+}
+
 static bzn_status cpu_timers(bzn_backend *b, int n, bzn_error *err) {
     return bzn_host_clock_init(&((cpu_ctx *)b->ctx)->clock, n, err);
 }
@@ -759,6 +765,7 @@ bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **
     b->timers = cpu_timers;
     b->mark = cpu_mark;
     b->elapsed_ms = cpu_elapsed;
+    b->parallel_for = cpu_parallel_for;
     b->destroy = cpu_destroy;
     *out = b;
     return BZN_OK;
