@@ -217,10 +217,14 @@ bzn_status bzn_host_clock_mark(bzn_host_clock *c, int i, bzn_error *err);
 bzn_status bzn_host_clock_elapsed(const bzn_host_clock *c, int from, int to, double *ms, bzn_error *err);
 void bzn_host_clock_free(bzn_host_clock *c);
 
-/* Frame n of a batched operation, as a batch-1 operation (backends that loop over frames). */
-void bzn_conv_frame(const bzn_conv_args *a, int n, bzn_conv_args *f);
-void bzn_pool_frame(const bzn_pool_args *a, int n, bzn_pool_args *f);
-void bzn_upsample_frame(const bzn_upsample_args *a, int n, bzn_upsample_args *f);
+/* A batched operation run frame by frame by a batch-1 implementation `one`, which gets the
+ * backend's ctx (backends whose kernels take one frame). */
+typedef void (*bzn_conv_one_fn)(void *ctx, const bzn_conv_args *frame, void *scratch);
+typedef void (*bzn_pool_one_fn)(void *ctx, const bzn_pool_args *frame);
+typedef void (*bzn_upsample_one_fn)(void *ctx, const bzn_upsample_args *frame);
+bzn_status bzn_conv_frames(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_conv_one_fn one);
+bzn_status bzn_pool_frames(bzn_backend *b, const bzn_pool_args *a, bzn_pool_one_fn one);
+bzn_status bzn_upsample_frames(bzn_backend *b, const bzn_upsample_args *a, bzn_upsample_one_fn one);
 
 /* The quantization every backend applies to an activation: clamp x / scale to [-127, 127]
  * (NaN counts as -127), then round to nearest even. SIMD code computes exactly this. */

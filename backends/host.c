@@ -1,5 +1,6 @@
 /* host.c - what the backends whose memory is the host's share: memory, copies, the host
- * clock as their timers, and running a batched operation frame by frame. */
+ * clock as their timers, their threads for the engine, and running a batched operation
+ * frame by frame. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -71,25 +72,37 @@ bzn_parallel bzn_backend_parallel(bzn_backend *b) {
     return p;
 }
 
-void bzn_conv_frame(const bzn_conv_args *a, int n, bzn_conv_args *f) {
-    *f = *a;
-    f->batch = 1;
-    for (int s = 0; s < a->n_in; s++) f->in[s].data = a->in[s].data + (size_t)n * a->in[s].batch_stride;
-    f->out = a->out + (size_t)n * a->out_batch_stride;
-    if (a->in_q) f->in_q = (const uint8_t *)a->in_q + (size_t)n * a->in[0].batch_stride * sizeof(float);
-    if (a->out_q) f->out_q = (uint8_t *)a->out_q + (size_t)n * a->out_batch_stride * sizeof(float);
+bzn_status bzn_conv_frames(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_conv_one_fn one) {
+    for (int n = 0; n < a->batch; n++) {
+        bzn_conv_args f = *a;
+        f.batch = 1;
+        for (int s = 0; s < a->n_in; s++) f.in[s].data = a->in[s].data + (size_t)n * a->in[s].batch_stride;
+        f.out = a->out + (size_t)n * a->out_batch_stride;
+        if (a->in_q) f.in_q = (const uint8_t *)a->in_q + (size_t)n * a->in[0].batch_stride * sizeof(float);
+        if (a->out_q) f.out_q = (uint8_t *)a->out_q + (size_t)n * a->out_batch_stride * sizeof(float);
+        one(b->ctx, &f, scratch);
+    }
+    return BZN_OK;
 }
 
-void bzn_pool_frame(const bzn_pool_args *a, int n, bzn_pool_args *f) {
-    *f = *a;
-    f->batch = 1;
-    f->in = a->in + (size_t)n * a->in_batch_stride;
-    f->out = a->out + (size_t)n * a->out_batch_stride;
+bzn_status bzn_pool_frames(bzn_backend *b, const bzn_pool_args *a, bzn_pool_one_fn one) {
+    for (int n = 0; n < a->batch; n++) {
+        bzn_pool_args f = *a;
+        f.batch = 1;
+        f.in = a->in + (size_t)n * a->in_batch_stride;
+        f.out = a->out + (size_t)n * a->out_batch_stride;
+        one(b->ctx, &f);
+    }
+    return BZN_OK;
 }
 
-void bzn_upsample_frame(const bzn_upsample_args *a, int n, bzn_upsample_args *f) {
-    *f = *a;
-    f->batch = 1;
-    f->in = a->in + (size_t)n * a->in_batch_stride;
-    f->out = a->out + (size_t)n * a->out_batch_stride;
+bzn_status bzn_upsample_frames(bzn_backend *b, const bzn_upsample_args *a, bzn_upsample_one_fn one) {
+    for (int n = 0; n < a->batch; n++) {
+        bzn_upsample_args f = *a;
+        f.batch = 1;
+        f.in = a->in + (size_t)n * a->in_batch_stride;
+        f.out = a->out + (size_t)n * a->out_batch_stride;
+        one(b->ctx, &f);
+    }
+    return BZN_OK;
 }

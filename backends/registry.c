@@ -20,6 +20,7 @@ bzn_status bzn_backend_create(const char *name, const bzn_backend_options *opt, 
     *out = NULL;
     const bzn_backend_options none = {0, 0};
     if (!opt) opt = &none;
+    /* checked here for every backend, those that ignore threads too */
     if (opt->threads < 0 || opt->threads > 1024) return bzn_fail(err, BZN_ERR_ARG, "invalid thread count %d", opt->threads);
     if (!name) name = bzn_backend_registry[0].name;
     for (const bzn_backend_entry *e = bzn_backend_registry; e->name; e++)

@@ -29,7 +29,6 @@ struct bzn_ctx {
     bzn_ctx_options opt;
     bzn_graph g;
     bzn_backend *backend;
-    int batch;
     float *arena;          /* every activation, `batch` frames of frame_floats: the backend's memory */
     size_t frame_floats;
     void *scratch;         /* the backend's scratch (im2col, padded planes), the backend's memory */
@@ -44,7 +43,8 @@ struct bzn_ctx {
     uint8_t *aux8;         /* the aux head's probability at the input size, 0..255 (NULL: not run) */
     bzn_resizer *resizer;  /* the resize's plans and buffers, kept while frames keep their size */
     bzn_parallel par;      /* the backend's host threads, for the engine's own loops (resize, class map) */
-    int frames_run;        /* frames of the last run with results (0: none) */
+    int frames_computed;   /* frames the last run computed (their layers can be inspected) */
+    int frames_run;        /* of those, frames with results: finite outputs (0: none) */
     int input_on_device;   /* the backend pre-processed the last frames: host_input is stale */
     bzn_error run_error;   /* why the last run has no result (status BZN_OK: it has) */
     int profiling;
@@ -76,7 +76,7 @@ static float *slice_ptr(const bzn_ctx *c, const bzn_slice *s) {
 
 static void conv_args(const bzn_ctx *c, const bzn_node *n, const bzn_conv_form *form, bzn_conv_args *a) {
     memset(a, 0, sizeof *a);
-    a->batch = c->batch;
+    a->batch = c->opt.batch;
     a->n_in = n->in.n;
     for (int i = 0; i < n->in.n; i++) {
         a->in[i].data = slice_ptr(c, &n->in.seg[i]);
@@ -138,13 +138,13 @@ static bzn_status build_plan(bzn_ctx *c, bzn_error *err) {
         }
         case BZN_NODE_MAXPOOL:
             op->kind = BZN_OP_MAXPOOL;
-            op->u.pool = (bzn_pool_args){c->batch,   slice_ptr(c, &n->in.seg[0]), slice_ptr(c, &n->out.seg[0]),
+            op->u.pool = (bzn_pool_args){c->opt.batch,   slice_ptr(c, &n->in.seg[0]), slice_ptr(c, &n->out.seg[0]),
                                          c->frame_floats, c->frame_floats, n->in.c, n->in.h, n->in.w, n->out.h,
                                          n->out.w,   n->k, n->stride, n->pad};
             break;
         case BZN_NODE_UPSAMPLE:
             op->kind = BZN_OP_UPSAMPLE;
-            op->u.upsample = (bzn_upsample_args){c->batch, slice_ptr(c, &n->in.seg[0]), slice_ptr(c, &n->out.seg[0]),
+            op->u.upsample = (bzn_upsample_args){c->opt.batch, slice_ptr(c, &n->in.seg[0]), slice_ptr(c, &n->out.seg[0]),
                                                  c->frame_floats, c->frame_floats, n->in.c, n->in.h, n->in.w, n->factor};
             break;
         case BZN_NODE_CONCAT: continue; /* already in place */
@@ -205,15 +205,12 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
     c->backend = backend;
     c->model = m;
     c->opt = o;
-    c->batch = o.batch;
     bzn_status s = BZN_OK;
     if (o.height < 32 || o.width < 32 || o.height % 32 || o.width % 32 || o.height > MAX_SIDE || o.width > MAX_SIDE)
         s = bzn_fail(err, BZN_ERR_UNSUPPORTED,
                      "input size %dx%d: BlazeNeo needs a width and height that are multiples of 32 (32 to %d), "
                      "e.g. 352x352",
                      o.width, o.height, MAX_SIDE);
-    else if (o.threads < 0 || o.threads > 1024)
-        s = bzn_fail(err, BZN_ERR_ARG, "invalid thread count %d", o.threads);
     else if (o.batch < 1 || o.batch > MAX_BATCH)
         s = bzn_fail(err, BZN_ERR_ARG, "invalid batch %d (1 to %d frames)", o.batch, MAX_BATCH);
     else if (o.precision != BZN_PRECISION_FP32 && o.precision != BZN_PRECISION_INT8)
@@ -226,7 +223,7 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
         if (c->frame_floats == 0) s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory planning the activations");
     }
     if (s == BZN_OK)
-        s = backend->alloc(backend, c->frame_floats * c->batch * sizeof(float), (void **)&c->arena, err);
+        s = backend->alloc(backend, c->frame_floats * c->opt.batch * sizeof(float), (void **)&c->arena, err);
     if (s == BZN_OK && o.precision == BZN_PRECISION_INT8) s = bzn_int8_plan(m, &c->g, &o, &c->q, err);
     if (s == BZN_OK) s = build_plan(c, err);
     if (s == BZN_OK && c->scratch_bytes) s = backend->alloc(backend, c->scratch_bytes, &c->scratch, err);
@@ -234,7 +231,7 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
     if (s == BZN_OK && backend->timers) s = backend->timers(backend, c->plan.n_ops + 1, err);
     c->par = bzn_backend_parallel(backend);
     if (s == BZN_OK) {
-        const size_t in_floats = (size_t)c->batch * 3 * o.height * o.width;
+        const size_t in_floats = (size_t)c->opt.batch * 3 * o.height * o.width;
         if (backend->host_memory) {
             c->host_input = buf_ptr(c, c->g.input_buf);
         } else if (!(c->host_input = malloc(in_floats * sizeof(float)))) {
@@ -246,7 +243,7 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
             const bzn_buffer *b = &c->g.bufs[outs[k]];
             if (backend->host_memory)
                 c->host_out[k] = buf_ptr(c, outs[k]);
-            else if (!(c->host_out[k] = malloc((size_t)c->batch * b->c * b->h * b->w * sizeof(float))))
+            else if (!(c->host_out[k] = malloc((size_t)c->opt.batch * b->c * b->h * b->w * sizeof(float))))
                 s = bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
         }
     }
@@ -293,9 +290,9 @@ void bzn_ctx_free(bzn_ctx *c) {
     free(c);
 }
 
-size_t bzn_ctx_arena_bytes(const bzn_ctx *c) { return c->frame_floats * c->batch * sizeof(float) + c->scratch_bytes; }
+size_t bzn_ctx_arena_bytes(const bzn_ctx *c) { return c->frame_floats * c->opt.batch * sizeof(float) + c->scratch_bytes; }
 
-size_t bzn_ctx_activation_bytes(const bzn_ctx *c) { return c->frame_floats * c->batch * sizeof(float); }
+size_t bzn_ctx_activation_bytes(const bzn_ctx *c) { return c->frame_floats * c->opt.batch * sizeof(float); }
 
 size_t bzn_ctx_scratch_bytes(const bzn_ctx *c) { return c->scratch_bytes; }
 
@@ -305,7 +302,7 @@ const bzn_model *bzn_ctx_model(const bzn_ctx *c) { return c->model; }
 
 int bzn_ctx_threads(const bzn_ctx *c) { return c ? c->backend->threads : 0; }
 
-int bzn_ctx_batch(const bzn_ctx *c) { return c ? c->batch : 0; }
+int bzn_ctx_batch(const bzn_ctx *c) { return c ? c->opt.batch : 0; }
 
 const char *bzn_ctx_backend(const bzn_ctx *c) { return c ? c->backend->name : NULL; }
 
@@ -316,6 +313,10 @@ int bzn_ctx_int8_handoffs(const bzn_ctx *c) {
 }
 
 /* ---- running ------------------------------------------------------------------------ */
+
+/* Floats from one frame to the next of a tensor of `per` floats per frame on the host side:
+ * the arena's own stride where the backend's memory is the host's, else packed copies. */
+static size_t host_stride(const bzn_ctx *c, size_t per) { return c->backend->host_memory ? c->frame_floats : per; }
 
 /* Number of values of x[0..n) that are NaN or infinite (exponent bits all ones): an integer
  * test that vectorises, about 0.1 ms over a 3 x 352 x 352 output. */
@@ -344,7 +345,7 @@ static bzn_status collect_outputs(bzn_ctx *c, int frames, bzn_error *err) {
             if (s != BZN_OK) return s;
         }
         for (int f = 0; f < frames; f++) {
-            const float *x = c->host_out[k] + (size_t)f * (c->backend->host_memory ? c->frame_floats : per);
+            const float *x = c->host_out[k] + (size_t)f * host_stride(c, per);
             const size_t bad = count_nonfinite(x, per);
             if (bad)
                 return bzn_fail(err, BZN_ERR_NONFINITE,
@@ -386,6 +387,11 @@ static bzn_status execute(bzn_ctx *c, bzn_error *err) {
     return s;
 }
 
+/* where frame f of the input tensor is written on the host */
+static float *host_frame(const bzn_ctx *c, int f) {
+    return c->host_input + (size_t)f * host_stride(c, (size_t)3 * c->g.height * c->g.width);
+}
+
 /* The input tensor of `frames` frames is in host_input (or, input_on_device, already in the
  * backend's memory): upload it, run, collect. A failure is kept, so that later output calls
  * can say why there is no result. */
@@ -394,8 +400,9 @@ static bzn_status run_frames(bzn_ctx *c, int frames, bzn_error *err) {
     const size_t in_bytes = (size_t)3 * c->g.height * c->g.width * sizeof(float);
     for (int f = 0; s == BZN_OK && !c->backend->host_memory && !c->input_on_device && f < frames; f++)
         s = c->backend->upload(c->backend, buf_ptr(c, c->g.input_buf) + f * c->frame_floats,
-                               c->host_input + (size_t)f * 3 * c->g.height * c->g.width, in_bytes, &c->run_error);
+                               host_frame(c, f), in_bytes, &c->run_error);
     if (s == BZN_OK) s = execute(c, &c->run_error);
+    if (s == BZN_OK) c->frames_computed = frames;
     if (s == BZN_OK) s = collect_outputs(c, frames, &c->run_error);
     if (s != BZN_OK && c->run_error.status != s) bzn_fail(&c->run_error, s, "%s", bzn_status_name(s));
     c->frames_run = s == BZN_OK ? frames : 0;
@@ -403,13 +410,9 @@ static bzn_status run_frames(bzn_ctx *c, int frames, bzn_error *err) {
     return s;
 }
 
-/* where frame f of the input tensor is written on the host */
-static float *host_frame(const bzn_ctx *c, int f) {
-    return c->host_input + (size_t)f * (c->backend->host_memory ? c->frame_floats : (size_t)3 * c->g.height * c->g.width);
-}
 
 static void begin_run(bzn_ctx *c) {
-    c->frames_run = 0; /* until this run completes: never answer with an older frame */
+    c->frames_run = c->frames_computed = 0; /* until this run completes: never answer with an older frame */
     c->input_on_device = 0;
     c->run_error.status = BZN_OK;
     c->run_error.msg[0] = '\0';
@@ -419,8 +422,8 @@ bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err) {
     if (!c || !input) return bzn_fail(err, BZN_ERR_ARG, "NULL context or input");
     begin_run(c);
     const size_t per = (size_t)3 * c->g.height * c->g.width;
-    for (int f = 0; f < c->batch; f++) memcpy(host_frame(c, f), input + f * per, per * sizeof(float));
-    return run_frames(c, c->batch, err);
+    for (int f = 0; f < c->opt.batch; f++) memcpy(host_frame(c, f), input + f * per, per * sizeof(float));
+    return run_frames(c, c->opt.batch, err);
 }
 
 /* torchvision's ToTensor then Normalize: (v / 255 - mean) / std, HWC -> CHW */
@@ -441,8 +444,8 @@ static bzn_status preprocess(bzn_ctx *c, const bzn_frame *fr, float *x, bzn_erro
 bzn_status bzn_run_rgb_batch(bzn_ctx *c, const bzn_frame *frames, int n, bzn_error *err) {
     if (!c || !frames) return bzn_fail(err, BZN_ERR_ARG, "NULL context or frames");
     begin_run(c);
-    if (n < 1 || n > c->batch)
-        return bzn_fail(err, BZN_ERR_ARG, "%d frames for a context of batch %d (1 to %d)", n, c->batch, c->batch);
+    if (n < 1 || n > c->opt.batch)
+        return bzn_fail(err, BZN_ERR_ARG, "%d frames for a context of batch %d (1 to %d)", n, c->opt.batch, c->opt.batch);
     for (int f = 0; f < n; f++) {
         const bzn_frame *fr = &frames[f];
         if (!fr->rgb || fr->width < 1 || fr->height < 1 || (int64_t)fr->stride < 3 * (int64_t)fr->width)
@@ -491,7 +494,7 @@ bzn_status bzn_logits_at(const bzn_ctx *c, int frame, bzn_output which, const fl
     const int buf = k ? c->g.aux_buf : c->g.main_buf;
     if (buf < 0) return bzn_fail(err, BZN_ERR_ARG, "the auxiliary head was not run (model without it, or run_aux = 0)");
     const bzn_buffer *b = &c->g.bufs[buf];
-    *data = c->host_out[k] + (size_t)frame * (c->backend->host_memory ? c->frame_floats : (size_t)b->c * b->h * b->w);
+    *data = c->host_out[k] + (size_t)frame * host_stride(c, (size_t)b->c * b->h * b->w);
     if (channels) *channels = b->c;
     if (height) *height = c->g.height;
     if (width) *width = c->g.width;
@@ -639,8 +642,7 @@ bzn_status bzn_ctx_layer_output_at(const bzn_ctx *c, int frame, int i, float *ou
         return bzn_fail(err, BZN_ERR_ARG, "output buffer too small for '%s'", n->name);
     /* a run whose output was not finite still left every layer's output to look at, to find
        where the NaN or infinity arose */
-    const int ran = c->run_error.status == BZN_ERR_NONFINITE || frame < c->frames_run;
-    if (frame < 0 || frame >= c->batch || !ran) return no_result(c, frame, err);
+    if (frame < 0 || frame >= c->frames_computed) return no_result(c, frame, err);
     for (int s = 0; s < n->out.n; s++)
         if (!c->opt.keep_intermediates && !c->g.bufs[n->out.seg[s].buf].pinned)
             return bzn_fail(err, BZN_ERR_ARG,
@@ -678,7 +680,7 @@ bzn_status bzn_ctx_layer_time(const bzn_ctx *c, int i, double *total_ms, int64_t
 }
 
 const float *bzn_ctx_input(const bzn_ctx *c) {
-    if (!c || !(c->frames_run > 0 || c->run_error.status == BZN_ERR_NONFINITE)) return NULL;
+    if (!c || c->frames_computed == 0) return NULL;
     if (c->input_on_device && !c->backend->host_memory) { /* made by the backend: fetched when asked for */
         bzn_ctx *m = (bzn_ctx *)c; /* a cache of the backend's tensor: the context's state does not change */
         if (m->backend->download(m->backend, m->host_input, buf_ptr(c, c->g.input_buf),

@@ -481,7 +481,8 @@ static void cpu_gemm(int threads, int m, int n, int k, const float *a, int lda, 
     }
 }
 
-static void cpu_conv1(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
+static void cpu_conv1(void *vctx, const bzn_conv_args *a, void *scratch) {
+    cpu_ctx *ctx = vctx;
     if (a->qweight) {
         cpu_conv_int8(ctx, a, scratch);
         return;
@@ -606,7 +607,8 @@ static inline void pool_channel(const bzn_pool_args *a, const float *x, float *o
     }
 }
 
-static void cpu_maxpool1(const cpu_ctx *ctx, const bzn_pool_args *a) {
+static void cpu_maxpool1(void *vctx, const bzn_pool_args *a) {
+    const cpu_ctx *ctx = vctx;
 #pragma omp parallel for num_threads(ctx->threads) schedule(static)
     for (int c = 0; c < a->c; c++) {
         const float *x = a->in + (size_t)c * a->in_h * a->in_w;
@@ -619,7 +621,8 @@ static void cpu_maxpool1(const cpu_ctx *ctx, const bzn_pool_args *a) {
     }
 }
 
-static void cpu_upsample1(const cpu_ctx *ctx, const bzn_upsample_args *a) {
+static void cpu_upsample1(void *vctx, const bzn_upsample_args *a) {
+    const cpu_ctx *ctx = vctx;
     enum { CHUNK = 2048 }; /* output columns whose source columns are tabulated at a time */
     const int f = a->factor, oh = a->in_h * f, ow = a->in_w * f;
     const float scale = 1.0f / (float)f; /* PyTorch: src = (dst + 0.5) / f - 0.5, >= 0 */
@@ -660,32 +663,15 @@ static void cpu_upsample1(const cpu_ctx *ctx, const bzn_upsample_args *a) {
 /* batches: frame by frame */
 static bzn_status cpu_conv(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_error *err) {
     (void)err;
-    for (int n = 0; n < a->batch; n++) {
-        bzn_conv_args f;
-        bzn_conv_frame(a, n, &f);
-        cpu_conv1(b->ctx, &f, scratch);
-    }
-    return BZN_OK;
+    return bzn_conv_frames(b, a, scratch, cpu_conv1);
 }
-
 static bzn_status cpu_maxpool(bzn_backend *b, const bzn_pool_args *a, bzn_error *err) {
     (void)err;
-    for (int n = 0; n < a->batch; n++) {
-        bzn_pool_args f;
-        bzn_pool_frame(a, n, &f);
-        cpu_maxpool1(b->ctx, &f);
-    }
-    return BZN_OK;
+    return bzn_pool_frames(b, a, cpu_maxpool1);
 }
-
 static bzn_status cpu_upsample(bzn_backend *b, const bzn_upsample_args *a, bzn_error *err) {
     (void)err;
-    for (int n = 0; n < a->batch; n++) {
-        bzn_upsample_args f;
-        bzn_upsample_frame(a, n, &f);
-        cpu_upsample1(b->ctx, &f);
-    }
-    return BZN_OK;
+    return bzn_upsample_frames(b, a, cpu_upsample1);
 }
 
 static void cpu_parallel_for(bzn_backend *b, int n, bzn_task_fn fn, void *arg) {
@@ -721,11 +707,6 @@ bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **
         free(b);
         free(ctx);
         return bzn_fail(err, BZN_ERR_NOMEM, "out of memory creating the CPU backend");
-    }
-    if (threads < 0 || threads > 1024) {
-        free(b);
-        free(ctx);
-        return bzn_fail(err, BZN_ERR_ARG, "invalid thread count %d", threads);
     }
     /* One threading runtime: OpenMP splits the work and every sgemm call runs on one
        thread. OpenBLAS's own thread pool would otherwise fight OpenMP's for the cores. This

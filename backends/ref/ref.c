@@ -33,7 +33,9 @@ static size_t ref_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
  * the image. FP32: double sums of float products, bias first. INT8: the products of the
  * quantized input and weights (exact integers, also in a double), then the float epilogue
  * acc * in_scale * wscale[oc] + bias. */
-static void ref_conv1(const bzn_conv_args *a) {
+static void ref_conv1(void *ctx, const bzn_conv_args *a, void *scratch) {
+    (void)ctx;
+    (void)scratch;
     const int k = a->k, int8 = a->qweight != NULL;
     const float inv = int8 ? 1.0f / a->in_scale : 0.0f;
     for (int oc = 0; oc < a->out_c; oc++) {
@@ -71,7 +73,8 @@ static void ref_conv1(const bzn_conv_args *a) {
     }
 }
 
-static void ref_maxpool1(const bzn_pool_args *a) {
+static void ref_maxpool1(void *ctx, const bzn_pool_args *a) {
+    (void)ctx;
     for (int c = 0; c < a->c; c++)
         for (int oy = 0; oy < a->out_h; oy++)
             for (int ox = 0; ox < a->out_w; ox++) {
@@ -98,7 +101,8 @@ static void ref_src_index(int dst, int factor, int in, int *i0, int *i1, float *
     *l1 = src - (float)i;
 }
 
-static void ref_upsample1(const bzn_upsample_args *a) {
+static void ref_upsample1(void *ctx, const bzn_upsample_args *a) {
+    (void)ctx;
     int oh = a->in_h * a->factor, ow = a->in_w * a->factor;
     for (int c = 0; c < a->c; c++) {
         const float *x = a->in + (size_t)c * a->in_h * a->in_w;
@@ -120,37 +124,16 @@ static void ref_upsample1(const bzn_upsample_args *a) {
 
 /* batches: frame by frame */
 static bzn_status ref_conv(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_error *err) {
-    (void)b;
-    (void)scratch;
     (void)err;
-    for (int n = 0; n < a->batch; n++) {
-        bzn_conv_args f;
-        bzn_conv_frame(a, n, &f);
-        ref_conv1(&f);
-    }
-    return BZN_OK;
+    return bzn_conv_frames(b, a, scratch, ref_conv1);
 }
-
 static bzn_status ref_maxpool(bzn_backend *b, const bzn_pool_args *a, bzn_error *err) {
-    (void)b;
     (void)err;
-    for (int n = 0; n < a->batch; n++) {
-        bzn_pool_args f;
-        bzn_pool_frame(a, n, &f);
-        ref_maxpool1(&f);
-    }
-    return BZN_OK;
+    return bzn_pool_frames(b, a, ref_maxpool1);
 }
-
 static bzn_status ref_upsample(bzn_backend *b, const bzn_upsample_args *a, bzn_error *err) {
-    (void)b;
     (void)err;
-    for (int n = 0; n < a->batch; n++) {
-        bzn_upsample_args f;
-        bzn_upsample_frame(a, n, &f);
-        ref_upsample1(&f);
-    }
-    return BZN_OK;
+    return bzn_upsample_frames(b, a, ref_upsample1);
 }
 
 static bzn_status ref_timers(bzn_backend *b, int n, bzn_error *err) { return bzn_host_clock_init(b->ctx, n, err); }
