@@ -29,7 +29,7 @@
  *
  * The backends this build has are listed in one table (registry.c); each lives in its own
  * folder: backends/ref (plain C loops, the oracle every other backend is tested against),
- * backends/cpu (own SIMD kernels, OpenBLAS, OpenMP).
+ * backends/cpu (own SIMD kernels, OpenBLAS, its own worker threads).
  */
 #ifndef BZN_BACKEND_H
 #define BZN_BACKEND_H
@@ -131,6 +131,8 @@ struct bzn_backend {
     int host_memory; /* 1: alloc'd memory is the host's, read and written in place */
     int threads;     /* the host threads it uses (reported by bzn_ctx_threads) */
     int device;      /* which device (prepared weights are shared per backend and device) */
+    const char *detail; /* what it runs on, for reports (the CPU: its kernels' instruction set);
+                           may be NULL */
 
     /* ---- memory: 64-byte aligned, zero-filled ---- */
     bzn_status (*alloc)(bzn_backend *b, size_t bytes, void **mem, bzn_error *err);

@@ -10,7 +10,7 @@
 #include "error.h"
 
 const bzn_backend_entry bzn_backend_registry[] = {
-    {"cpu", "own AVX-512/AVX2 kernels, OpenBLAS and OpenMP on the host's cores", bzn_backend_cpu_create},
+    {"cpu", "own AVX-512/AVX2 kernels and OpenBLAS on the host's cores", bzn_backend_cpu_create},
     {"ref", "plain C loops, one thread: the oracle the other backends are tested against", bzn_backend_ref_create},
     {NULL, NULL, NULL},
 };

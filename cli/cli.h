@@ -37,7 +37,11 @@ int cli_parse_precision(const char *s, bzn_precision *out);
 typedef struct {
     int width, height;         /* 0: the model's default */
     const char *backend; /* NULL: the library's default */
-    bzn_precision precision;
+    bzn_precision precision;   /* when precision_set (-p, or a command that needs one) */
+    int precision_set;         /* 0: the weight file's precision (bzn_model_info.precision: INT8
+                                  for an INT8 weight file), or INT8 when --calib is given */
+    const char *precision_why; /* a command's own reason for its precision, for the note */
+    int quiet;                 /* no "precision ..." note on stderr */
     const char *calib;         /* INT8 with an FP32/FP16 model: a calibration cache */
     const char *keep_fp32;     /* INT8: comma-separated layers kept in FP32 */
     int threads, run_aux, keep_intermediates;
@@ -53,17 +57,43 @@ typedef struct {
 #define CLI_PRECISION_OPTIONS                                                                      \
     {"precision", required_argument, 0, 'p'}, {"calib", required_argument, 0, CLI_OPT_CALIB},      \
         {"keep-fp32", required_argument, 0, CLI_OPT_KEEP_FP32}
-#define CLI_PRECISION_HELP                                                                         \
-    "  -p, --precision P  fp32 (default) or int8: an INT8 weight file (blazeneo quantize),\n"     \
-    "                     or an FP32 model with --calib\n"                                        \
-    "  --calib CACHE      INT8 activation scales from a calibration cache (blazeneo calibrate)\n" \
-    "  --keep-fp32 NAMES  INT8: comma-separated convolutions kept in FP32\n"
+/* their help lines, the descriptions at column 2 + width (as cli_backend_help) */
+void cli_precision_help(FILE *f, int width);
 int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *cfg);
 
+/* The overlay options (segment --overlay, stream --out overlay): --alpha, --outline,
+ * --no-outline, --legend, --no-legend. Put CLI_OVERLAY_OPTIONS in the getopt_long table and
+ * pass options to cli_overlay_option before cli_precision_option: 0 handled, -1 not an overlay
+ * option, EXIT_USAGE for a bad value (the message is printed). `style` starts as
+ * bzn_overlay_default_style() (cli_overlay_init); `given` names the first style option given
+ * (NULL: none), `legend_given` the first legend option, for "is for --overlay" errors. */
+#define CLI_OPT_ALPHA 0x1010
+#define CLI_OPT_OUTLINE 0x1011
+#define CLI_OPT_NO_OUTLINE 0x1012
+#define CLI_OPT_LEGEND 0x1013
+#define CLI_OPT_NO_LEGEND 0x1014
+#define CLI_OVERLAY_OPTIONS                                                                          \
+    {"alpha", required_argument, 0, CLI_OPT_ALPHA}, {"outline", required_argument, 0, CLI_OPT_OUTLINE}, \
+        {"no-outline", no_argument, 0, CLI_OPT_NO_OUTLINE}, {"legend", required_argument, 0, CLI_OPT_LEGEND}, \
+        {"no-legend", no_argument, 0, CLI_OPT_NO_LEGEND}
+void cli_overlay_help(FILE *f, int width);
+typedef struct {
+    bzn_overlay_style style;
+    const char *given;        /* the first of --alpha, --outline, --no-outline given */
+    const char *legend_given; /* the first of --legend, --no-legend given */
+} cli_overlay;
+void cli_overlay_init(cli_overlay *ov);
+int cli_overlay_option(const char *cmd, int opt, const char *arg, cli_overlay *ov);
+
 /* Open a model, or create a context of one, as cfg says (reading and checking the calibration
- * cache for INT8); errors are printed as "blazeneo <cmd>: ..."; 0 on success. */
+ * cache for INT8); errors are printed as "blazeneo <cmd>: ..."; 0 on success. Unless cfg->quiet,
+ * stderr gets which precision runs and why: "blazeneo <cmd>: precision int8 (from the weight
+ * file)" (cli_precision_note). */
 int cli_open(const char *cmd, const char *model_path, const cli_config *cfg, bzn_model **m, bzn_ctx **c);
 int cli_ctx_create(const char *cmd, const bzn_model *m, const cli_config *cfg, bzn_ctx **c);
+/* The precision a context made as cfg says runs: -p's, else INT8 with --calib, else the file's. */
+bzn_precision cli_precision_of(const bzn_model *m, const cli_config *cfg);
+void cli_precision_note(const char *cmd, const bzn_model *m, const cli_config *cfg);
 
 /* a whole number in [lo, hi]; 0 on success */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
@@ -74,6 +104,9 @@ int cli_parse_size(const char *s, int *width, int *height);
 int cli_error(const char *cmd, const bzn_error *e);
 /* usage error: message + hint; returns EXIT_USAGE */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An option getopt_long returned that the command does not handle: '?' (getopt has printed
+ * what is wrong) gets the --help hint; returns EXIT_USAGE. */
+int cli_bad_option(const char *cmd, int opt);
 /* create a directory if missing (one level); 0 on success */
 int cli_mkdir(const char *path);
 
@@ -85,6 +118,10 @@ typedef struct {
 } cli_list;
 int cli_collect_images(const char *cmd, char **args, int n, cli_list *out);
 void cli_list_free(cli_list *l);
+/* dir + "/" + the printf-formatted name into buf, with one slash between however many dir
+ * ends with ("out/" and "out" both give "out/x.png"; "/" gives "/x.png"; "" gives the name
+ * alone); 0, or -1 when it did not fit (buf then holds a cut path). */
+int cli_path_join(char *buf, size_t size, const char *dir, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* file name without directory and extension, into buf */
 void cli_stem(const char *path, char *buf, size_t size);
 double cli_now_ms(void);

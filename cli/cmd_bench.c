@@ -47,8 +47,8 @@ static void help(void) {
            "  -m, --model FILE     weight file\n"
            "  -b, --backend B      the backend:\n");
     cli_backend_help(stdout, 21);
-    printf(CLI_PRECISION_HELP
-           "  -s, --size SIZE      network input size, multiple of 32 (default: the model's, 352)\n"
+    cli_precision_help(stdout, 21);
+    printf("  -s, --size SIZE      network input size, multiple of 32 (default: the model's, 352)\n"
            "  -B, --batch N        frames per run (default 1): the context runs N frames together\n"
            "                       (bzn_ctx_options.batch); latencies are per run, FPS is images/s\n"
            "  -n, --iters N        timed iterations (default 20)\n"
@@ -289,6 +289,7 @@ static int write_svg(const char *path, const layer_row *rows, int n, const char 
 typedef struct {
     const char *model, *precision, *image;
     const char *backend;
+    const char *backend_detail; /* bzn_ctx_backend_detail: the CPU's instruction set */
     int width, height, threads, batch, iters, warmup;
     int frame_w, frame_h;
     bench_stats e2e, net;
@@ -314,7 +315,7 @@ static void print_json(const bench_result *r, const layer_row *rows, int n_rows)
     cli_json_string(f, BZN_VERSION_STRING);
     fprintf(f, ", \"model\": ");
     cli_json_string(f, r->model);
-    fprintf(f, ", \"backend\": \"%s\", \"precision\": ", r->backend);
+    fprintf(f, ", \"backend\": \"%s\", \"backend_detail\": \"%s\", \"precision\": ", r->backend, r->backend_detail);
     cli_json_string(f, r->precision);
     fprintf(f, ", \"size\": \"%dx%d\", \"width\": %d, \"height\": %d, \"threads\": %d, \"batch\": %d, "
                "\"iters\": %d, \"warmup\": %d, ",
@@ -361,8 +362,8 @@ static void print_stats_row(const char *what, const bench_result *r, const bench
 
 static void print_report(const bench_result *r) {
     printf("model         : %s\n", r->model);
-    printf("configuration : backend %s, precision %s, %dx%d input, %d thread%s, batch %d\n",
-           r->backend, r->precision, r->width, r->height, r->threads, r->threads == 1 ? "" : "s",
+    printf("configuration : backend %s%s%s%s, precision %s, %dx%d input, %d thread%s, batch %d\n",
+           r->backend, *r->backend_detail ? " (" : "", r->backend_detail, *r->backend_detail ? ")" : "", r->precision, r->width, r->height, r->threads, r->threads == 1 ? "" : "s",
            r->batch);
     printf("machine       : %s, %ld CPU%s online\n", r->cpu, r->nproc, r->nproc == 1 ? "" : "s");
     if (strcmp(r->image, "synthetic") == 0)
@@ -484,9 +485,10 @@ static int run(const bench_args *a) {
     bench_result r;
     memset(&r, 0, sizeof r);
     r.model = model;
-    r.precision = bzn_precision_name(pcfg.precision);
+    r.precision = bzn_precision_name(cli_precision_of(m, &pcfg));
     r.image = image ? image : "synthetic";
     r.backend = bzn_ctx_backend(ctx);
+    r.backend_detail = bzn_ctx_backend_detail(ctx);
     r.threads = bzn_ctx_threads(ctx); /* what the library really uses */
     r.batch = batch;
     r.iters = iters;

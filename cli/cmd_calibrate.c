@@ -29,7 +29,7 @@ static void help(void) {
            "  --aux                 also calibrate the auxiliary branch (agg1, head_1)\n"
            "  --table               print every tensor's amax, scale and max |x|\n"
            "  -t, --threads N       CPU threads (default: all)\n"
-           "  -q, --quiet           no progress line\n"
+           "  -q, --quiet           no progress lines and no precision note\n"
            "  -h, --help            this help\n");
 }
 
@@ -41,6 +41,23 @@ static int parse_method(const char *s, bzn_calib_method *m) {
             return 0;
         }
     return -1;
+}
+
+/* "computing thresholds: 40/124 tensors (agg2.block_31.1)": on a terminal one line, rewritten;
+ * otherwise a line at every quarter */
+typedef struct {
+    int tty, last_quarter;
+    double t0;
+} compute_progress;
+
+static void on_compute(void *user, int done, int total, const char *name) {
+    compute_progress *p = user;
+    const int quarter = (int)(4LL * done / total);
+    if (!p->tty && quarter == p->last_quarter) return;
+    p->last_quarter = quarter;
+    fprintf(stderr, "%scomputing thresholds: %d/%d tensors (%s), %.1f s%s", p->tty ? "\r" : "", done, total, name,
+            (cli_now_ms() - p->t0) / 1e3, p->tty ? "\033[K" : "\n");
+    if (p->tty && done == total) fprintf(stderr, "\n");
 }
 
 /* what the command line asks for */
@@ -102,7 +119,7 @@ static int parse_args(int argc, char **argv, calibrate_args *a) {
             break;
         case 'q': a->quiet = 1; break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error("calibrate", "unknown option");
+        default: return cli_bad_option("calibrate", c);
         }
     }
     if (!a->model) return cli_usage_error("calibrate", "no model given (-m MODEL)");
@@ -128,7 +145,9 @@ static int run(const calibrate_args *a) {
     if (count == 0 || count > list.count) count = list.count;
     bzn_model *m;
     bzn_ctx *ctx;
-    const cli_config cfg = {.width = w, .height = h, .run_aux = aux, .keep_intermediates = 1, .threads = threads};
+    const cli_config cfg = {.width = w, .height = h, .run_aux = aux, .keep_intermediates = 1, .threads = threads,
+                            .precision = BZN_PRECISION_FP32, .precision_set = 1, .quiet = quiet,
+                            .precision_why = "calibration measures the FP32 network"};
     if (cli_open("calibrate", model, &cfg, &m, &ctx)) {
         cli_list_free(&list);
         return EXIT_FAIL;
@@ -168,7 +187,12 @@ static int run(const calibrate_args *a) {
     }
     if (progress && tty && rc == EXIT_OK) fprintf(stderr, "\n");
     double t_compute = cli_now_ms();
-    if (rc == EXIT_OK && bzn_calibrator_compute(cal, method, percentile, &t, &e) != BZN_OK) rc = cli_error("calibrate", &e);
+    compute_progress cp = {tty, 0, t_compute};
+    if (rc == EXIT_OK && bzn_calibrator_compute_progress(cal, method, percentile, progress ? on_compute : NULL, &cp, &t,
+                                                         &e) != BZN_OK) {
+        if (progress && tty) fprintf(stderr, "\n");
+        rc = cli_error("calibrate", &e);
+    }
     t_compute = cli_now_ms() - t_compute;
     if (rc == EXIT_OK && bzn_calib_cache_write(output, t, &e) != BZN_OK) rc = cli_error("calibrate", &e);
     if (rc == EXIT_OK) {

@@ -32,7 +32,7 @@ int cmd_convert(int argc, char **argv) {
                 return cli_usage_error("convert", "invalid size '%s'", optarg);
             break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error("convert", "unknown option");
+        default: return cli_bad_option("convert", c);
         }
     }
     if (argc - optind != 2) return cli_usage_error("convert", "expected IN.pth and OUT");

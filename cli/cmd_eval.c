@@ -40,7 +40,8 @@ static void help(void) {
            "                          goes with mask abc.<any extension>\n"
            "  -b, --backend B         the backend; repeat to compare:\n");
     cli_backend_help(stdout, 24);
-    printf("  -p, --precision P       fp32 (default) or int8; repeat to compare precisions\n"
+    printf("  -p, --precision P       fp32 or int8 (default: the weight file's, int8 for an INT8\n"
+           "                          weight file); repeat to compare precisions\n"
            "  --calib CACHE           INT8 with an FP32 model: a calibration cache\n"
            "  --keep-fp32 NAMES       INT8: comma-separated convolutions kept in FP32\n"
            "  -s, --size SIZE         network input size, multiple of 32 (default: the model's)\n"
@@ -57,7 +58,7 @@ static void help(void) {
            "  --report DIR            an HTML report: DIR/index.html with the metrics and every\n"
            "                          image (frame, truth, prediction, overlay), worst Dice first\n"
            "  -t, --threads N         CPU threads (default: all)\n"
-           "  -q, --quiet             no progress line\n"
+           "  -q, --quiet             no progress line and no precision note\n"
            "  -h, --help              this help\n\n"
            "Every combination of backend and precision is evaluated on every image and printed\n"
            "as one row: Dice seg/neo/non, IoU seg/neo/non, images, ms/image (bzn_run_rgb +\n"
@@ -333,16 +334,18 @@ static int parse_args(int argc, char **argv, eval_args *a) {
     if (!a->masks_dir) return cli_usage_error(CMD, "no mask folder given (--masks DIR)");
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
     if (a->nb == 0) a->backends[a->nb++] = bzn_backend_name(0);
-    if (a->np == 0) a->prec[a->np++] = BZN_PRECISION_FP32;
-    if (a->nb * a->np > MAX_CONFIGS) return cli_usage_error(CMD, "too many configurations (at most %d)", MAX_CONFIGS);
+    if (a->nb * (a->np ? a->np : 1) > MAX_CONFIGS) return cli_usage_error(CMD, "too many configurations (at most %d)", MAX_CONFIGS);
     return -1;
 }
 
 static int run(const eval_args *a) {
     const char *model = a->model, *masks_dir = a->masks_dir, *csv = a->csv, *report_dir = a->report_dir;
-    const int w = a->w, h = a->h, threads = a->threads, quiet = a->quiet, json = a->json, nb = a->nb, np = a->np;
+    const int w = a->w, h = a->h, threads = a->threads, quiet = a->quiet, json = a->json, nb = a->nb;
     const char *const *backends = a->backends;
-    const bzn_precision *prec = a->prec;
+    /* no -p: one precision, the weight file's (or INT8 with --calib), said once on stderr */
+    bzn_precision prec[MAX_CONFIGS];
+    int np = a->np;
+    memcpy(prec, a->prec, sizeof prec);
     const cli_config pcfg = a->pcfg;
     /* 1. pair every frame with its mask before any work */
     cli_list frames, masks;
@@ -374,7 +377,7 @@ static int run(const eval_args *a) {
     for (int i = 0; i < frames.count; i++) {
         r.images[i].name = strdup(base_name(frames.paths[i]));
         r.images[i].mask = strdup(base_name(masks.paths[mask_of[i]]));
-        r.images[i].conf = calloc((size_t)nb * np, sizeof *r.images[i].conf);
+        r.images[i].conf = calloc((size_t)nb * (np ? np : 1), sizeof *r.images[i].conf);
         if (!r.images[i].name || !r.images[i].mask || !r.images[i].conf) {
             fprintf(stderr, "blazeneo " CMD ": out of memory\n");
             rc = EXIT_FAIL;
@@ -385,6 +388,7 @@ static int run(const eval_args *a) {
         rc = cli_error(CMD, &e);
         goto done;
     }
+    if (np == 0) prec[np++] = cli_precision_of(m, &pcfg);
     for (int bi = 0; bi < nb; bi++) {
         for (int pi = 0; pi < np; pi++) {
             eval_config *cf = &configs[r.nconfigs];
@@ -397,6 +401,8 @@ static int run(const eval_args *a) {
             cc.threads = threads;
             cc.backend = backends[bi];
             cc.precision = prec[pi];
+            cc.precision_set = a->np > 0;
+            cc.quiet = quiet;
             if (cc.precision != BZN_PRECISION_INT8) cc.calib = cc.keep_fp32 = NULL;
             if (cli_ctx_create(CMD, m, &cc, &ctx[r.nconfigs])) {
                 fprintf(stderr, "blazeneo " CMD ": (configuration %s)\n", cf->label);
@@ -452,7 +458,9 @@ static int run(const eval_args *a) {
         fprintf(stderr, "evaluated %d image%s, %d configuration%s, in %.1f s", frames.count,
                 frames.count == 1 ? "" : "s", r.nconfigs, r.nconfigs == 1 ? "" : "s", (cli_now_ms() - t_start) / 1e3);
         if (csv && rc == EXIT_OK) fprintf(stderr, "; scores per image in %s", csv);
-        if (rp && rc == EXIT_OK) fprintf(stderr, "; report in %s/index.html", report_dir);
+        char index[4096];
+        cli_path_join(index, sizeof index, report_dir ? report_dir : "", "index.html");
+        if (rp && rc == EXIT_OK) fprintf(stderr, "; report in %s", index);
         fprintf(stderr, "\n");
     }
 

@@ -39,13 +39,15 @@ int cmd_info(int argc, char **argv) {
         case 'l': layers = 1; break;
         case 't': tensors = 1; break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error("info", "unknown option");
+        default: return cli_bad_option("info", c);
         }
     }
     if (argc - optind != 1) return cli_usage_error("info", "expected one MODEL");
     bzn_model *m;
     bzn_ctx *ctx;
-    const cli_config cfg = {.width = w, .height = h, .backend = "ref", .run_aux = 1, .threads = 1};
+    /* shapes, parameters and MACs: the FP32 plan (the same layers at any precision) */
+    const cli_config cfg = {.width = w, .height = h, .backend = "ref", .run_aux = 1, .threads = 1,
+                            .precision = BZN_PRECISION_FP32, .precision_set = 1, .quiet = 1};
     if (cli_open("info", argv[optind], &cfg, &m, &ctx)) return EXIT_FAIL;
     bzn_model_info mi;
     bzn_model_get_info(m, &mi);
@@ -53,6 +55,7 @@ int cmd_info(int argc, char **argv) {
     bzn_ctx_options o = bzn_ctx_default_options(m);
     if (w) o.width = w, o.height = h;
     o.backend = "ref";
+    o.precision = BZN_PRECISION_FP32;
     bzn_error e;
     if (bzn_ctx_create(m, &o, &main_only, &e) != BZN_OK) {
         bzn_ctx_free(ctx);
@@ -75,7 +78,14 @@ int cmd_info(int argc, char **argv) {
            mi.default_height, mi.mean[0], mi.mean[1], mi.mean[2], mi.std[0], mi.std[1], mi.std[2]);
     printf("parameters  : %lld on the main path, %lld with the auxiliary branch\n", (long long)mi.params_main,
            (long long)mi.params_total);
-    printf("at %dx%d    : %.3f GMAC main path%s", W, H, macs_main / 1e9, mi.has_aux ? "" : "\n");
+    if (mi.precision == BZN_PRECISION_INT8)
+        printf("precision   : int8 (an INT8 weight file: the commands run it in INT8; -p fp32 runs its weights\n"
+               "              dequantized to float)\n");
+    else
+        printf("precision   : fp32 (INT8 needs a calibration cache, -p int8 --calib, or an INT8 weight file)\n");
+    char at[32];
+    snprintf(at, sizeof at, "at %dx%d", W, H);
+    printf("%-12s: %.3f GMAC main path%s", at, macs_main / 1e9, mi.has_aux ? "" : "\n");
     if (mi.has_aux) printf(", %.3f GMAC with the auxiliary branch\n", macs_all / 1e9);
     printf("activations : %.1f MB arena (main path, planned by liveness; the backend's scratch comes on top)\n",
            bzn_ctx_activation_bytes(main_only) / 1e6);

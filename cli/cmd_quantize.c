@@ -33,7 +33,7 @@ int cmd_quantize(int argc, char **argv) {
         case 'k': keep = optarg; break;
         case 'o': out = optarg; break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error("quantize", "unknown option");
+        default: return cli_bad_option("quantize", c);
         }
     }
     if (!model || !calib || !out) return cli_usage_error("quantize", "-m MODEL, --calib CACHE and -o FILE are required");

@@ -14,13 +14,17 @@ static void help(void) {
            "  -m, --model FILE   weight file (blazeneo convert makes one from a .pth)\n"
            "  -o, --output DIR   output folder (created if missing)\n"
            "  -s, --size SIZE    network input size, multiple of 32 (default: the model's, 352)\n"
-           "  --overlay          also DIR/<stem>_overlay.png: the frame blended with the mask\n"
-           "  --aux              also DIR/<stem>_aux.png: the auxiliary head's polyp probability\n"
+           "  --overlay          also DIR/<stem>_overlay.png: the frame with the polyps blended in\n"
+           "                     their colour and outlined, and a legend (the options below)\n"
+           "  --aux              also DIR/<stem>_aux.png: the auxiliary head's polyp probability as\n"
+           "                     grey (black 0 to white 1), with a scale in the legend's corner\n");
+    cli_overlay_help(stdout, 19);
+    printf("                     (--legend and --no-legend place or drop --aux's scale too)\n"
            "  -b, --backend B    the backend:\n");
     cli_backend_help(stdout, 19);
-    printf("  -t, --threads N    CPU threads (default: all)\n"
-           CLI_PRECISION_HELP
-           "  -q, --quiet        no progress line\n"
+    printf("  -t, --threads N    CPU threads (default: all)\n");
+    cli_precision_help(stdout, 19);
+    printf("  -q, --quiet        no progress line and no precision note\n"
            "  -h, --help         this help\n\n"
            "Directories are expanded to the files they hold; a file that is not a JPEG is\n"
            "reported and skipped, and the exit status is then 1.\n");
@@ -30,8 +34,8 @@ typedef struct {
     uint8_t *classes, *rgb, *aux;
 } seg_buffers;
 
-static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int overlay, int aux, seg_buffers *sb,
-                       bzn_error *e) {
+static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int overlay, const cli_overlay *ov, int aux,
+                       seg_buffers *sb, bzn_error *e) {
     bzn_image img = {0};
     bzn_status s = bzn_image_load_jpeg(path, &img, e);
     if (s != BZN_OK) return -1;
@@ -54,17 +58,20 @@ static int segment_one(bzn_ctx *ctx, const char *path, const char *outdir, int o
     if (s == BZN_OK) s = bzn_class_map(ctx, sb->classes, img.width, img.height, e);
     if (s == BZN_OK) {
         bzn_colorize(sb->classes, n, sb->rgb);
-        snprintf(out, sizeof out, "%s/%s.png", outdir, stem);
+        cli_path_join(out, sizeof out, outdir, "%s.png", stem);
         s = bzn_image_write_png(out, sb->rgb, img.width, img.height, 3, e);
     }
     if (s == BZN_OK && overlay) {
-        bzn_overlay(img.pixels, sb->classes, n, 0.45f, sb->rgb);
-        snprintf(out, sizeof out, "%s/%s_overlay.png", outdir, stem);
+        s = bzn_overlay_draw(img.pixels, sb->classes, img.width, img.height, &ov->style, sb->rgb, e);
+    }
+    if (s == BZN_OK && overlay) {
+        cli_path_join(out, sizeof out, outdir, "%s_overlay.png", stem);
         s = bzn_image_write_png(out, sb->rgb, img.width, img.height, 3, e);
     }
     if (s == BZN_OK && aux) s = bzn_polyp_map(ctx, sb->aux, img.width, img.height, e);
+    if (s == BZN_OK && aux) s = bzn_grey_scale_draw(sb->aux, img.width, img.height, ov->style.legend, e);
     if (s == BZN_OK && aux) {
-        snprintf(out, sizeof out, "%s/%s_aux.png", outdir, stem);
+        cli_path_join(out, sizeof out, outdir, "%s_aux.png", stem);
         s = bzn_image_write_png(out, sb->aux, img.width, img.height, 1, e);
     }
     bzn_image_free(&img);
@@ -117,6 +124,7 @@ static int check_output_names(const cli_list *list, int overlay, int aux) {
 typedef struct {
     const char *model, *outdir;
     int overlay, quiet;
+    cli_overlay ov;
     cli_config cfg;
     int first_image; /* argv[first_image..argc): the images */;
     int argc;
@@ -130,8 +138,9 @@ static int parse_args(int argc, char **argv, segment_args *a) {
                                          {"aux", no_argument, 0, 'a'},          {"backend", required_argument, 0, 'b'},
                                          {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},         CLI_PRECISION_OPTIONS,
-                                         {0}};
+                                         CLI_OVERLAY_OPTIONS,                   {0}};
     memset(a, 0, sizeof *a);
+    cli_overlay_init(&a->ov);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:s:b:t:p:qh", opts, NULL)) != -1) {
@@ -151,12 +160,18 @@ static int parse_args(int argc, char **argv, segment_args *a) {
             if (cli_parse_int(optarg, 0, 1024, &a->cfg.threads))
                 return cli_usage_error("segment", "invalid thread count '%s' (0 = all)", optarg);
             break;
-        case 'q': a->quiet = 1; break;
+        case 'q': a->quiet = a->cfg.quiet = 1; break;
         case 'h': help(); return EXIT_OK;
-        default:
-            if (cli_precision_option("segment", c, optarg, &a->cfg)) return EXIT_USAGE;
+        default: {
+            int r = cli_overlay_option("segment", c, optarg, &a->ov);
+            if (r < 0) r = cli_precision_option("segment", c, optarg, &a->cfg);
+            if (r) return EXIT_USAGE;
+        }
         }
     }
+    if (a->ov.given && !a->overlay) return cli_usage_error("segment", "%s is for --overlay", a->ov.given);
+    if (a->ov.legend_given && !a->overlay && !a->cfg.run_aux)
+        return cli_usage_error("segment", "%s is for --overlay or --aux", a->ov.legend_given);
     if (!a->model) return cli_usage_error("segment", "no model given (-m MODEL)");
     if (!a->outdir) return cli_usage_error("segment", "no output folder given (-o DIR)");
     if (optind >= argc) return cli_usage_error("segment", "no images given");
@@ -199,7 +214,7 @@ static int run(const segment_args *a) {
     for (int i = 0; rc == EXIT_OK && i < list.count; i++) {
         bzn_error e = {0};
         double t0 = cli_now_ms();
-        if (segment_one(ctx, list.paths[i], outdir, overlay, aux, &sb, &e) != 0) {
+        if (segment_one(ctx, list.paths[i], outdir, overlay, &a->ov, aux, &sb, &e) != 0) {
             if (progress && tty) fprintf(stderr, "\n");
             fprintf(stderr, "blazeneo segment: %s\n", e.msg);
             failed++; /* keep going: one bad file does not stop the others */

@@ -60,7 +60,7 @@ int cmd_sensitivity(int argc, char **argv) {
                 return cli_usage_error("sensitivity", "invalid thread count '%s'", optarg);
             break;
         case 'h': help(); return EXIT_OK;
-        default: return cli_usage_error("sensitivity", "unknown option");
+        default: return cli_bad_option("sensitivity", c);
         }
     }
     if (!model || !calib || !images) return cli_usage_error("sensitivity", "-m, --calib and --images are required");
@@ -75,7 +75,9 @@ int cmd_sensitivity(int argc, char **argv) {
     bzn_ctx *fp = NULL;
     bzn_calib_table *t = NULL;
     int rc = EXIT_FAIL;
-    const cli_config cfg = {.width = w, .height = h, .threads = threads};
+    /* the FP32 context the INT8 runs are measured against */
+    const cli_config cfg = {.width = w, .height = h, .threads = threads, .precision = BZN_PRECISION_FP32,
+                            .precision_set = 1, .precision_why = "the reference: each INT8 layer is measured against it"};
     if (cli_open("sensitivity", model, &cfg, &m, &fp)) goto out;
     if (bzn_calib_cache_read(calib, &t, &e) != BZN_OK) {
         cli_error("sensitivity", &e);

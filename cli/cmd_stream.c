@@ -6,7 +6,8 @@
  * one output frame per input frame, in a raw format ffmpeg can read back:
  *
  *   --out mask      the colour mask (neoplastic red, non-neoplastic green, background black), rgb24
- *   --out overlay   the frame with the mask blended over the polyps, rgb24
+ *   --out overlay   the frame with the polyps blended and outlined in their colour and a legend
+ *                   (--alpha, --outline, --legend as segment --overlay), rgb24
  *   --out classes   the class of every pixel as one byte (0 neoplastic, 1 non-neoplastic,
  *                   2 background): gray8, i.e. ffmpeg's `-pix_fmt gray`
  *
@@ -35,11 +36,13 @@ static const char *CMD = "stream";
 
 static void help(void) {
     printf("usage: blazeneo stream -m MODEL -W WIDTH -H HEIGHT [-b BACKEND] [-p PRECISION] [-s SIZE]\n"
-           "                       [-t THREADS] [--out mask|overlay|classes] [--stats N]\n\n"
+           "                       [-t THREADS] [--out mask|overlay|classes] [--stats N]\n"
+           "                       [--alpha A] [--outline N|--no-outline] [--legend CORNER|--no-legend]\n\n"
            "Segment a video: raw RGB24 frames of WIDTH x HEIGHT (WIDTH*HEIGHT*3 bytes each) are read\n"
            "from stdin until it ends, and one output frame per input frame is written to stdout:\n"
            "  --out mask      colour mask, rgb24 (neoplastic red, non-neoplastic green) [default]\n"
-           "  --out overlay   the frame blended with the mask, rgb24\n"
+           "  --out overlay   the frame with the polyps blended and outlined in their colour, and\n"
+           "                  a legend, rgb24 (--alpha, --outline, --legend below)\n"
            "  --out classes   one byte per pixel, 0 neoplastic / 1 non-neoplastic / 2 background:\n"
            "                  gray8 (ffmpeg -pix_fmt gray), WIDTH*HEIGHT bytes per frame\n\n"
            "  -m, --model FILE    weight file\n"
@@ -48,10 +51,11 @@ static void help(void) {
            "  -s, --size SIZE     network input size, multiple of 32 (default: the model's, 352)\n"
            "  -b, --backend B     the backend:\n");
     cli_backend_help(stdout, 20);
-    printf(CLI_PRECISION_HELP
-           "  -t, --threads N     CPU threads (default: all)\n"
-           "  --stats N           also print statistics of the last N frames every N frames\n"
-           "  -h, --help          this help\n\n"
+    cli_precision_help(stdout, 20);
+    printf("  -t, --threads N     CPU threads (default: all)\n"
+           "  --stats N           also print statistics of the last N frames every N frames\n");
+    cli_overlay_help(stdout, 20);
+    printf("  -h, --help          this help\n\n"
            "At the end, stderr gets the frame count, the latency per frame (mean, median, p90, max:\n"
            "from a frame fully read to its output written) and the sustained FPS (frames / wall time\n"
            "from the first frame's arrival to the last frame written, input waits included).\n"
@@ -59,7 +63,8 @@ static void help(void) {
            "Example (a video through ffmpeg and back):\n"
            "  ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - |\n"
            "    blazeneo stream -m model.bzn -W 1280 -H 720 --out overlay |\n"
-           "    ffmpeg -f rawvideo -pix_fmt rgb24 -s 1280x720 -r 25 -i - out.mp4\n");
+           "    ffmpeg -f rawvideo -pix_fmt rgb24 -s 1280x720 -r 25 -i - -pix_fmt yuv420p out.mp4\n"
+           "(-pix_fmt yuv420p on the output side: what players expect of an H.264 file)\n");
 }
 
 typedef enum { OUT_MASK, OUT_OVERLAY, OUT_CLASSES } out_kind;
@@ -155,6 +160,7 @@ typedef struct {
     const char *model, *backend;
     int fw, fh, w, h, threads, stats_every;
     out_kind out;
+    cli_overlay ov;
     cli_config pcfg; /* -p, --calib, --keep-fp32 */;
 } stream_args;
 
@@ -167,8 +173,9 @@ static int parse_args(int argc, char **argv, stream_args *a) {
         {"backend", required_argument, 0, 'b'},   
         {"threads", required_argument, 0, 't'},   {"out", required_argument, 0, OPT_OUT},
         {"stats", required_argument, 0, OPT_STATS}, {"help", no_argument, 0, 'h'},
-        CLI_PRECISION_OPTIONS, {0}};
+        CLI_PRECISION_OPTIONS, CLI_OVERLAY_OPTIONS, {0}};
     *a = (stream_args){.out = OUT_MASK};
+    cli_overlay_init(&a->ov);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:W:H:s:b:p:t:h", opts, NULL)) != -1) {
@@ -201,10 +208,15 @@ static int parse_args(int argc, char **argv, stream_args *a) {
                 return cli_usage_error(CMD, "invalid --stats '%s' (frames, at least 1)", optarg);
             break;
         case 'h': help(); return EXIT_OK;
-        default:
-            if (cli_precision_option(CMD, c, optarg, &a->pcfg)) return EXIT_USAGE;
+        default: {
+            int r = cli_overlay_option(CMD, c, optarg, &a->ov);
+            if (r < 0) r = cli_precision_option(CMD, c, optarg, &a->pcfg);
+            if (r) return EXIT_USAGE;
+        }
         }
     }
+    const char *ov_opt = a->ov.given ? a->ov.given : a->ov.legend_given;
+    if (ov_opt && a->out != OUT_OVERLAY) return cli_usage_error(CMD, "%s is for --out overlay", ov_opt);
     if (!a->model) return cli_usage_error(CMD, "no model given (-m MODEL)");
     if (!a->fw || !a->fh) return cli_usage_error(CMD, "the frame size is needed (-W WIDTH -H HEIGHT)");
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s' (frames come on stdin)", argv[optind]);
@@ -270,7 +282,14 @@ static int run(const stream_args *a) {
         }
         const uint8_t *result = classes;
         if (out == OUT_MASK) bzn_colorize(classes, npix, rgb), result = rgb;
-        if (out == OUT_OVERLAY) bzn_overlay(frame, classes, npix, 0.45f, rgb), result = rgb;
+        if (out == OUT_OVERLAY) {
+            if (bzn_overlay_draw(frame, classes, fw, fh, &a->ov.style, rgb, &e) != BZN_OK) {
+                fprintf(stderr, "blazeneo %s: frame %zu: %s\n", CMD, lat.n + 1, e.msg);
+                rc = EXIT_FAIL;
+                break;
+            }
+            result = rgb;
+        }
         if (write_full(STDOUT_FILENO, result, out_bytes) != 0) {
             fprintf(stderr, "blazeneo %s: cannot write frame %zu: %s%s\n", CMD, lat.n + 1, strerror(errno),
                     errno == EPIPE ? " (the reading end of the output was closed)" : "");

@@ -21,13 +21,13 @@ static void help(void) {
            "  -s, --size SIZE    network input size (default: the model's)\n"
            "  -b, --backend B    the backend:\n");
     cli_backend_help(stdout, 19);
-    printf(CLI_PRECISION_HELP
-           "  -h, --help         this help\n");
+    cli_precision_help(stdout, 19);
+    printf("  -h, --help         this help\n");
 }
 
 static int write4(const char *dir, const char *name, const float *data, int c, int h, int w) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    cli_path_join(path, sizeof path, dir, "%s.npy", name);
     int64_t shape[4] = {1, c, h, w};
     bzn_error e;
     if (bzn_npy_write(path, data, 4, shape, &e) != BZN_OK) return cli_error("trace", &e);
@@ -67,10 +67,15 @@ int cmd_trace(int argc, char **argv) {
     if (bzn_image_load_jpeg(argv[optind], &img, &e) != BZN_OK) return cli_error("trace", &e);
     bzn_model *m;
     bzn_ctx *ctx;
-    /* INT8: the main path (calibration caches and INT8 files cover it; the auxiliary head
-       is a training aid) */
-    if (cfg.precision == BZN_PRECISION_INT8) cfg.run_aux = 0;
-    if (cli_open("trace", model, &cfg, &m, &ctx)) {
+    if (bzn_model_open(model, &m, &e) != BZN_OK) {
+        bzn_image_free(&img);
+        return cli_error("trace", &e);
+    }
+    /* INT8 (-p int8, --calib or an INT8 weight file): the main path (calibration caches and
+       INT8 files cover it; the auxiliary head is a training aid) */
+    if (cli_precision_of(m, &cfg) == BZN_PRECISION_INT8) cfg.run_aux = 0;
+    if (cli_ctx_create("trace", m, &cfg, &ctx)) {
+        bzn_model_free(m);
         bzn_image_free(&img);
         return EXIT_FAIL;
     }

@@ -60,6 +60,41 @@ void cli_backend_help(FILE *f, int width) {
                 i == 0 ? " (default)" : "");
 }
 
+/* "  OPT   text": the text at column 2 + width (at least one space after OPT), each further
+ * line of it under the first */
+static void help_item(FILE *f, int width, const char *opt, const char *text) {
+    fprintf(f, "  %-*s ", width - 1, opt);
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        const int n = nl ? (int)(nl - p) : (int)strlen(p);
+        fprintf(f, "%.*s\n", n, p);
+        p += n + (nl != NULL);
+        if (*p) fprintf(f, "  %*s", width, "");
+    }
+}
+
+void cli_precision_help(FILE *f, int width) {
+    help_item(f, width, "-p, --precision P",
+              "fp32 or int8 (default: the weight file's: int8 for an INT8\n"
+              "weight file from blazeneo quantize, else fp32); int8 with an\n"
+              "FP32 model needs --calib; fp32 with an INT8 file runs its\n"
+              "weights dequantized to float (for debugging)");
+    help_item(f, width, "--calib CACHE", "INT8 activation scales from a calibration cache\n(blazeneo calibrate)");
+    help_item(f, width, "--keep-fp32 NAMES", "INT8: comma-separated convolutions kept in FP32");
+}
+
+void cli_overlay_help(FILE *f, int width) {
+    help_item(f, width, "--alpha A",
+              "overlay: blend of the class colour inside the polyps, 0..1\n"
+              "(default 0.45; 0: the frame as it is, outlines only)");
+    help_item(f, width, "--outline N",
+              "overlay: width in pixels of the line in the class colour along\n"
+              "each polyp's border, with a black rim outside it (default 2,\n"
+              "more on frames over 1250 pixels: min(width, height) / 500);\n"
+              "0 or --no-outline: none");
+    help_item(f, width, "--legend CORNER", "overlay: where the colour legend goes: tl (default), tr, bl,\nbr; --no-legend: none");
+}
+
 int cli_parse_precision(const char *s, bzn_precision *out) {
     if (!strcmp(s, "fp32")) *out = BZN_PRECISION_FP32;
     else if (!strcmp(s, "int8")) *out = BZN_PRECISION_INT8;
@@ -70,11 +105,57 @@ int cli_parse_precision(const char *s, bzn_precision *out) {
 int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *cfg) {
     switch (opt) {
     case 'p':
-        if (cli_parse_precision(arg, &cfg->precision) == 0) return 0;
+        if (cli_parse_precision(arg, &cfg->precision) == 0) return cfg->precision_set = 1, 0;
         return cli_usage_error(cmd, "unknown precision '%s' (fp32, int8)", arg);
     case CLI_OPT_CALIB: cfg->calib = arg; return 0;
     case CLI_OPT_KEEP_FP32: cfg->keep_fp32 = arg; return 0;
-    default: return cli_usage_error(cmd, "unknown option");
+    default: return cli_bad_option(cmd, opt);
+    }
+}
+
+void cli_overlay_init(cli_overlay *ov) {
+    memset(ov, 0, sizeof *ov);
+    ov->style = bzn_overlay_default_style();
+}
+
+int cli_overlay_option(const char *cmd, int opt, const char *arg, cli_overlay *ov) {
+    static const struct {
+        const char *name;
+        bzn_legend_corner corner;
+    } corners[] = {{"tl", BZN_LEGEND_TOP_LEFT}, {"tr", BZN_LEGEND_TOP_RIGHT}, {"bl", BZN_LEGEND_BOTTOM_LEFT},
+                   {"br", BZN_LEGEND_BOTTOM_RIGHT}};
+    char *end;
+    switch (opt) {
+    case CLI_OPT_ALPHA: {
+        const float a = strtof(arg, &end);
+        if (end == arg || *end || !(a >= 0.0f && a <= 1.0f))
+            return cli_usage_error(cmd, "invalid alpha '%s' (a number from 0 to 1)", arg);
+        ov->style.alpha = a;
+        if (!ov->given) ov->given = "--alpha";
+        return 0;
+    }
+    case CLI_OPT_OUTLINE:
+        if (cli_parse_int(arg, 0, BZN_OVERLAY_MAX_OUTLINE, &ov->style.outline))
+            return cli_usage_error(cmd, "invalid outline width '%s' (0 to %d pixels)", arg, BZN_OVERLAY_MAX_OUTLINE);
+        if (!ov->given) ov->given = "--outline";
+        return 0;
+    case CLI_OPT_NO_OUTLINE:
+        ov->style.outline = 0;
+        if (!ov->given) ov->given = "--no-outline";
+        return 0;
+    case CLI_OPT_LEGEND:
+        for (size_t i = 0; i < sizeof corners / sizeof *corners; i++)
+            if (!strcmp(arg, corners[i].name)) {
+                ov->style.legend = corners[i].corner;
+                if (!ov->legend_given) ov->legend_given = "--legend";
+                return 0;
+            }
+        return cli_usage_error(cmd, "invalid legend corner '%s' (tl, tr, bl, br)", arg);
+    case CLI_OPT_NO_LEGEND:
+        ov->style.legend = BZN_LEGEND_NONE;
+        if (!ov->legend_given) ov->legend_given = "--no-legend";
+        return 0;
+    default: return -1;
     }
 }
 
@@ -93,10 +174,30 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return EXIT_USAGE;
 }
 
+int cli_bad_option(const char *cmd, int opt) {
+    if (opt != '?') return cli_usage_error(cmd, "unknown option"); /* in the table, not handled */
+    /* getopt has said what is wrong, as "blazeneo <cmd>: unrecognized option '--x'" (main
+       names the command so), "invalid option -- 'x'" or "option requires an argument" */
+    fprintf(stderr, "Try 'blazeneo %s --help'.\n", cmd);
+    return EXIT_USAGE;
+}
+
 int cli_mkdir(const char *path) {
     struct stat st;
     if (stat(path, &st) == 0) return S_ISDIR(st.st_mode) ? 0 : -1;
     return mkdir(path, 0755);
+}
+
+int cli_path_join(char *buf, size_t size, const char *dir, const char *fmt, ...) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--; /* "out//" is "out"; "/" stays */
+    int used = snprintf(buf, size, "%.*s%s", (int)n, dir, n == 0 || dir[n - 1] == '/' ? "" : "/");
+    if (used < 0 || (size_t)used >= size) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    const int more = vsnprintf(buf + used, size - (size_t)used, fmt, ap);
+    va_end(ap);
+    return more < 0 || (size_t)more >= size - (size_t)used ? -1 : 0;
 }
 
 static int push(cli_list *l, const char *p) {
@@ -134,7 +235,7 @@ int cli_collect_images(const char *cmd, char **args, int n, cli_list *out) {
         while ((e = readdir(d))) {
             if (e->d_name[0] == '.') continue;
             char p[4096];
-            snprintf(p, sizeof p, "%s/%s", args[i], e->d_name);
+            cli_path_join(p, sizeof p, args[i], "%s", e->d_name);
             if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && push(out, p)) {
                 closedir(d);
                 goto oom;
@@ -181,9 +282,9 @@ int cli_ctx_create(const char *cmd, const bzn_model *m, const cli_config *cfg, b
     o.batch = cfg->batch;
     o.run_aux = cfg->run_aux;
     o.keep_intermediates = cfg->keep_intermediates;
-    o.precision = cfg->precision;
+    o.precision = cli_precision_of(m, cfg);
     o.keep_fp32 = cfg->keep_fp32;
-    if (cfg->calib && cfg->precision != BZN_PRECISION_INT8) {
+    if (cfg->calib && o.precision != BZN_PRECISION_INT8) {
         fprintf(stderr, "blazeneo %s: --calib is for -p int8\n", cmd);
         return EXIT_FAIL;
     }
@@ -204,9 +305,45 @@ int cli_ctx_create(const char *cmd, const bzn_model *m, const cli_config *cfg, b
             snprintf(msg, sizeof msg, "%s", e.msg);
             snprintf(e.msg, sizeof e.msg, "%s: %.400s", cfg->calib, msg);
         }
+        if (o.precision == BZN_PRECISION_INT8 && o.run_aux) {
+            const size_t len = strlen(e.msg);
+            snprintf(e.msg + len, sizeof e.msg - len, " (INT8 with the auxiliary head needs its scales too: "
+                                                      "calibrate --aux, then quantize; or -p fp32)");
+        }
         return cli_error(cmd, &e);
     }
+    cli_precision_note(cmd, m, cfg);
     return 0;
+}
+
+bzn_precision cli_precision_of(const bzn_model *m, const cli_config *cfg) {
+    if (cfg->precision_set) return cfg->precision;
+    if (cfg->calib) return BZN_PRECISION_INT8;
+    bzn_model_info mi;
+    bzn_model_get_info(m, &mi);
+    return mi.precision;
+}
+
+void cli_precision_note(const char *cmd, const bzn_model *m, const cli_config *cfg) {
+    if (cfg->quiet) return;
+    bzn_model_info mi;
+    bzn_model_get_info(m, &mi);
+    const bzn_precision p = cli_precision_of(m, cfg);
+    const char *name = bzn_precision_name(p);
+    const int dequantized = p == BZN_PRECISION_FP32 && mi.precision == BZN_PRECISION_INT8;
+    if (cfg->precision_why)
+        fprintf(stderr, "blazeneo %s: precision %s (%s%s)\n", cmd, name, cfg->precision_why,
+                dequantized ? "; this INT8 weight file's weights dequantized to float" : "");
+    else if (dequantized)
+        fprintf(stderr, "blazeneo %s: precision fp32 (-p fp32: this INT8 weight file's weights dequantized to float, "
+                        "a debugging mode; without -p it runs int8)\n", cmd);
+    else if (p == BZN_PRECISION_INT8 && cfg->calib)
+        fprintf(stderr, "blazeneo %s: precision int8 (%s, activation scales from %s)\n", cmd,
+                cfg->precision_set ? "-p int8" : "--calib", cfg->calib);
+    else if (cfg->precision_set)
+        fprintf(stderr, "blazeneo %s: precision %s (-p %s)\n", cmd, name, name);
+    else
+        fprintf(stderr, "blazeneo %s: precision %s (from the weight file)\n", cmd, name);
 }
 
 int cli_open(const char *cmd, const char *model_path, const cli_config *cfg, bzn_model **m, bzn_ctx **c) {

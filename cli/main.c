@@ -28,7 +28,7 @@ static void usage(FILE *f) {
                "commands:\n",
             BZN_VERSION_STRING);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-11s  %s\n", commands[i].name, commands[i].help); /* "sensitivity" is 11 */
     fprintf(f, "\n'blazeneo <command> --help' describes each one.\n");
 }
 
@@ -46,7 +46,14 @@ static int run(int argc, char **argv) {
         return EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* getopt names the program in its messages ("blazeneo segment: unrecognized option
+               '--x'"); the command adds only the --help hint, so a bad option is one message */
+            static char name[64];
+            snprintf(name, sizeof name, "blazeneo %s", commands[i].name);
+            argv[1] = name;
+            return commands[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "blazeneo: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

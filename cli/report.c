@@ -156,7 +156,7 @@ static int grow(uint8_t **buf, size_t *size, size_t need) {
 bzn_status report_open(const char *dir, const eval_results *r, eval_report **out, bzn_error *e) {
     *out = NULL;
     char img[4096];
-    if (snprintf(img, sizeof img, "%s/img", dir) >= (int)sizeof img) return cli_fail(e, BZN_ERR_ARG, "%s: path too long", dir);
+    if (cli_path_join(img, sizeof img, dir, "img")) return cli_fail(e, BZN_ERR_ARG, "%s: path too long", dir);
     struct stat st;
     for (int level = 0; level < 2; level++) {
         const char *p = level ? img : dir;
@@ -188,7 +188,7 @@ static bzn_status write_thumb(eval_report *rp, const uint8_t *rgb, int w, int h,
     bzn_status s = bzn_resize_bilinear(rgb, w, h, w * 3, 3, rp->thumb, tw, th, e);
     if (s != BZN_OK) return s;
     char path[8192];
-    snprintf(path, sizeof path, "%s/%s", rp->dir, name);
+    cli_path_join(path, sizeof path, rp->dir, "%s", name);
     return bzn_image_write_png(path, rp->thumb, tw, th, 3, e);
 }
 
@@ -199,6 +199,15 @@ bzn_status report_add_image(eval_report *rp, int index, const bzn_image *frame, 
     const int w = frame->width, h = frame->height;
     const size_t n = (size_t)w * h;
     if (grow(&rp->full, &rp->full_size, 3 * n)) return cli_fail(e, BZN_ERR_NOMEM, "report: out of memory");
+    /* segment --overlay's blend and outline, the outline as wide as two thumbnail pixels so that
+     * it survives the downscale (at least the default's); no legend: the page has its colour key */
+    int tw, th;
+    thumb_dims(w, h, &tw, &th);
+    bzn_overlay_style style = bzn_overlay_default_style();
+    style.outline = (2 * w + tw - 1) / tw;
+    if (style.outline < 2) style.outline = 2;
+    if (style.outline > BZN_OVERLAY_MAX_OUTLINE) style.outline = BZN_OVERLAY_MAX_OUTLINE;
+    style.legend = BZN_LEGEND_NONE;
     char name[256];
     thumb_name(name, sizeof name, index, "frame", NULL);
     bzn_status s = write_thumb(rp, frame->pixels, w, h, name, e);
@@ -212,7 +221,8 @@ bzn_status report_add_image(eval_report *rp, int index, const bzn_image *frame, 
         thumb_name(name, sizeof name, index, "pred", &r->configs[k]);
         s = write_thumb(rp, rp->full, w, h, name, e);
         if (s != BZN_OK) break;
-        bzn_overlay(frame->pixels, pred[k], n, 0.45f, rp->full); /* the same blend as segment --overlay */
+        s = bzn_overlay_draw(frame->pixels, pred[k], w, h, &style, rp->full, e);
+        if (s != BZN_OK) break;
         thumb_name(name, sizeof name, index, "overlay", &r->configs[k]);
         s = write_thumb(rp, rp->full, w, h, name, e);
     }
@@ -284,7 +294,7 @@ bzn_status report_finish(eval_report *rp, bzn_error *e) {
     qsort(order, (size_t)r->nimages, sizeof *order, cmp_gallery);
 
     char path[4096];
-    snprintf(path, sizeof path, "%s/index.html", rp->dir);
+    cli_path_join(path, sizeof path, rp->dir, "index.html");
     bzn_writer *w;
     bzn_status s = bzn_writer_open(path, &w, e);
     if (s != BZN_OK) {

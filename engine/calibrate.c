@@ -485,10 +485,12 @@ typedef struct {
     bzn_calib_table *t;
     bzn_calib_method method;
     double percentile;
+    int first; /* the group's first tensor */
 } amax_job;
 
-static void amax_one(void *arg, int i) {
+static void amax_one(void *arg, int k) {
     const amax_job *j = arg;
+    const int i = j->first + k;
     const float a = bzn_calib_hist_amax(&j->cal->t[i].hist, j->method, j->percentile);
     j->t->amax[i] = a;
     j->t->scales[i].scale = a / 127.0f;
@@ -496,6 +498,12 @@ static void amax_one(void *arg, int i) {
 
 bzn_status bzn_calibrator_compute(const bzn_calibrator *cal, bzn_calib_method method, double percentile,
                                   bzn_calib_table **out, bzn_error *err) {
+    return bzn_calibrator_compute_progress(cal, method, percentile, NULL, NULL, out, err);
+}
+
+bzn_status bzn_calibrator_compute_progress(const bzn_calibrator *cal, bzn_calib_method method, double percentile,
+                                           bzn_progress_fn progress, void *user, bzn_calib_table **out,
+                                           bzn_error *err) {
     if (!out) return bzn_fail(err, BZN_ERR_ARG, "NULL output pointer");
     *out = NULL;
     if (!cal) return bzn_fail(err, BZN_ERR_ARG, "NULL calibrator");
@@ -514,10 +522,16 @@ bzn_status bzn_calibrator_compute(const bzn_calibrator *cal, bzn_calib_method me
         t->count = i + 1;
     }
     /* entropy costs O(bins^2) per tensor (about 2 M logarithms at 2048 bins): spread the
-     * tensors over the backend's threads */
-    amax_job j = {cal, t, method, percentile};
+     * tensors over the backend's threads; with a progress callback, in groups of 4 per thread,
+     * telling it after each group from this thread */
+    amax_job j = {cal, t, method, percentile, 0};
     const bzn_parallel par = bzn_backend_parallel(cal->host);
-    bzn_parallel_for(&par, cal->n, amax_one, &j);
+    const int group = progress ? 4 * (par.threads > 1 ? par.threads : 1) : cal->n;
+    for (j.first = 0; j.first < cal->n; j.first += group) {
+        const int n = cal->n - j.first < group ? cal->n - j.first : group;
+        bzn_parallel_for(&par, n, amax_one, &j);
+        if (progress) progress(user, j.first + n, cal->n, cal->t[j.first + n - 1].name);
+    }
     *out = t;
     return BZN_OK;
 }

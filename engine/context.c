@@ -60,6 +60,7 @@ bzn_ctx_options bzn_ctx_default_options(const bzn_model *m) {
     o.height = m ? m->wf.config.default_height : 352;
     o.width = m ? m->wf.config.default_width : 352;
     o.batch = 1;
+    o.precision = bzn_model_file_precision(m); /* an INT8 weight file runs INT8 */
     return o;
 }
 
@@ -130,8 +131,9 @@ static bzn_status build_plan(bzn_ctx *c, bzn_error *err) {
         switch (n->kind) {
         case BZN_NODE_CONV: {
             op->kind = BZN_OP_CONV;
-            bzn_conv_form form;
-            bzn_status s = bzn_weights_get(c->model, be, n->conv, c->q && c->q[i].int8, &form, err);
+            bzn_conv_form form = {0};
+            conv_args(c, n, &form, &op->u.conv); /* its geometry, for the backend's weight form */
+            bzn_status s = bzn_weights_get(c->model, be, n->conv, c->q && c->q[i].int8, &op->u.conv, &form, err);
             if (s != BZN_OK) return s;
             conv_args(c, n, &form, &op->u.conv);
             break;
@@ -305,6 +307,9 @@ int bzn_ctx_threads(const bzn_ctx *c) { return c ? c->backend->threads : 0; }
 int bzn_ctx_batch(const bzn_ctx *c) { return c ? c->opt.batch : 0; }
 
 const char *bzn_ctx_backend(const bzn_ctx *c) { return c ? c->backend->name : NULL; }
+const char *bzn_ctx_backend_detail(const bzn_ctx *c) {
+    return c && c->backend->detail ? c->backend->detail : "";
+}
 
 int bzn_ctx_int8_handoffs(const bzn_ctx *c) {
     int n = 0;

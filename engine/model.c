@@ -159,6 +159,10 @@ void bzn_model_free(bzn_model *m) {
     free(m);
 }
 
+bzn_precision bzn_model_file_precision(const bzn_model *m) {
+    return m && m->int8_file && m->n_act_scales > 0 ? BZN_PRECISION_INT8 : BZN_PRECISION_FP32;
+}
+
 void bzn_model_get_info(const bzn_model *m, bzn_model_info *info) {
     memset(info, 0, sizeof *info);
     const bzn_wf_config *c = &m->wf.config;
@@ -174,6 +178,7 @@ void bzn_model_get_info(const bzn_model *m, bzn_model_info *info) {
     info->num_convs = m->n_convs;
     for (int i = 0; i < m->n_convs; i++) info->num_int8_convs += m->convs[i].qweight != NULL;
     info->num_act_scales = m->n_act_scales;
+    info->precision = bzn_model_file_precision(m);
     info->params_main = m->params_main;
     info->params_total = m->params_total;
     info->num_tensors = m->wf.count;

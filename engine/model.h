@@ -29,6 +29,10 @@ struct bzn_model {
 bzn_status bzn_model_fold(bzn_model *m, bzn_graph *g, bzn_error *err);
 bzn_status bzn_model_bind(const bzn_model *m, bzn_graph *g, bzn_error *err);
 
+/* The precision the weight file is made for: INT8 for an INT8 weight file (int8 convolution
+ * weights and the activation scales), else FP32 (bzn_model_info.precision). */
+bzn_precision bzn_model_file_precision(const bzn_model *m);
+
 /* Write a weight file that must load as a model before it replaces `path`: made in memory,
  * opened with bzn_model_open_memory (every check, the architecture included), then written
  * with the library's writer; on any error nothing is left at `path` that was not there.

@@ -76,8 +76,8 @@ static bzn_status make_weights(bzn_model *m, const bzn_conv_weights *cw, conv_fo
     return BZN_OK;
 }
 
-bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_weights *cw, int int8, bzn_conv_form *out,
-                           bzn_error *err) {
+bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_weights *cw, int int8,
+                           const bzn_conv_args *geom, bzn_conv_form *out, bzn_error *err) {
     bzn_model *m = (bzn_model *)cm; /* the forms are a cache: the model's weights never change */
     const int i = (int)(cw - m->convs);
     if (i < 0 || i >= m->n_convs) return bzn_fail(err, BZN_ERR_ARG, "'%s' is not a convolution of this model", cw->name);
@@ -96,6 +96,15 @@ bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_w
             a.out_c = cw->cout;
             a.k = cw->k;
             a.bias = cw->bias;
+            if (geom) {
+                a.in_h = geom->in_h;
+                a.in_w = geom->in_w;
+                a.out_h = geom->out_h;
+                a.out_w = geom->out_w;
+                a.stride = geom->stride;
+                a.pad = geom->pad;
+                a.dilation = geom->dilation;
+            }
             if (int8) {
                 a.qweight = f->qweight ? f->qweight : cw->qweight;
                 a.wscale = f->wscale ? f->wscale : cw->wscale;

@@ -27,6 +27,12 @@
 extern "C" {
 #endif
 
+/* The library is compiled with hidden symbols: what this header declares is its whole API,
+ * and the shared library exports that alone. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define BZN_VERSION_STRING "0.1.0"
 
 typedef enum {
@@ -53,6 +59,12 @@ const char *bzn_status_name(bzn_status s);
 
 typedef enum { BZN_AGG_LSC = 0, BZN_AGG_IDA = 1, BZN_AGG_DIA = 2, BZN_AGG_DHA = 3 } bzn_aggregation;
 
+/* FP32: every convolution in float. INT8: convolutions on int8 weights (per output channel,
+ * BatchNorm folded first) and int8 inputs (one scale per tensor, from calibration), with int32
+ * accumulation; outputs are dequantized to float, where activations, pooling and upsampling run. */
+typedef enum { BZN_PRECISION_FP32 = 0, BZN_PRECISION_INT8 = 1 } bzn_precision;
+const char *bzn_precision_name(bzn_precision p);
+
 typedef struct {
     bzn_aggregation aggregation; /* aggregation of the main path (agg2) */
     int has_aux;                 /* auxiliary branch (agg1 DHA + head_1) present */
@@ -70,6 +82,9 @@ typedef struct {
     uint64_t file_bytes;         /* size of the weight file */
     uint64_t weight_bytes;       /* memory of the folded f32 weights and biases the model holds
                                     (an INT8 file's int8 weights are used in place, in the file) */
+    bzn_precision precision;     /* what the file is made for, and bzn_ctx_default_options' choice:
+                                    INT8 for an INT8 weight file (num_int8_convs > 0 and its
+                                    activation scales stored), else FP32 */
 } bzn_model_info;
 
 typedef struct bzn_model bzn_model;
@@ -102,11 +117,6 @@ int bzn_backend_count(void);
 const char *bzn_backend_name(int i);        /* NULL when i is out of range */
 const char *bzn_backend_description(int i); /* one line */
 
-/* FP32: every convolution in float. INT8: convolutions on int8 weights (per output channel,
- * BatchNorm folded first) and int8 inputs (one scale per tensor, from calibration), with int32
- * accumulation; outputs are dequantized to float, where activations, pooling and upsampling run. */
-typedef enum { BZN_PRECISION_FP32 = 0, BZN_PRECISION_INT8 = 1 } bzn_precision;
-const char *bzn_precision_name(bzn_precision p);
 
 /* The quantization scale of one activation tensor, by name: the PyTorch module path of the
  * layer producing it (as bzn_ctx_layer names it), or "input". scale = amax / 127. */
@@ -123,7 +133,9 @@ typedef struct {
     int batch;                /* frames run together (0 or 1: one); outputs are per frame */
     int run_aux;              /* also run the auxiliary branch (when the model has it) */
     int keep_intermediates;   /* keep every module output alive for inspection (trace) */
-    bzn_precision precision;  /* FP32 (default) or INT8 */
+    bzn_precision precision;  /* FP32 or INT8; the default is the model's (bzn_model_info.precision):
+                                 INT8 for an INT8 weight file. FP32 on an INT8 weight file runs its
+                                 dequantized weights in float (a debugging mode) */
     /* INT8: activation scales (a calibration cache, see bzn_calib_cache_read); NULL uses the
      * scales stored in a quantized model file */
     const bzn_tensor_scale *scales;
@@ -134,6 +146,8 @@ typedef struct {
 
 typedef struct bzn_ctx bzn_ctx;
 
+/* The model's input size, the default backend, batch 1, and the model's precision (INT8 for an
+ * INT8 weight file, with its stored scales; else FP32); NULL: 352x352 FP32. */
 bzn_ctx_options bzn_ctx_default_options(const bzn_model *m);
 bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ctx **out,
                           bzn_error *err);
@@ -147,6 +161,9 @@ size_t bzn_ctx_scratch_bytes(const bzn_ctx *c);
 size_t bzn_ctx_arena_bytes(const bzn_ctx *c);
 /* What the context runs on: its backend's name, the host threads the backend uses, the batch. */
 const char *bzn_ctx_backend(const bzn_ctx *c);
+/* What the backend says it runs on, for reports: the CPU backend names its kernels' instruction
+ * set ("avx512 kernels: FP32 avx512, INT8 avx512-vnni"); "" when it says nothing. */
+const char *bzn_ctx_backend_detail(const bzn_ctx *c);
 int bzn_ctx_threads(const bzn_ctx *c);
 int bzn_ctx_batch(const bzn_ctx *c);
 /* Bytes of the weights in the forms contexts run (quantized, dequantized or packed by a
@@ -349,9 +366,55 @@ bzn_status bzn_resize_bilinear(const uint8_t *src, int sw, int sh, int sstride, 
 /* Colour mask from a class map: 0 neoplastic red, 1 non-neoplastic green, 2 black,
  * 3 (undefined, ground truth only) yellow. */
 void bzn_colorize(const uint8_t *classes, size_t n, uint8_t *rgb);
-/* Blend a colour mask over a frame: polyp pixels become (1-alpha)*frame + alpha*colour. */
-void bzn_overlay(const uint8_t *frame_rgb, const uint8_t *classes, size_t n, float alpha,
-                 uint8_t *out_rgb);
+
+/* How bzn_overlay_draw marks the polyps over a frame. */
+typedef enum {
+    BZN_LEGEND_NONE = 0,
+    BZN_LEGEND_TOP_LEFT = 1, /* the default: in endoscopy frames, the black margin outside the view */
+    BZN_LEGEND_TOP_RIGHT = 2,
+    BZN_LEGEND_BOTTOM_LEFT = 3,
+    BZN_LEGEND_BOTTOM_RIGHT = 4
+} bzn_legend_corner;
+#define BZN_OVERLAY_AUTO (-1)      /* outline: scaled to the frame, see below */
+#define BZN_OVERLAY_MAX_OUTLINE 64 /* the widest outline, in pixels */
+typedef struct {
+    float alpha;  /* blend of the class colour over a polyp's inside: (1-alpha)*frame +
+                     alpha*colour, rounded; clamped to 0..1 (NaN: 0); 0 = the frame as it is */
+    int outline;  /* width in pixels of a line in the full class colour along the inside of each
+                     polyp region's border: the pixels of class c (0 or 1) with a pixel of another
+                     class within `outline` pixels (the 3x3, 5x5, ... square around them: 8-
+                     neighbours) inside the frame (a region cut by the frame's edge has no line
+                     there); 0 = none; BZN_OVERLAY_AUTO = max(2, round(min(width, height) / 500)),
+                     2 up to 1250-pixel frames */
+    int dark_edge; /* nonzero: background pixels within max(1, outline / 2) pixels of a polyp are
+                      drawn black, a dark rim outside the coloured line, so that the red line
+                      stands out on red mucosa (nothing is drawn where neoplastic meets non-
+                      neoplastic: red beside green needs no rim); no effect without an outline */
+    bzn_legend_corner legend; /* a legend in this corner (BZN_LEGEND_NONE: none): a red and a
+                      green swatch labelled "neoplastic" and "non-neoplastic" in a built-in 5x7
+                      pixel font, white on the frame darkened to 30%, scaled by
+                      max(1, round(min(width, height) / 480)); left out when it would take more
+                      than half the frame's width or a third of its height */
+} bzn_overlay_style;
+/* alpha 0.45, outline BZN_OVERLAY_AUTO, dark_edge 1, legend BZN_LEGEND_TOP_LEFT */
+bzn_overlay_style bzn_overlay_default_style(void);
+/* The frame (RGB24, rows of width*3 bytes) with a class map of the same size drawn over it as
+ * `style` says (NULL: the default style) into out_rgb: background pixels are copied (or the dark
+ * edge), polyp pixels blended (or the outline), then the legend. Every output pixel depends only
+ * on the frame pixel at its place and the classes, so out_rgb may be frame_rgb (in place).
+ * Deterministic; no allocation (O(pixels x outline) time); BZN_ERR_ARG for NULL pointers, a size
+ * <= 0 or an outline outside BZN_OVERLAY_AUTO..BZN_OVERLAY_MAX_OUTLINE. */
+bzn_status bzn_overlay_draw(const uint8_t *frame_rgb, const uint8_t *classes, int width, int height,
+                            const bzn_overlay_style *style, uint8_t *out_rgb, bzn_error *err);
+/* A probability scale on a grey picture such as bzn_polyp_map's (rows of width bytes, in
+ * place): a vertical ramp from black (0, bottom) to white (1, top) labelled "1" and "0", in a
+ * black box in `corner`, scaled and left out as the overlay's legend is; BZN_LEGEND_NONE draws
+ * nothing. BZN_ERR_ARG for a NULL picture or a size <= 0. */
+bzn_status bzn_grey_scale_draw(uint8_t *grey, int width, int height, bzn_legend_corner corner, bzn_error *err);
+
+/* Progress of a long call: `done` of `total` steps, the last one named; called on the caller's
+ * thread (the library never prints: showing it is the caller's business). */
+typedef void (*bzn_progress_fn)(void *user, int done, int total, const char *name);
 
 /* ---- INT8 calibration (TensorRT-style post-training; ../shared/spec/int8-calibration.md) --
  *
@@ -425,6 +488,12 @@ typedef struct {
  * BZN_CALIB_PERCENTILE only. Needs at least one observation. */
 bzn_status bzn_calibrator_compute(const bzn_calibrator *cal, bzn_calib_method method, double percentile,
                                   bzn_calib_table **out, bzn_error *err);
+/* The same, telling `progress` (may be NULL) after each group of tensors (a few per thread)
+ * how many of bzn_calibrator_num_tensors are done, the last one named: entropy's search costs
+ * seconds per tensor whose histogram has grown. The table is the same bit for bit. */
+bzn_status bzn_calibrator_compute_progress(const bzn_calibrator *cal, bzn_calib_method method, double percentile,
+                                           bzn_progress_fn progress, void *user, bzn_calib_table **out,
+                                           bzn_error *err);
 void bzn_calib_table_free(bzn_calib_table *t);
 
 /* TensorRT's calibration cache: "TRT-7103-<Calibrator>", then "name: <hex>" per tensor, the
@@ -455,9 +524,6 @@ typedef struct {
     int n_layers;
 } bzn_sensitivity_report;
 
-/* Progress of a long call: `done` of `total` steps, the last one named. */
-typedef void (*bzn_progress_fn)(void *user, int done, int total, const char *name);
-
 /* On n_frames preprocessed inputs (n x 3 x H x W at the size of `fp`, an FP32 context), with
  * the activation scales of `scales` (checked against the network): the whole network in
  * INT8, then each convolution alone. The top of the ranking is what bzn_quantize_model's
@@ -465,6 +531,10 @@ typedef void (*bzn_progress_fn)(void *user, int done, int total, const char *nam
 bzn_status bzn_int8_sensitivity(bzn_ctx *fp, const float *inputs, int n_frames, const bzn_calib_table *scales,
                                 bzn_sensitivity_report *report, bzn_progress_fn progress, void *user, bzn_error *err);
 void bzn_sensitivity_report_free(bzn_sensitivity_report *r);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -94,7 +94,10 @@ static const char *PY_JSON_CHECK =
     "for k in ['gmac', 'params', 'peak_rss_mb', 'weight_file_bytes', 'weight_bytes', 'activation_bytes', 'scratch_bytes',\n"
     "          'threads']:\n"
     "    assert d[k] > 0, k\n"
-    "assert d['prepared_weight_bytes'] == 0  # FP32 runs the model's own folded weights\n"
+    "# FP32 runs the model's folded weights, plus Winograd's transforms of the 3x3 ones it runs\n"
+    "# (36 floats for 9, so at most 4x the weights)\n"
+    "assert 0 <= d['prepared_weight_bytes'] <= 4 * d['weight_bytes']\n"
+    "assert d['backend_detail'].split()[0] in ('scalar', 'avx2', 'avx512'), d['backend_detail']\n"
     "assert d['backend'] == 'cpu' and d['precision'] == 'fp32', (d['backend'], d['precision'])\n"
     "assert d['size'] == '64x64' and d['width'] == 64 and d['height'] == 64\n"
     "assert d['batch'] == int(sys.argv[2]) and d['iters'] == 3\n"
@@ -301,9 +304,36 @@ START_TEST(stream_outputs) {
         for (size_t i = 0; i < npix; i++) ck_assert_uint_le(cls[i], 2);
         bzn_colorize(cls, npix, expect);
         ck_assert_msg(memcmp(expect, res[1] + 3 * npix * f, 3 * npix) == 0, "frame %d: mask != colorize(classes)", f);
-        bzn_overlay(frames + 3 * npix * f, cls, npix, 0.45f, expect);
-        ck_assert_msg(memcmp(expect, res[2] + 3 * npix * f, 3 * npix) == 0, "frame %d: overlay != blend", f);
+        bzn_error e;
+        ck_assert_int_eq(bzn_overlay_draw(frames + 3 * npix * f, cls, FW, FH, NULL, expect, &e), BZN_OK);
+        ck_assert_msg(memcmp(expect, res[2] + 3 * npix * f, 3 * npix) == 0, "frame %d: overlay != default style", f);
     }
+    /* the overlay options: a style of one's own, and no marking at all (the frames unchanged) */
+    ck_assert_int_eq(run_io("frames3.raw", "out_styled.raw",
+                            "stream -m " MODEL " -W %d -H %d -s 64 -t 1 --out overlay --alpha 0.2 --outline 3 --no-legend",
+                            FW, FH), 0);
+    size_t len_styled;
+    uint8_t *styled = tu_read_file(tu_path(tmp, "out_styled.raw"), &len_styled);
+    ck_assert_ptr_nonnull(styled);
+    ck_assert_uint_eq(len_styled, n * npix * 3);
+    bzn_overlay_style st = bzn_overlay_default_style();
+    st.alpha = 0.2f;
+    st.outline = 3;
+    st.legend = BZN_LEGEND_NONE;
+    for (int f = 0; f < n; f++) {
+        bzn_error e;
+        ck_assert_int_eq(bzn_overlay_draw(frames + 3 * npix * f, res[0] + npix * f, FW, FH, &st, expect, &e), BZN_OK);
+        ck_assert_msg(memcmp(expect, styled + 3 * npix * f, 3 * npix) == 0, "frame %d: --alpha 0.2 --outline 3", f);
+    }
+    free(styled);
+    ck_assert_int_eq(run_io("frames3.raw", "out_plain.raw",
+                            "stream -m " MODEL " -W %d -H %d -s 64 -t 1 --out overlay --alpha 0 --no-outline --no-legend",
+                            FW, FH), 0);
+    uint8_t *plain = tu_read_file(tu_path(tmp, "out_plain.raw"), &len_styled);
+    ck_assert_ptr_nonnull(plain);
+    ck_assert_uint_eq(len_styled, n * npix * 3);
+    ck_assert_msg(memcmp(plain, frames, n * npix * 3) == 0, "--alpha 0 --no-outline --no-legend changed the frames");
+    free(plain);
     free(expect);
     for (int k = 0; k < 3; k++) free(res[k]);
     free(frames);
@@ -354,6 +384,8 @@ START_TEST(stream_usage) {
     ck_assert_int_eq(run("stream --help"), 0);
     ck_assert_ptr_nonnull(strstr(out, "usage: blazeneo stream"));
     ck_assert_ptr_nonnull(strstr(out, "gray"));
+    ck_assert_ptr_nonnull(strstr(out, "--alpha A"));
+    ck_assert_ptr_nonnull(strstr(out, "-i - -pix_fmt yuv420p out.mp4")); /* players need yuv420p */
     ck_assert_int_eq(run("stream -W 96 -H 64"), 2);
     ck_assert_ptr_nonnull(strstr(out, "no model"));
     ck_assert_int_eq(run("stream -m " MODEL " -W 96"), 2);
@@ -367,6 +399,16 @@ START_TEST(stream_usage) {
     ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 -b gpu"), 2);
     ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 video.raw"), 2);
     ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 --frobnicate"), 2);
+    /* the overlay options: for --out overlay only, with valid values */
+    ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 --alpha 0.3"), 2);
+    ck_assert_msg(strstr(out, "--alpha is for --out overlay"), "%s", out);
+    ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 --out classes --no-legend"), 2);
+    ck_assert_msg(strstr(out, "--no-legend is for --out overlay"), "%s", out);
+    ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 --out overlay --alpha 1.5"), 2);
+    ck_assert_msg(strstr(out, "invalid alpha '1.5'"), "%s", out);
+    ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 --out overlay --outline -2"), 2);
+    ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 --out overlay --legend middle"), 2);
+    ck_assert_msg(strstr(out, "tl, tr, bl, br"), "%s", out);
     /* bad input: exit 1 */
     ck_assert_int_eq(run("stream -m /nonexistent.bzn -W 96 -H 64"), 1);
     ck_assert_int_eq(run("stream -m " MODEL " -W 96 -H 64 -s 33"), 1);

@@ -6,6 +6,7 @@
  * against a network) and `blazeneo calibrate` end to end.
  */
 #include <check.h>
+#include <pthread.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -1133,6 +1134,11 @@ START_TEST(int8_weight_file) {
     ck_assert_int_eq(qi.num_convs, mi.num_convs);
     ck_assert_int_eq(qi.num_int8_convs, qi.num_convs - 2); /* all but the two kept */
     ck_assert_int_eq(qi.num_act_scales, t->count);
+    /* the file's precision: what bzn_ctx_default_options picks */
+    ck_assert_int_eq(mi.precision, BZN_PRECISION_FP32);
+    ck_assert_int_eq(qi.precision, BZN_PRECISION_INT8);
+    ck_assert_int_eq(bzn_ctx_default_options(model).precision, BZN_PRECISION_FP32);
+    ck_assert_int_eq(bzn_ctx_default_options(q).precision, BZN_PRECISION_INT8);
     /* floats left: every bias, and the two kept convolutions' weights (32x3x3x3 and 32x32x3x3) */
     ck_assert_msg(qi.weight_bytes < mi.weight_bytes / 100, "%llu float bytes kept of %llu",
                   (unsigned long long)qi.weight_bytes, (unsigned long long)mi.weight_bytes);
@@ -1182,6 +1188,60 @@ START_TEST(int8_weight_file) {
 }
 END_TEST
 
+/* bzn_calibrator_compute_progress: the same table as bzn_calibrator_compute, and the callback
+ * told, on this thread, how far it got: counts that grow to the number of tensors, each with
+ * the name of the last tensor done. Tried with 1 and 2 threads (groups of 4 per thread). */
+typedef struct {
+    int calls, last_done, total, ok;
+    const bzn_calibrator *cal;
+    pthread_t thread;
+} progress_log;
+
+static void on_progress(void *user, int done, int total, const char *name) {
+    progress_log *p = user;
+    bzn_calib_tensor_info ti;
+    p->ok &= done > p->last_done && done <= total && pthread_equal(p->thread, pthread_self()) &&
+             bzn_calibrator_tensor(p->cal, done - 1, &ti) == BZN_OK && name && !strcmp(name, ti.name);
+    p->calls++;
+    p->last_done = done;
+    p->total = total;
+}
+
+START_TEST(compute_with_progress) {
+    for (int threads = 1; threads <= 2; threads++) {
+        bzn_error e;
+        bzn_ctx_options o = bzn_ctx_default_options(model);
+        o.height = o.width = 64;
+        o.keep_intermediates = 1;
+        o.threads = threads;
+        bzn_ctx *c;
+        ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_OK);
+        run_random(c, 64, 64, 11);
+        bzn_calibrator *cal;
+        ck_assert_int_eq(bzn_calibrator_create(c, &cal, &e), BZN_OK);
+        ck_assert_int_eq(bzn_calibrator_observe(cal, c, &e), BZN_OK);
+        for (int m = 0; m < 3; m++) {
+            bzn_calib_table *a, *b;
+            progress_log p = {0, 0, 0, 1, cal, pthread_self()};
+            ck_assert_int_eq(bzn_calibrator_compute(cal, (bzn_calib_method)m, 0, &a, &e), BZN_OK);
+            ck_assert_int_eq(bzn_calibrator_compute_progress(cal, (bzn_calib_method)m, 0, on_progress, &p, &b, &e), BZN_OK);
+            const int n = bzn_calibrator_num_tensors(cal);
+            ck_assert_msg(p.ok && p.last_done == n && p.total == n && p.calls >= n / (4 * threads) && p.calls <= n,
+                          "method %d, %d threads: %d calls, last %d of %d", m, threads, p.calls, p.last_done, p.total);
+            ck_assert_int_eq(a->count, b->count);
+            ck_assert(memcmp(a->amax, b->amax, (size_t)a->count * sizeof *a->amax) == 0);
+            bzn_calib_table_free(a);
+            bzn_calib_table_free(b);
+        }
+        bzn_calib_table *t;
+        ck_assert_int_eq(bzn_calibrator_compute_progress(cal, BZN_CALIB_ENTROPY, 0, NULL, NULL, &t, &e), BZN_OK);
+        bzn_calib_table_free(t);
+        bzn_calibrator_free(cal);
+        bzn_ctx_free(c);
+    }
+}
+END_TEST
+
 int main(void) {
     bzn_error e;
     if (bzn_model_open(shipped(), &model, &e) != BZN_OK) {
@@ -1205,6 +1265,7 @@ int main(void) {
     tcase_add_test(tc, cli_usage);
     tcase_add_test(tc, cli_end_to_end);
     tcase_add_test(tc, int8_weight_file);
+    tcase_add_test(tc, compute_with_progress);
     /* linear time: about 0.3 s (2 s with the sanitizers) when it is, hours when it is not */
     TCase *scale = tu_case(s, "cache at scale", 20);
     tcase_add_test(scale, cache_parse_at_scale);

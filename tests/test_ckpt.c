@@ -864,10 +864,10 @@ END_TEST
 
 /* The checkpoints of tests/ref/make_ckpt_variants.py (made once, kept in the build tree), or
  * NULL when python3-torch is absent (the caller returns: skipped, or failed in CI). */
-static const char *variants_dir(void) {
+static const char *variants_dir(const char *test) {
     static char dir[1024];
     if (!tu_have_python("torch,numpy")) {
-        tu_missing("python3 with torch and numpy (apt-get install python3-torch)");
+        tu_missing_in(test, "python3 with torch and numpy (apt-get install python3-torch)");
         return NULL;
     }
     snprintf(dir, sizeof dir, "%s/ckpt_variants", tu_env("BZN_BUILD_DIR") ? tu_env("BZN_BUILD_DIR") : "/tmp");
@@ -886,7 +886,7 @@ static int file_exists(const char *path) {
  * and as non-contiguous views converts to a weight file identical, byte for byte, to the
  * plain checkpoint's. */
 START_TEST(test_variants_convert_identically) {
-    const char *dir = variants_dir();
+    const char *dir = variants_dir(__func__);
     if (!dir) return;
     char *out = tu_tmpdir("ckpt-variants");
     ck_assert_ptr_nonnull(out);
@@ -926,7 +926,7 @@ END_TEST
 /* Checkpoints that cannot be converted: refused with a message that says why, and no
  * output file (nor a partial one) left behind. */
 START_TEST(test_variants_refused) {
-    const char *dir = variants_dir();
+    const char *dir = variants_dir(__func__);
     if (!dir) return;
     char *out = tu_tmpdir("ckpt-refused");
     ck_assert_ptr_nonnull(out);
@@ -1013,7 +1013,7 @@ static Suite *ckpt_suite(void) {
     if (tu_have_shared())
         TU_ADD_CASE(s, test_shared_model);
     else
-        printf("test_shared_model: skipped (no shared/models/blazeneo-dha-neopolyp-small.pth)\n");
+        tu_skip_case("test_shared_model", "needs ../shared/models/blazeneo-dha-neopolyp-small.pth");
     return s;
 }
 

@@ -4,6 +4,7 @@
  * half-written, and one segment run under valgrind.
  */
 #include <check.h>
+#include <png.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,7 @@ END_TEST
 START_TEST(segment_under_valgrind) {
     if (tu_env("BZN_SANITIZE") && !strcmp(tu_env("BZN_SANITIZE"), "1")) {
         fprintf(stderr, "sanitizer build: the valgrind case runs in the plain build\n");
+        tu_skip_case(__func__, "sanitizer build: valgrind runs in the plain build");
         return;
     }
     if (tu_run("command -v valgrind >/dev/null") != 0 && tu_missing("valgrind")) return;
@@ -176,7 +178,7 @@ START_TEST(segment_under_valgrind) {
        valgrind, with the AVX2 int8 kernel (valgrind has no AVX-512) */
     ck_assert_int_eq(run("calibrate -q -m " MODEL " -s 64 --images \"$BZN_SOURCE_DIR/samples\" -o vg.cache"), 0);
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && OPENBLAS_CORETYPE=Haswell BZN_INT8_KERNEL=avx2 valgrind -q --error-exitcode=99 "
+             "cd '%s' && OPENBLAS_CORETYPE=Haswell BZN_ISA=avx2 valgrind -q --error-exitcode=99 "
              "--leak-check=full --errors-for-leak-kinds=definite '%s' segment -m "
              "\"%s/models/blazeneo-dha-neopolyp-small-f16.bzn\" -s 64 -p int8 --calib vg.cache -o vg8 "
              "\"%s/samples/16d4ca6160127cd1d5ff99c267599fc4.jpeg\" > vg8.log 2>&1",
@@ -359,6 +361,262 @@ START_TEST(signal_removes_temporaries) {
 }
 END_TEST
 
+/* ---- the overlay, precision notes, progress, skips, cosmetics ---------------------------- */
+
+#define STEM "16d4ca6160127cd1d5ff99c267599fc4"
+
+
+/* segment --overlay draws bzn_overlay_draw's picture with the style the options say (the
+ * default: blend, outline, legend); --aux's map gets the probability scale */
+START_TEST(segment_overlay_options) {
+    bzn_error e;
+    bzn_image frame;
+    ck_assert_int_eq(bzn_image_load_jpeg(tu_path(src, "samples/" STEM ".jpeg"), &frame, &e), BZN_OK);
+    const size_t n = (size_t)frame.width * frame.height;
+    uint8_t *classes = malloc(n), *want = malloc(3 * n);
+    ck_assert(classes && want);
+    static const struct {
+        const char *options;
+        float alpha;
+        int outline, legend;
+    } styles[] = {
+        {"", 0.45f, BZN_OVERLAY_AUTO, BZN_LEGEND_TOP_LEFT},
+        {"--alpha 0.3 --outline 5 --legend br", 0.3f, 5, BZN_LEGEND_BOTTOM_RIGHT},
+        {"--alpha 0 --no-outline --no-legend", 0.0f, 0, BZN_LEGEND_NONE},
+    };
+    for (int k = 0; k < 3; k++) {
+        ck_assert_msg(run("segment -q -m " MODEL " -s 64 --overlay --aux %s -o ov%d " SAMPLE, styles[k].options, k) == 0,
+                      "%s", out);
+        char path[64];
+        int w, h;
+        snprintf(path, sizeof path, "ov%d/" STEM ".png", k);
+        uint8_t *mask = tu_read_png(tu_path(tmp, path), 3, &w, &h, NULL);
+        ck_assert_ptr_nonnull(mask);
+        ck_assert(w == frame.width && h == frame.height);
+        bzn_mask_to_classes(mask, n, classes);
+        free(mask);
+        bzn_overlay_style st = bzn_overlay_default_style();
+        st.alpha = styles[k].alpha;
+        st.outline = styles[k].outline;
+        st.legend = (bzn_legend_corner)styles[k].legend;
+        ck_assert_int_eq(bzn_overlay_draw(frame.pixels, classes, w, h, &st, want, &e), BZN_OK);
+        snprintf(path, sizeof path, "ov%d/" STEM "_overlay.png", k);
+        uint8_t *got = tu_read_png(tu_path(tmp, path), 3, &w, &h, NULL);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_msg(memcmp(got, want, 3 * n) == 0, "segment --overlay %s", styles[k].options);
+        if (k == 2) ck_assert(memcmp(got, frame.pixels, 3 * n) == 0); /* nothing drawn at all */
+        free(got);
+    }
+    /* the aux map: the probability scale in the legend's corner, none with --no-legend */
+    int w, h;
+    uint8_t *aux = tu_read_png(tu_path(tmp, "ov0/" STEM "_aux.png"), 1, &w, &h, NULL);
+    uint8_t *bare = tu_read_png(tu_path(tmp, "ov2/" STEM "_aux.png"), 1, &w, &h, NULL);
+    ck_assert(aux && bare);
+    ck_assert(memcmp(aux, bare, n) != 0);
+    ck_assert_int_eq(bzn_grey_scale_draw(bare, w, h, BZN_LEGEND_TOP_LEFT, &e), BZN_OK);
+    ck_assert(memcmp(aux, bare, n) == 0);
+    free(aux);
+    free(bare);
+    /* the options are for --overlay (the legend ones for --aux too), with valid values */
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 --alpha 0.5 -o ov " SAMPLE), 2);
+    ck_assert_msg(strstr(out, "--alpha is for --overlay"), "%s", out);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 --no-legend -o ov " SAMPLE), 2);
+    ck_assert_msg(strstr(out, "--no-legend is for --overlay or --aux"), "%s", out);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 --overlay --alpha half -o ov " SAMPLE), 2);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 --overlay --outline 65 -o ov " SAMPLE), 2);
+    ck_assert_int_eq(run("segment -q -m " MODEL " -s 64 --overlay --legend left -o ov " SAMPLE), 2);
+    ck_assert_msg(strstr(out, "tl, tr, bl, br"), "%s", out);
+    free(classes);
+    free(want);
+    bzn_image_free(&frame);
+}
+END_TEST
+
+/* An INT8 weight file runs INT8 unless told otherwise, and every running command says which
+ * precision runs and why; -p fp32 on it is allowed and said to be the dequantized weights. */
+START_TEST(precision_of_the_weight_file) {
+    make_cal1();
+    ck_assert_msg(run(CAL1 "q.cache") == 0, "%s", out);
+    ck_assert_msg(run("quantize -m " MODEL " --calib q.cache -o q.bzn") == 0, "%s", out);
+    bzn_error e;
+    bzn_model *q;
+    ck_assert_int_eq(bzn_model_open(tu_path(tmp, "q.bzn"), &q, &e), BZN_OK);
+    bzn_model_info qi;
+    bzn_model_get_info(q, &qi);
+    ck_assert_int_eq(qi.precision, BZN_PRECISION_INT8);
+    ck_assert_int_eq(bzn_ctx_default_options(q).precision, BZN_PRECISION_INT8);
+    bzn_model_free(q);
+
+    ck_assert_msg(run("segment -m q.bzn -s 64 -o p_default " SAMPLE) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "blazeneo segment: precision int8 (from the weight file)"), "%s", out);
+    ck_assert_msg(run("segment -m q.bzn -s 64 -p int8 -o p_int8 " SAMPLE) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "precision int8 (-p int8)"), "%s", out);
+    ck_assert_msg(run("segment -m q.bzn -s 64 -p fp32 -o p_fp32 " SAMPLE) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "precision fp32 (-p fp32: this INT8 weight file's weights dequantized"), "%s", out);
+    /* the default really is INT8: the same mask as -p int8 */
+    size_t n1, n2;
+    uint8_t *a = tu_read_file(tu_path(tmp, "p_default/" STEM ".png"), &n1),
+            *b = tu_read_file(tu_path(tmp, "p_int8/" STEM ".png"), &n2);
+    ck_assert(a && b && n1 == n2 && memcmp(a, b, n1) == 0);
+    free(a);
+    free(b);
+    ck_assert_msg(run("segment -q -m q.bzn -s 64 -o p_quiet " SAMPLE) == 0, "%s", out);
+    ck_assert_msg(!strstr(out, "precision"), "-q: %s", out);
+    /* an FP32 model: FP32, or INT8 with a cache (--calib alone implies -p int8) */
+    ck_assert_msg(run("segment -m " MODEL " -s 64 -o p_f " SAMPLE) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "precision fp32 (from the weight file)"), "%s", out);
+    ck_assert_msg(run("segment -m " MODEL " -s 64 --calib q.cache -o p_c " SAMPLE) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "precision int8 (--calib, activation scales from q.cache)"), "%s", out);
+    ck_assert_int_eq(run("segment -m " MODEL " -s 64 -p fp32 --calib q.cache -o p_c " SAMPLE), 1);
+    ck_assert_msg(strstr(out, "--calib is for -p int8"), "%s", out);
+    /* INT8 with the auxiliary head needs its scales: said how to get them */
+    ck_assert_int_eq(run("segment -m q.bzn -s 64 --aux -o p_aux " SAMPLE), 1);
+    ck_assert_msg(strstr(out, "calibrate --aux, then quantize; or -p fp32"), "%s", out);
+    /* the other commands */
+    ck_assert_msg(run("eval -m q.bzn -s 64 -t 1 --images \"$BZN_SOURCE_DIR/tests/data/eval/images\" "
+                      "--masks \"$BZN_SOURCE_DIR/tests/data/eval/masks\"") == 0, "%s", out);
+    ck_assert_msg(strstr(out, "blazeneo eval: precision int8 (from the weight file)") && strstr(out, "cpu/int8"), "%s", out);
+    ck_assert_msg(run("bench -m q.bzn -s 64 -n 1 --warmup 0 -t 1") == 0, "%s", out);
+    ck_assert_msg(strstr(out, "blazeneo bench: precision int8 (from the weight file)") && strstr(out, "precision int8"),
+                  "%s", out);
+    ck_assert_msg(run("stream -m q.bzn -W 96 -H 64 -s 64 -t 1") == 0, "%s", out);
+    ck_assert_msg(strstr(out, "blazeneo stream: precision int8 (from the weight file)"), "%s", out);
+    ck_assert_msg(run("trace -m q.bzn -s 64 " SAMPLE " -o p_tr") == 0, "%s", out);
+    ck_assert_msg(strstr(out, "blazeneo trace: precision int8 (from the weight file)"), "%s", out);
+    ck_assert_int_eq(tu_run("test -e '%s/p_tr/main.npy' && test ! -e '%s/p_tr/aux.npy'", tmp, tmp), 0);
+    ck_assert_msg(run("calibrate -m q.bzn -s 64 --images cal1 -o p.cache") == 0, "%s", out);
+    ck_assert_msg(strstr(out, "precision fp32 (calibration measures the FP32 network; this INT8 weight file's weights "
+                              "dequantized to float)"), "%s", out);
+    ck_assert_msg(run("info q.bzn") == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\nprecision   : int8 (an INT8 weight file"), "%s", out);
+    ck_assert_msg(run("info " MODEL) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\nprecision   : fp32"), "%s", out);
+}
+END_TEST
+
+/* calibrate shows its progress while it computes the thresholds (after the last frame) */
+START_TEST(calibrate_progress) {
+    make_cal1();
+    ck_assert_msg(run("calibrate -m " MODEL " -s 64 --images cal1 -o prog.cache") == 0, "%s", out);
+    const char *frames = strstr(out, "[1/1]"), *first = strstr(out, "computing thresholds: "),
+               *last = strstr(out, "computing thresholds: 124/124 tensors (upsample_2)");
+    ck_assert_msg(frames && first && last && frames < first && first <= last, "%s", out);
+    ck_assert_msg(strstr(last, "calibrated 124 tensors"), "%s", out);
+    ck_assert_msg(run("calibrate -q -m " MODEL " -s 64 --images cal1 -o prog.cache") == 0, "%s", out);
+    ck_assert_msg(!strstr(out, "computing thresholds"), "-q: %s", out);
+}
+END_TEST
+
+/* The last line of a file's text (without its newline) into buf. */
+static void last_line(const char *text, char *buf, size_t size) {
+    size_t n = strlen(text);
+    while (n && text[n - 1] == '\n') n--;
+    size_t start = n;
+    while (start && text[start - 1] != '\n') start--;
+    snprintf(buf, size, "%.*s", (int)(n - start), text + start);
+}
+
+/* A skipped test ends with one line saying why; a test that skipped some cases ends with their
+ * names and reasons. (The tests themselves, run with what they need made absent.) */
+START_TEST(skips_say_why) {
+    const char *build = tu_env("BZN_BUILD_DIR");
+    ck_assert_ptr_nonnull(build);
+    char line[4096];
+    const int rc = tu_run("cd '%s' && env -u CI BZN_SHARED_DIR=/nonexistent '%s/tests/test_accuracy' > skip1.log 2>&1",
+                          tmp, build);
+    ck_assert_int_eq(rc, TU_SKIP);
+    tu_slurp(tu_path(tmp, "skip1.log"), out, sizeof out);
+    last_line(out, line, sizeof line);
+    ck_assert_msg(!strncmp(line, "SKIPPED: test_accuracy: needs ../shared", 39), "last line: '%s'", line);
+    ck_assert_int_eq(tu_run("cd '%s' && env -u CI BZN_PYTHON=/nonexistent/python3 '%s/tests/test_image' > skip2.log 2>&1",
+                            tmp, build), 0);
+    tu_slurp(tu_path(tmp, "skip2.log"), out, sizeof out);
+    last_line(out, line, sizeof line);
+    ck_assert_msg(!strncmp(line, "skipped cases: ", 15) && strstr(line, "test_decode_matches_pil (needs python3-pil)"),
+                  "last line: '%s'", line);
+    ck_assert_msg(strstr(out, "100%: Checks:"), "%s", out); /* the skipped cases pass */
+}
+END_TEST
+
+/* Column of the description on the help line that starts with `opt` (-1: no such line). */
+static int help_column(const char *help, const char *opt) {
+    char key[128];
+    snprintf(key, sizeof key, "\n  %s ", opt);
+    const char *p = strstr(help, key);
+    if (!p) return -1;
+    p += 1;
+    const char *q = p + 2 + strlen(opt);
+    while (*q == ' ') q++;
+    return (int)(q - p);
+}
+
+/* Directory arguments ending in '/' give no double slashes; help columns line up; `info`'s
+ * lines align; an unknown option is one message */
+START_TEST(cosmetics) {
+    char buf[64];
+    ck_assert_int_eq(cli_path_join(buf, sizeof buf, "out/", "%s.png", "x"), 0);
+    ck_assert_str_eq(buf, "out/x.png");
+    ck_assert_int_eq(cli_path_join(buf, sizeof buf, "out//", "x"), 0);
+    ck_assert_str_eq(buf, "out/x");
+    ck_assert_int_eq(cli_path_join(buf, sizeof buf, "out", "x"), 0);
+    ck_assert_str_eq(buf, "out/x");
+    ck_assert_int_eq(cli_path_join(buf, sizeof buf, "/", "x"), 0);
+    ck_assert_str_eq(buf, "/x");
+    ck_assert_int_eq(cli_path_join(buf, sizeof buf, "", "x"), 0);
+    ck_assert_str_eq(buf, "x");
+    ck_assert_int_eq(cli_path_join(buf, 8, "abcdef", "ghij"), -1);
+
+    ck_assert_int_eq(tu_run("mkdir -p '%s/slash' && cp \"%s/samples/" STEM ".jpeg\" \"%s/samples/"
+                            "25605da2023387fd56c04414eaa922bc.jpeg\" '%s/slash/'", tmp, src, src, tmp), 0);
+    ck_assert_msg(run("segment -m " MODEL " -s 64 -o slash_out/ slash/") == 0, "%s", out);
+    ck_assert_msg(!strstr(out, "//"), "%s", out);
+    ck_assert_msg(strstr(out, "slash/" STEM ".jpeg"), "%s", out);
+    ck_assert_int_eq(tu_run("test -e '%s/slash_out/" STEM ".png'", tmp), 0);
+    ck_assert_msg(run("eval -t 1 -s 64 -m " MODEL " --images \"$BZN_SOURCE_DIR/tests/data/eval/images/\" "
+                      "--masks \"$BZN_SOURCE_DIR/tests/data/eval/masks/\" --report rep/") == 0, "%s", out);
+    ck_assert_msg(strstr(out, "report in rep/index.html") && !strstr(out, "//"), "%s", out);
+
+    /* the top-level usage: every description in one column */
+    ck_assert_int_eq(run("--help"), 0);
+    const int col = help_column(out, "calibrate");
+    static const char *cmds[] = {"convert", "eval", "info", "segment", "quantize", "sensitivity", "trace", "bench", "stream"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        ck_assert_msg(help_column(out, cmds[i]) == col, "%s: column %d, not %d\n%s", cmds[i], help_column(out, cmds[i]),
+                      col, out);
+    /* -p, --precision and the overlay options line up with each command's other options */
+    static const char *helps[] = {"segment", "bench", "stream", "trace"};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(run("%s --help", helps[i]), 0);
+        const int c = help_column(out, "-m, --model FILE");
+        ck_assert_int_gt(c, 0);
+        ck_assert_msg(help_column(out, "-p, --precision P") == c && help_column(out, "--calib CACHE") == c &&
+                          help_column(out, "--keep-fp32 NAMES") == c,
+                      "%s --help:\n%s", helps[i], out);
+        if (i == 0 || i == 2)
+            ck_assert_msg(help_column(out, "--alpha A") == c && help_column(out, "--legend CORNER") == c, "%s --help:\n%s",
+                          helps[i], out);
+    }
+    /* info: "at WxH" padded like the other labels */
+    ck_assert_int_eq(run("info " MODEL), 0);
+    ck_assert_msg(strstr(out, "\nat 352x352  : 11.034 GMAC"), "%s", out);
+    ck_assert_int_eq(run("info -s 1024x768 " MODEL), 0);
+    ck_assert_msg(strstr(out, "\nat 1024x768 : "), "%s", out);
+    /* an unknown option or a missing argument: getopt's words once, then the hint */
+    static const char *all[] = {"calibrate", "convert", "eval", "info", "segment", "quantize", "sensitivity", "trace",
+                                "bench", "stream"};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        ck_assert_int_eq(run("%s --no-such-option", all[i]), 2);
+        char want[256];
+        snprintf(want, sizeof want, "blazeneo %s: unrecognized option '--no-such-option'\nTry 'blazeneo %s --help'.\n",
+                 all[i], all[i]);
+        ck_assert_msg(!strcmp(out, want), "%s: '%s'", all[i], out);
+    }
+    ck_assert_int_eq(run("segment -m"), 2);
+    ck_assert_msg(!strcmp(out, "blazeneo segment: option requires an argument -- 'm'\nTry 'blazeneo segment --help'.\n"),
+                  "'%s'", out);
+}
+END_TEST
+
 int main(void) {
     cli = tu_env("BZN_CLI");
     src = tu_env("BZN_SOURCE_DIR");
@@ -381,6 +639,11 @@ int main(void) {
     tcase_add_test(tc, stdout_write_errors);
     tcase_add_test(tc, segment_output_collisions);
     tcase_add_test(tc, signal_removes_temporaries);
+    tcase_add_test(tc, segment_overlay_options);
+    tcase_add_test(tc, precision_of_the_weight_file);
+    tcase_add_test(tc, calibrate_progress);
+    tcase_add_test(tc, skips_say_why);
+    tcase_add_test(tc, cosmetics);
     const int failed = tu_run_suite(s);
     free(tmp);
     return failed;

@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static int have_pil(const char *test) {
     if (tu_have_python("PIL")) return 1;
     fprintf(stderr, "note: %s: BZN_PYTHON (%s) cannot import PIL\n", test,
             tu_env("BZN_PYTHON") ? tu_env("BZN_PYTHON") : "unset");
-    tu_missing("python3-pil");
+    tu_missing_in(test, "python3-pil");
     return 0;
 }
 
@@ -121,23 +122,6 @@ static uint8_t rnd8(void) {
     return (uint8_t)(lcg_state >> 24);
 }
 
-/* Read a PNG back with libpng's simplified API, in its stored format. */
-static uint8_t *read_png(const char *path, int *w, int *h, int *channels) {
-    png_image pi;
-    memset(&pi, 0, sizeof pi);
-    pi.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_file(&pi, path)) return NULL;
-    uint8_t *buf = malloc(PNG_IMAGE_SIZE(pi));
-    if (!buf || !png_image_finish_read(&pi, NULL, buf, 0, NULL)) {
-        free(buf);
-        png_image_free(&pi);
-        return NULL;
-    }
-    *w = (int)pi.width;
-    *h = (int)pi.height;
-    *channels = (int)PNG_IMAGE_PIXEL_CHANNELS(pi.format);
-    return buf;
-}
 
 /* ---- decoding --------------------------------------------------------------------- */
 
@@ -173,7 +157,7 @@ END_TEST
 
 /* Our decode against PIL's (both use libjpeg; a same-size resize is PIL's plain decode). */
 START_TEST(test_decode_matches_pil) {
-    if (!have_pil("decode vs PIL")) return;
+    if (!have_pil(__func__)) return;
     char *tmp = tu_tmpdir("image-pil-decode");
     ck_assert_ptr_nonnull(tmp);
     for (int i = 0; i < NSAMPLES; i++) {
@@ -195,7 +179,7 @@ END_TEST
 /* Greyscale, CMYK and progressive JPEGs (made by PIL from a sample) decode to the same RGB
  * as PIL's Image.open(...).convert("RGB"). */
 START_TEST(test_decode_colour_spaces) {
-    if (!have_pil("grey/CMYK/progressive JPEG")) return;
+    if (!have_pil(__func__)) return;
     char *tmp = tu_tmpdir("image-colour");
     ck_assert_ptr_nonnull(tmp);
     static const struct {
@@ -648,7 +632,7 @@ END_TEST
 /* ---- resize against PIL ------------------------------------------------------------- */
 
 START_TEST(test_resize_matches_pil) {
-    if (!have_pil("resize vs PIL")) return;
+    if (!have_pil(__func__)) return;
     char *tmp = tu_tmpdir("image-pil-resize");
     ck_assert_ptr_nonnull(tmp);
     static const int sizes[][2] = {{352, 352}, {256, 256}, {96, 64}, {2000, 200}, {1, 1}};
@@ -801,7 +785,7 @@ START_TEST(test_png_round_trip) {
             const char *path = tu_path(tmp, "rt.png");
             ck_assert_msg(bzn_image_write_png(path, px, w, h, ch, &err) == BZN_OK, "%s", err.msg);
             int rw, rh, rc;
-            uint8_t *back = read_png(path, &rw, &rh, &rc);
+            uint8_t *back = tu_read_png(path, 0, &rw, &rh, &rc);
             ck_assert_msg(back != NULL, "libpng cannot read %s back", path);
             ck_assert_int_eq(rw, w);
             ck_assert_int_eq(rh, h);
@@ -876,7 +860,7 @@ START_TEST(test_png_errors) {
     uint8_t grey[5 * 4] = {1, 2, 3};
     ck_assert_int_eq(bzn_image_write_png(path, grey, 5, 4, 1, &err), BZN_OK);
     int w, h, c;
-    uint8_t *back = read_png(path, &w, &h, &c);
+    uint8_t *back = tu_read_png(path, 0, &w, &h, &c);
     ck_assert_ptr_nonnull(back);
     ck_assert(w == 5 && h == 4 && c == 1 && memcmp(back, grey, sizeof grey) == 0);
     free(back);
@@ -896,30 +880,300 @@ START_TEST(test_colorize_overlay) {
     ck_assert(memcmp(rgb, want, sizeof want) == 0);
     bzn_colorize(NULL, 5, rgb); /* no crash */
 
+    /* the blend alone (no outline, no legend): (1 - alpha) * frame + alpha * colour, rounded */
+    bzn_error e;
+    bzn_overlay_style st = {.alpha = 0.5f, .outline = 0, .dark_edge = 1, .legend = BZN_LEGEND_NONE};
     const uint8_t frame[5 * 3] = {100, 100, 100, 100, 100, 100, 100, 100, 100, 10, 20, 30, 10, 20, 30};
     uint8_t out[5 * 3];
-    bzn_overlay(frame, classes, 5, 0.5f, out);
+    ck_assert_int_eq(bzn_overlay_draw(frame, classes, 5, 1, &st, out, &e), BZN_OK);
     const uint8_t half[5 * 3] = {178, 50, 50, 50, 178, 50, 100, 100, 100, 10, 20, 30, 10, 20, 30};
     ck_assert(memcmp(out, half, sizeof half) == 0);
 
     const uint8_t cls2[] = {0, 1};
     const uint8_t f2[6] = {10, 10, 10, 10, 10, 10};
-    bzn_overlay(f2, cls2, 2, 0.25f, out); /* 0.75 * 10 + 0.25 * 255 = 71.25 */
+    st.alpha = 0.25f; /* 0.75 * 10 + 0.25 * 255 = 71.25 */
+    ck_assert_int_eq(bzn_overlay_draw(f2, cls2, 2, 1, &st, out, &e), BZN_OK);
     const uint8_t quarter[6] = {71, 8, 8, 8, 71, 8};
     ck_assert(memcmp(out, quarter, 6) == 0);
-    bzn_overlay(f2, cls2, 2, 0.0f, out);
-    ck_assert(memcmp(out, f2, 6) == 0);
-    bzn_overlay(f2, cls2, 2, 1.0f, out);
-    ck_assert(memcmp(out, want, 6) == 0);
-    bzn_overlay(f2, cls2, 2, 7.0f, out); /* clamped to 1 */
-    ck_assert(memcmp(out, want, 6) == 0);
-    bzn_overlay(f2, cls2, 2, -1.0f, out); /* clamped to 0 */
-    ck_assert(memcmp(out, f2, 6) == 0);
-
+    const float alphas[] = {0.0f, 1.0f, 7.0f, -1.0f, NAN}; /* clamped to [0, 1]; NaN: 0 */
+    const uint8_t *alpha_want[] = {f2, want, want, f2, f2};
+    for (int k = 0; k < 5; k++) {
+        st.alpha = alphas[k];
+        ck_assert_int_eq(bzn_overlay_draw(f2, cls2, 2, 1, &st, out, &e), BZN_OK);
+        ck_assert_msg(memcmp(out, alpha_want[k], 6) == 0, "alpha %g", alphas[k]);
+    }
+    st.alpha = 0.25f;
     uint8_t inplace[6] = {10, 10, 10, 10, 10, 10};
-    bzn_overlay(inplace, cls2, 2, 0.25f, inplace);
+    ck_assert_int_eq(bzn_overlay_draw(inplace, cls2, 2, 1, &st, inplace, &e), BZN_OK);
     ck_assert(memcmp(inplace, quarter, 6) == 0);
-    bzn_overlay(NULL, cls2, 2, 0.5f, out); /* no crash */
+
+    /* bad arguments are errors, never a crash */
+    ck_assert_int_eq(bzn_overlay_draw(NULL, cls2, 2, 1, &st, out, &e), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_overlay_draw(f2, NULL, 2, 1, &st, out, &e), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_overlay_draw(f2, cls2, 2, 1, &st, NULL, NULL), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_overlay_draw(f2, cls2, 0, 1, &st, out, &e), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_overlay_draw(f2, cls2, 2, -1, &st, out, &e), BZN_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "size"));
+    st.outline = BZN_OVERLAY_MAX_OUTLINE + 1;
+    ck_assert_int_eq(bzn_overlay_draw(f2, cls2, 2, 1, &st, out, &e), BZN_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "outline"));
+    st.outline = -2;
+    ck_assert_int_eq(bzn_overlay_draw(f2, cls2, 2, 1, &st, out, &e), BZN_ERR_ARG);
+    st.outline = 0;
+    st.legend = (bzn_legend_corner)5;
+    ck_assert_int_eq(bzn_overlay_draw(f2, cls2, 2, 1, &st, out, &e), BZN_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "legend"));
+
+    /* the default: the blend kept, an outline scaled to the frame, a dark edge, a legend */
+    const bzn_overlay_style d = bzn_overlay_default_style();
+    ck_assert(d.alpha == 0.45f && d.outline == BZN_OVERLAY_AUTO && d.dark_edge && d.legend == BZN_LEGEND_TOP_LEFT);
+}
+END_TEST
+
+/* The outline, as its definition says, pixel by pixel: for a pixel of class c in {0, 1}, a pixel
+ * of another region (0, 1, or background: anything else) in the square of radius `outline`
+ * around it, inside the frame; for a background pixel, a polyp pixel within the dark edge. */
+static void overlay_naive(const uint8_t *frame, const uint8_t *cls, int w, int h, float alpha, int outline, int dark,
+                          uint8_t *out) {
+    static const uint8_t col[2][3] = {{255, 0, 0}, {0, 255, 0}};
+    const int rim = outline && dark ? (outline / 2 > 1 ? outline / 2 : 1) : 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const size_t i = (size_t)y * w + x;
+            const int reg = cls[i] < 2 ? cls[i] : 2;
+            const int r = reg < 2 ? outline : rim;
+            int edge = 0;
+            for (int yy = y - r; yy <= y + r; yy++)
+                for (int xx = x - r; xx <= x + r; xx++) {
+                    if (yy < 0 || xx < 0 || yy >= h || xx >= w) continue;
+                    const int q = cls[(size_t)yy * w + xx] < 2 ? cls[(size_t)yy * w + xx] : 2;
+                    if (reg < 2 ? q != reg : q < 2) edge = 1;
+                }
+            for (int k = 0; k < 3; k++) {
+                const uint8_t f = frame[3 * i + k];
+                if (reg == 2) out[3 * i + k] = edge ? 0 : f;
+                else if (edge) out[3 * i + k] = col[reg][k];
+                else out[3 * i + k] = (uint8_t)floorf((1.0f - alpha) * f + alpha * col[reg][k] + 0.5f);
+            }
+        }
+}
+
+static uint8_t *px(uint8_t *img, int w, int x, int y) { return img + 3 * ((size_t)y * w + x); }
+
+START_TEST(test_overlay_outline) {
+    bzn_error e;
+    /* a 6x5 neoplastic block in a 12x9 background, on a grey frame */
+    enum { W = 12, H = 9 };
+    uint8_t cls[W * H], frame[W * H * 3], out[W * H * 3];
+    memset(cls, 2, sizeof cls);
+    for (int y = 2; y <= 6; y++)
+        for (int x = 3; x <= 8; x++) cls[y * W + x] = 0;
+    memset(frame, 100, sizeof frame);
+    bzn_overlay_style st = {.alpha = 0.5f, .outline = 1, .dark_edge = 0, .legend = BZN_LEGEND_NONE};
+    ck_assert_int_eq(bzn_overlay_draw(frame, cls, W, H, &st, out, &e), BZN_OK);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            const uint8_t *p = px(out, W, x, y);
+            const int in = x >= 3 && x <= 8 && y >= 2 && y <= 6, border = in && (x == 3 || x == 8 || y == 2 || y == 6);
+            if (border) ck_assert_msg(p[0] == 255 && p[1] == 0 && p[2] == 0, "(%d,%d) not red", x, y);
+            else if (in) ck_assert_msg(p[0] == 178 && p[1] == 50 && p[2] == 50, "(%d,%d) not blended", x, y);
+            else ck_assert_msg(p[0] == 100 && p[1] == 100 && p[2] == 100, "(%d,%d) changed", x, y);
+        }
+    /* the dark edge: the ring of background around the block, one pixel wide */
+    st.dark_edge = 1;
+    ck_assert_int_eq(bzn_overlay_draw(frame, cls, W, H, &st, out, &e), BZN_OK);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            const int in = x >= 3 && x <= 8 && y >= 2 && y <= 6, ring = !in && x >= 2 && x <= 9 && y >= 1 && y <= 7;
+            const uint8_t *p = px(out, W, x, y);
+            if (ring) ck_assert_msg(p[0] == 0 && p[1] == 0 && p[2] == 0, "(%d,%d) not dark", x, y);
+            else if (!in) ck_assert_msg(p[0] == 100, "(%d,%d) changed", x, y);
+        }
+    /* two pixels wide: only the 2x1 centre is blended */
+    st.outline = 2;
+    ck_assert_int_eq(bzn_overlay_draw(frame, cls, W, H, &st, out, &e), BZN_OK);
+    for (int y = 2; y <= 6; y++)
+        for (int x = 3; x <= 8; x++) {
+            const uint8_t *p = px(out, W, x, y);
+            const int centre = y == 4 && (x == 5 || x == 6);
+            ck_assert_msg(p[0] == (centre ? 178 : 255) && p[1] == (centre ? 50 : 0), "(%d,%d)", x, y);
+        }
+
+    /* neoplastic beside non-neoplastic, filling the frame: a red and a green line where they
+     * meet, no dark edge between them, no line along the frame's edge */
+    enum { W2 = 10, H2 = 4 };
+    uint8_t cls2[W2 * H2], f2[W2 * H2 * 3], o2[W2 * H2 * 3];
+    for (int i = 0; i < W2 * H2; i++) cls2[i] = i % W2 < 5 ? 0 : 1;
+    memset(f2, 100, sizeof f2);
+    st = (bzn_overlay_style){.alpha = 0.5f, .outline = 1, .dark_edge = 1, .legend = BZN_LEGEND_NONE};
+    ck_assert_int_eq(bzn_overlay_draw(f2, cls2, W2, H2, &st, o2, &e), BZN_OK);
+    for (int y = 0; y < H2; y++)
+        for (int x = 0; x < W2; x++) {
+            const uint8_t *p = px(o2, W2, x, y);
+            if (x == 4) ck_assert_msg(p[0] == 255 && p[1] == 0, "(%d,%d) not red", x, y);
+            else if (x == 5) ck_assert_msg(p[0] == 0 && p[1] == 255, "(%d,%d) not green", x, y);
+            else if (x < 4) ck_assert_msg(p[0] == 178 && p[1] == 50, "(%d,%d) not blended red", x, y);
+            else ck_assert_msg(p[0] == 50 && p[1] == 178, "(%d,%d) not blended green", x, y);
+        }
+
+    /* random maps (blobs and noise, every class value) against the definition, every width and
+     * both edges, out of place and in place */
+    enum { W3 = 53, H3 = 37 };
+    uint8_t cls3[W3 * H3], f3[W3 * H3 * 3], o3[W3 * H3 * 3], want[W3 * H3 * 3];
+    unsigned seed = 12345;
+    for (int trial = 0; trial < 6; trial++) {
+        for (int y = 0; y < H3; y++)
+            for (int x = 0; x < W3; x++) {
+                seed = seed * 1103515245u + 12345u;
+                const int blob = ((x / (3 + trial)) + (y / (2 + trial))) % 3;
+                cls3[y * W3 + x] = (seed >> 16) % 11 == 0 ? (uint8_t)((seed >> 8) % 5) : (uint8_t)(blob == 2 ? 2 + trial % 2 * 253 : blob);
+            }
+        for (size_t i = 0; i < sizeof f3; i++) f3[i] = (uint8_t)((i * 37 + trial) & 255);
+        for (int outline = 0; outline <= 4; outline++)
+            for (int dark = 0; dark < 2; dark++) {
+                st = (bzn_overlay_style){.alpha = 0.3f, .outline = outline, .dark_edge = dark, .legend = BZN_LEGEND_NONE};
+                overlay_naive(f3, cls3, W3, H3, 0.3f, outline, dark, want);
+                ck_assert_int_eq(bzn_overlay_draw(f3, cls3, W3, H3, &st, o3, &e), BZN_OK);
+                ck_assert_msg(memcmp(o3, want, sizeof want) == 0, "trial %d outline %d dark %d", trial, outline, dark);
+                memcpy(o3, f3, sizeof o3);
+                ck_assert_int_eq(bzn_overlay_draw(o3, cls3, W3, H3, &st, o3, &e), BZN_OK);
+                ck_assert_msg(memcmp(o3, want, sizeof want) == 0, "in place: trial %d outline %d", trial, outline);
+            }
+    }
+}
+END_TEST
+
+/* BZN_OVERLAY_AUTO: 2 pixels up to 1250-pixel frames, then min(width, height) / 500, rounded */
+START_TEST(test_overlay_auto_width) {
+    const int sizes[][3] = {{64, 64, 2}, {1280, 995, 2}, {1920, 1500, 3}, {3840, 2160, 4}};
+    for (int k = 0; k < 4; k++) {
+        const int w = sizes[k][0], h = sizes[k][1];
+        const size_t n = (size_t)w * h;
+        uint8_t *cls = malloc(n), *img = calloc(3 * n, 1);
+        ck_assert(cls && img);
+        for (size_t i = 0; i < n; i++) cls[i] = (int)(i % w) < w / 2 ? 0 : 2; /* left half neoplastic */
+        bzn_overlay_style st = bzn_overlay_default_style();
+        st.legend = BZN_LEGEND_NONE;
+        bzn_error e;
+        ck_assert_int_eq(bzn_overlay_draw(img, cls, w, h, &st, img, &e), BZN_OK);
+        /* on a black frame the line is pure red and the blend is not (0.45 * 255 = 115) */
+        int red = 0;
+        const uint8_t *row = img + 3 * (size_t)w * (h / 2);
+        for (int x = 0; x < w; x++) red += row[3 * x] == 255;
+        ck_assert_msg(red == sizes[k][2], "%dx%d: a line of %d pixels", w, h, red);
+        free(cls);
+        free(img);
+    }
+}
+END_TEST
+
+/* The legend: in its corner of a frame large enough, white text and both swatches on the
+ * darkened frame; nothing elsewhere; left out of a small frame. */
+START_TEST(test_overlay_legend) {
+    const int w = 352, h = 352;
+    const size_t n = (size_t)w * h;
+    uint8_t *cls = malloc(n), *frame = malloc(3 * n), *out = malloc(3 * n);
+    ck_assert(cls && frame && out);
+    memset(cls, 2, n);
+    memset(frame, 200, 3 * n);
+    bzn_error e;
+    const bzn_legend_corner corners[] = {BZN_LEGEND_TOP_LEFT, BZN_LEGEND_TOP_RIGHT, BZN_LEGEND_BOTTOM_LEFT,
+                                         BZN_LEGEND_BOTTOM_RIGHT};
+    for (int k = 0; k < 4; k++) {
+        bzn_overlay_style st = bzn_overlay_default_style();
+        st.legend = corners[k];
+        ck_assert_int_eq(bzn_overlay_draw(frame, cls, w, h, &st, out, &e), BZN_OK);
+        const int right = k % 2, bottom = k / 2;
+        int white = 0, red = 0, green = 0, dark = 0, x0 = w, x1 = -1, y0 = h, y1 = -1;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                const uint8_t *p = px(out, w, x, y);
+                if (p[0] == 200 && p[1] == 200 && p[2] == 200) continue;
+                white += p[0] == 255 && p[1] == 255 && p[2] == 255;
+                red += p[0] == 255 && p[1] == 0 && p[2] == 0;
+                green += p[0] == 0 && p[1] == 255 && p[2] == 0;
+                dark += p[0] == 60 && p[1] == 60 && p[2] == 60; /* 200 * 77 / 256, rounded */
+                if (x < x0) x0 = x;
+                if (x > x1) x1 = x;
+                if (y < y0) y0 = y;
+                if (y > y1) y1 = y;
+            }
+        ck_assert_msg(white > 100 && red == 49 && green == 49 && dark > 500, "corner %d: %d white %d red %d green %d dark",
+                      k, white, red, green, dark);
+        /* 99 x 25 font pixels (scale 1 at 352), 4 from the corner's edges */
+        ck_assert_int_eq(x1 - x0 + 1, 99);
+        ck_assert_int_eq(y1 - y0 + 1, 25);
+        ck_assert_int_eq(right ? w - 1 - x1 : x0, 4);
+        ck_assert_int_eq(bottom ? h - 1 - y1 : y0, 4);
+    }
+    /* in place gives the same */
+    uint8_t *copy = malloc(3 * n);
+    ck_assert_ptr_nonnull(copy);
+    bzn_overlay_style st = bzn_overlay_default_style();
+    ck_assert_int_eq(bzn_overlay_draw(frame, cls, w, h, &st, out, &e), BZN_OK);
+    memcpy(copy, frame, 3 * n);
+    ck_assert_int_eq(bzn_overlay_draw(copy, cls, w, h, &st, copy, &e), BZN_OK);
+    ck_assert(memcmp(copy, out, 3 * n) == 0);
+    /* a frame too small for it: no legend (all background: the frame unchanged) */
+    ck_assert_int_eq(bzn_overlay_draw(frame, cls, 200, 64, &st, out, &e), BZN_OK);
+    ck_assert(memcmp(out, frame, 3 * 200 * 64) == 0);
+    /* the default differs from the old flat blend: a frame with a polyp gets an outline */
+    cls[100 * w + 100] = 0;
+    ck_assert_int_eq(bzn_overlay_draw(frame, cls, w, h, NULL, out, &e), BZN_OK);
+    const uint8_t *p = px(out, w, 100, 100), *q = px(out, w, 101, 100);
+    ck_assert(p[0] == 255 && p[1] == 0 && p[2] == 0); /* a one-pixel region is all outline */
+    ck_assert(q[0] == 0 && q[1] == 0 && q[2] == 0);   /* with its dark edge */
+    free(copy);
+    free(cls);
+    free(frame);
+    free(out);
+}
+END_TEST
+
+/* The scale of the probability map: a ramp from white (top) to black, labelled, in a black
+ * box in the corner; nothing on a small picture or with BZN_LEGEND_NONE. */
+START_TEST(test_grey_scale) {
+    const int w = 352, h = 352;
+    uint8_t *g = malloc((size_t)w * h);
+    ck_assert_ptr_nonnull(g);
+    memset(g, 77, (size_t)w * h);
+    bzn_error e;
+    ck_assert_int_eq(bzn_grey_scale_draw(g, w, h, BZN_LEGEND_TOP_RIGHT, &e), BZN_OK);
+    int x0 = w, x1 = -1, y0 = h, y1 = -1;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            if (g[y * w + x] != 77) {
+                if (x < x0) x0 = x;
+                if (x > x1) x1 = x;
+                if (y < y0) y0 = y;
+                if (y > y1) y1 = y;
+            }
+    ck_assert_int_eq(w - 1 - x1, 4); /* 4 from the right */
+    ck_assert_int_eq(y0, 4);
+    ck_assert_int_eq(x1 - x0 + 1, 21);  /* 3 + 5 + 2 + 1 + 6 + 1 + 3 */
+    ck_assert_int_eq(y1 - y0 + 1, 104); /* 3 + 1 + 96 + 1 + 3 */
+    /* the ramp: its column from 255 at the top to 0 at the bottom, never rising */
+    const int rx = x0 + 3 + 5 + 2 + 1 + 2, ry = y0 + 3 + 1;
+    ck_assert_int_eq(g[ry * w + rx], 255);
+    ck_assert_int_eq(g[(ry + 95) * w + rx], 0);
+    for (int r = 1; r < 96; r++) ck_assert_int_le(g[(ry + r) * w + rx], g[(ry + r - 1) * w + rx]);
+    /* the labels: "1" beside the top (white pixels in the label column's top rows), "0" beside the bottom */
+    int top = 0, bot = 0;
+    for (int y = ry; y < ry + 7; y++)
+        for (int x = x0 + 3; x < x0 + 8; x++) top += g[y * w + x] == 255;
+    for (int y = ry + 89; y < ry + 96; y++)
+        for (int x = x0 + 3; x < x0 + 8; x++) bot += g[y * w + x] == 255;
+    ck_assert_int_eq(top, 10); /* the glyph "1" has 10 pixels */
+    ck_assert_int_eq(bot, 19); /* "0" has 19 */
+    /* too small, or no corner: nothing drawn */
+    memset(g, 77, (size_t)w * h);
+    ck_assert_int_eq(bzn_grey_scale_draw(g, 100, 100, BZN_LEGEND_TOP_LEFT, &e), BZN_OK);
+    ck_assert_int_eq(bzn_grey_scale_draw(g, w, h, BZN_LEGEND_NONE, &e), BZN_OK);
+    for (int i = 0; i < w * h; i++) ck_assert_int_eq(g[i], 77);
+    ck_assert_int_eq(bzn_grey_scale_draw(NULL, w, h, BZN_LEGEND_TOP_LEFT, &e), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_grey_scale_draw(g, 0, h, BZN_LEGEND_TOP_LEFT, &e), BZN_ERR_ARG);
+    ck_assert_int_eq(bzn_grey_scale_draw(g, w, h, (bzn_legend_corner)9, &e), BZN_ERR_ARG);
+    free(g);
 }
 END_TEST
 
@@ -936,6 +1190,10 @@ static Suite *image_suite(void) {
     TU_ADD_CASE(s, test_png_round_trip);
     TU_ADD_CASE(s, test_png_errors);
     TU_ADD_CASE(s, test_colorize_overlay);
+    TU_ADD_CASE(s, test_overlay_outline);
+    TU_ADD_CASE(s, test_overlay_auto_width);
+    TU_ADD_CASE(s, test_overlay_legend);
+    TU_ADD_CASE(s, test_grey_scale);
     return s;
 }
 

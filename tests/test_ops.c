@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "backend.h"
+#include "gemm_f32.h"
 #include "gemm_s8.h"
+#include "isa.h"
 #include "testutil.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -333,6 +335,40 @@ START_TEST(pool_and_upsample_sweep) {
 }
 END_TEST
 
+/* every FP32 direct kernel the CPU runs gives the floats of the definition (one fused
+ * multiply-add per term, k in order) exactly, with B's rows scattered (koff reversed) */
+START_TEST(f32_block_kernels_exact) {
+    static const int ks[] = {1, 2, 7, 27, 130, 577};
+    const bzn_f32_kernel best = bzn_f32_best_kernel();
+    int checked = 0;
+    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+        const int K = ks[ki];
+        const size_t row = BZN_S8_NR + 5; /* B's rows lie apart, unaligned */
+        float *wbuf = rand_buf((size_t)BZN_S8_MR * K), *b = rand_buf((size_t)K * row + 3);
+        size_t *koff = malloc((size_t)K * sizeof *koff);
+        for (int k = 0; k < K; k++) koff[k] = (size_t)(K - 1 - k) * row + 3;
+        const float *w[BZN_S8_MR];
+        for (int r = 0; r < BZN_S8_MR; r++) w[r] = wbuf + (size_t)r * K;
+        for (int kern = BZN_F32_AVX2; kern <= (int)best; kern++) {
+            float acc[BZN_S8_MR][BZN_S8_NR];
+            bzn_f32_block((bzn_f32_kernel)kern, K, b, koff, w, acc);
+            for (int r = 0; r < BZN_S8_MR; r++)
+                for (int j = 0; j < BZN_S8_NR; j++) {
+                    float want = 0;
+                    for (int k = 0; k < K; k++) want = fmaf(w[r][k], b[koff[k] + j], want);
+                    ck_assert_msg(acc[r][j] == want, "%s K%d at (%d,%d): %.9g != %.9g",
+                                  bzn_f32_kernel_name((bzn_f32_kernel)kern), K, r, j, acc[r][j], want);
+                }
+            checked++;
+        }
+        free(wbuf);
+        free(b);
+        free(koff);
+    }
+    fprintf(stderr, "  FP32 direct kernels: %d checks, best kernel here: %s\n", checked, bzn_f32_kernel_name(best));
+}
+END_TEST
+
 /* ---- INT8 ---------------------------------------------------------------------------- */
 
 /* every int8 GEMM kernel the CPU runs gives exactly the integers of the definition, on
@@ -454,7 +490,310 @@ START_TEST(registry) {
 }
 END_TEST
 
+/* ---- Winograd F(4,3) (backends/cpu/winograd.h) ---------------------------------------- */
+
+#include "winograd.h"
+
+/* A CPU backend made with BZN_WINOGRAD=value (read when the backend is made); the
+ * environment is restored. */
+static bzn_backend *make_cpu_wino(const char *value, int threads) {
+    const char *old = getenv("BZN_WINOGRAD");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("BZN_WINOGRAD", value, 1);
+    bzn_backend *b = make_named("cpu", threads);
+    if (saved) setenv("BZN_WINOGRAD", saved, 1);
+    else unsetenv("BZN_WINOGRAD");
+    free(saved);
+    return b;
+}
+
+/* one 3x3 convolution (c->k, stride, dil ignored) on `be` and on the reference; returns the
+ * largest difference relative to the range (max - min) of the reference's output before the
+ * activation; *wino: whether `be` made Winograd weights for it */
+static double wino_case(bzn_backend *be, const conv_case *c, int *wino) {
+    bzn_backend *ref = make_ref();
+    const int batch = c->batch ? c->batch : 1, oh = c->h + 2 * c->pad - 2, ow = c->w + 2 * c->pad - 2;
+    ck_assert(oh > 0 && ow > 0);
+    const size_t plane = (size_t)c->h * c->w, out_n = (size_t)c->cout * oh * ow;
+    float *w = rand_buf((size_t)c->cout * c->cin * 9), *bias = rand_buf((size_t)c->cout);
+    bzn_conv_args a = {.batch = batch, .in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh,
+                       .out_w = ow, .weight = w, .bias = c->bias ? bias : NULL, .k = 3, .stride = 1, .pad = c->pad,
+                       .dilation = 1, .act = (bzn_act)c->act, .out_batch_stride = out_n + 3};
+    float *pieces[BZN_MAX_SEGMENTS];
+    int left = c->cin;
+    for (int s = 0; s < c->segs && left > 0; s++) {
+        const int ch = s == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
+        const size_t stride = (size_t)ch * plane + 7;
+        pieces[a.n_in] = rand_buf(stride * batch);
+        for (size_t i = 0; i < stride * batch; i++) pieces[a.n_in][i] *= 3; /* a range like BlazeNeo's */
+        a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch, stride};
+        a.n_in++;
+        left -= ch;
+    }
+    void *wts = NULL;
+    size_t wbytes = 0;
+    bzn_error e;
+    ck_assert_int_eq(be->weights_prepare(be, &a, &wts, &wbytes, &e), BZN_OK);
+    *wino = wts && *(const uint32_t *)wts == BZN_WINO_TAG;
+    if (*wino) ck_assert_uint_eq(wbytes, (size_t)BZN_WINO_POS * c->cin * c->cout * sizeof(float));
+    if (wts) be->weights_release(wts);
+    /* the output between sentinels, as in run_conv_case */
+    const size_t guard = 29, span = a.out_batch_stride * (batch - 1) + out_n;
+    float *big = malloc((span + 2 * guard) * sizeof *big), *want = malloc(span * sizeof *want);
+    for (size_t i = 0; i < span + 2 * guard; i++) big[i] = 1234.5f;
+    for (size_t i = 0; i < span; i++) want[i] = 1234.5f;
+    backend_conv(be, &a, big, guard, span + 2 * guard);
+    /* the scale: the range of the convolution before its activation (ReLU6 would clip it) */
+    a.out = want;
+    a.act = BZN_ACT_NONE;
+    ck_assert_int_eq(ref->conv(ref, &a, NULL, NULL), BZN_OK);
+    double lo = INFINITY, hi = -INFINITY, d = 0;
+    for (int f = 0; f < batch; f++)
+        for (size_t i = 0; i < out_n; i++) {
+            const float r = want[f * a.out_batch_stride + i];
+            lo = r < lo ? r : lo;
+            hi = r > hi ? r : hi;
+        }
+    a.act = (bzn_act)c->act;
+    ck_assert_int_eq(ref->conv(ref, &a, NULL, NULL), BZN_OK);
+    for (size_t i = 0; i < guard; i++) {
+        ck_assert_float_eq(big[i], 1234.5f);
+        ck_assert_float_eq(big[guard + span + i], 1234.5f);
+    }
+    for (int f = 0; f < batch; f++) {
+        const float *g = big + guard + f * a.out_batch_stride, *r = want + f * a.out_batch_stride;
+        for (size_t i = 0; i < out_n; i++) {
+            const double x = fabs((double)g[i] - r[i]);
+            if (x > d || isnan(x)) d = x;
+        }
+        for (size_t i = out_n; f + 1 < batch && i < a.out_batch_stride; i++) ck_assert_float_eq(g[i], 1234.5f);
+    }
+    for (int s = 0; s < a.n_in; s++) free(pieces[s]);
+    free(big);
+    free(want);
+    free(w);
+    free(bias);
+    ref->destroy(ref);
+    return d / (hi > lo ? hi - lo : 1.0);
+}
+
+/* The tolerance of Winograd F(4,3) against the reference, relative to the range of the
+ * output before its activation: measured at most 3.2e-6 over the cases below (the direct
+ * path on the same operands: 2.9e-7; inputs uniform in [-3, 3), weights in [-1, 1)), so
+ * 2e-5 leaves a margin of 6x; a wrong tap, tile or edge gives errors of the order of 1e-1. */
+#define WINO_TOL 2e-5
+
+/* odd, non-square and tiny sizes, sizes that are not multiples of 4, padding 0, 1 and 2,
+ * multi-piece inputs, every activation, channel counts that are not multiples of 8, batch 2,
+ * rows of more tiles than a block holds, many blocks and one; BZN_WINOGRAD=all on the CPU
+ * backend at 1 thread and at 2 (where few blocks take the "shared V" path; test_ops_avx2 /
+ * _scalar repeat it on the other kernels) */
+START_TEST(conv_winograd_vs_reference) {
+    bzn_backend *be = make_cpu_wino("all", 1 + _i);
+    static const conv_case cases[] = {
+        /* cin cout h w k s pad d segs act bias batch */
+        {1, 1, 1, 1, 3, 1, 1, 1, 1, BZN_ACT_NONE, 1, 1},     {3, 5, 2, 3, 3, 1, 1, 1, 1, BZN_ACT_RELU, 0, 1},
+        {7, 9, 4, 4, 3, 1, 0, 1, 1, BZN_ACT_NONE, 1, 1},     {5, 3, 3, 3, 3, 1, 0, 1, 2, BZN_ACT_NONE, 1, 1},
+        {13, 17, 5, 7, 3, 1, 1, 1, 2, BZN_ACT_RELU6, 1, 1},  {16, 16, 11, 11, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1, 1},
+        {24, 14, 22, 22, 3, 1, 1, 1, 1, BZN_ACT_RELU6, 1, 1}, {33, 20, 13, 9, 3, 1, 1, 1, 1, BZN_ACT_RELU, 0, 1},
+        {32, 32, 44, 44, 3, 1, 1, 1, 4, BZN_ACT_NONE, 0, 1}, {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1, 2},
+        {78, 24, 45, 37, 3, 1, 1, 1, 2, BZN_ACT_RELU6, 1, 1}, {20, 12, 88, 88, 3, 1, 1, 1, 1, BZN_ACT_RELU, 1, 1},
+        {40, 9, 9, 100, 3, 1, 2, 1, 1, BZN_ACT_NONE, 1, 1},  {300, 11, 11, 11, 3, 1, 1, 1, 5, BZN_ACT_RELU6, 1, 1},
+        {9, 10, 6, 300, 3, 1, 1, 1, 2, BZN_ACT_RELU, 1, 1},   /* tile rows longer than a block of 48 tiles */
+        {32, 24, 176, 176, 3, 1, 1, 1, 1, BZN_ACT_RELU6, 1, 1}, /* encoder.base.1's size: 42 blocks */
+    };
+    double worst = 0, worst_direct = 0;
+    bzn_backend *direct = _i == 0 ? make_cpu_wino("0", 1) : NULL; /* for comparison, once */
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const conv_case *c = &cases[i];
+        int wino;
+        rng = 0x9E3779B97F4A7C15ull + i; /* the same operands for both backends */
+        const double err = wino_case(be, c, &wino);
+        ck_assert_msg(wino, "case %zu: no Winograd weights with BZN_WINOGRAD=all", i);
+        ck_assert_msg(err < WINO_TOL, "winograd cin %d cout %d %dx%d p%d segs %d act %d batch %d: %g of the range",
+                      c->cin, c->cout, c->h, c->w, c->pad, c->segs, c->act, c->batch, err);
+        worst = err > worst ? err : worst;
+        if (direct) {
+            rng = 0x9E3779B97F4A7C15ull + i;
+            const double e0 = wino_case(direct, c, &wino);
+            ck_assert(!wino && e0 < WINO_TOL);
+            worst_direct = e0 > worst_direct ? e0 : worst_direct;
+        }
+    }
+    const char *isa = getenv("BZN_ISA");
+    fprintf(stderr, "  Winograd F(4,3) (%s, %d threads): worst error %.2g of the output range", isa && *isa ? isa : bzn_isa_name(bzn_isa_best()), 1 + _i, worst);
+    if (direct) {
+        fprintf(stderr, " (the direct path: %.2g)", worst_direct);
+        direct->destroy(direct);
+    }
+    fprintf(stderr, "\n");
+    be->destroy(be);
+}
+END_TEST
+
+/* The rule (backends/cpu/cpu.c: wino_channels_pay, wino_size_pays), seen through
+ * weights_prepare, which applies it whole when it is given the layer's geometry: Winograd
+ * weights for 3x3, stride-1, dilation-1 FP32 convolutions with 8 or more channels in and out
+ * at sizes where the block kernel does at least 2x fewer multiply-adds (18x18 up at pad 1);
+ * never for dilated (RFB's d = 3, 5), strided, 1x1 / 5x5, INT8 or BZN_WINOGRAD=0. Without
+ * the geometry (the engine's weight cache) the channel half decides alone. */
+static int wino_chosen(bzn_backend *be, int k, int stride, int dil, int cin, int cout, int h, int w, int geometry,
+                       int int8) {
+    float *wt = rand_buf((size_t)cout * cin * k * k);
+    int8_t *qw = calloc((size_t)cout * cin * k * k, 1);
+    float *ws = rand_buf((size_t)cout);
+    const int pad = dil * (k / 2);
+    bzn_conv_args a = {.batch = 1, .n_in = 1, .in_c = cin, .out_c = cout, .weight = wt, .k = k, .stride = stride,
+                       .pad = pad, .dilation = dil};
+    if (geometry) {
+        a.in_h = h, a.in_w = w;
+        a.out_h = bzn_out_size(h, k, stride, pad, dil), a.out_w = bzn_out_size(w, k, stride, pad, dil);
+    } else {
+        a.stride = a.dilation = a.pad = 0; /* what the weight cache gives: channels and k */
+    }
+    if (int8) a.weight = NULL, a.qweight = qw, a.wscale = ws;
+    void *wts = NULL;
+    size_t bytes = 0;
+    bzn_error e;
+    ck_assert_int_eq(be->weights_prepare(be, &a, &wts, &bytes, &e), BZN_OK);
+    const int wino = wts && *(const uint32_t *)wts == BZN_WINO_TAG;
+    if (wts) be->weights_release(wts);
+    if (!wts) ck_assert_uint_eq(bytes, 0);
+    free(wt);
+    free(qw);
+    free(ws);
+    return wino;
+}
+
+START_TEST(conv_winograd_rule) {
+    bzn_backend *be = make_cpu_wino("1", 1), *off = make_cpu_wino("0", 1), *all = make_cpu_wino("all", 1);
+    bzn_backend *dflt = make_named("cpu", 1); /* BZN_WINOGRAD as ctest leaves it: unset */
+    static const int sizes[][3] = {/* h, w, Winograd? */
+                                   {176, 176, 1}, {88, 88, 1}, {44, 44, 1}, {22, 22, 1}, {18, 18, 1}, {16, 16, 0},
+                                   {14, 14, 0},   {11, 11, 0}, {11, 44, 1}, {12, 90, 1}, {3, 3, 0}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        const int h = sizes[i][0], w = sizes[i][1], want = sizes[i][2];
+        ck_assert_msg(wino_chosen(be, 3, 1, 1, 64, 32, h, w, 1, 0) == want, "%dx%d: Winograd %s", h, w,
+                      want ? "expected" : "not expected");
+        if (!getenv("BZN_WINOGRAD")) ck_assert_int_eq(wino_chosen(dflt, 3, 1, 1, 64, 32, h, w, 1, 0), want);
+        ck_assert(!wino_chosen(off, 3, 1, 1, 64, 32, h, w, 1, 0));
+        ck_assert(wino_chosen(all, 3, 1, 1, 64, 32, h, w, 1, 0)); /* every eligible shape */
+    }
+    ck_assert(wino_chosen(be, 3, 1, 1, 8, 8, 44, 44, 1, 0));   /* 8 channels in and out */
+    ck_assert(!wino_chosen(be, 3, 1, 1, 7, 64, 44, 44, 1, 0)); /* fewer: no */
+    ck_assert(!wino_chosen(be, 3, 1, 1, 32, 3, 44, 44, 1, 0)); /* (BlazeNeo's head) */
+    ck_assert(!wino_chosen(be, 3, 1, 1, 3, 32, 88, 88, 1, 0));
+    static const int other[][3] = {{3, 1, 3}, {3, 1, 5}, {3, 2, 1}, {1, 1, 1}, {5, 1, 1}}; /* k, stride, dilation */
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        ck_assert(!wino_chosen(be, other[i][0], other[i][1], other[i][2], 32, 32, 44, 44, 1, 0));
+        ck_assert(!wino_chosen(all, other[i][0], other[i][1], other[i][2], 32, 32, 44, 44, 1, 0));
+    }
+    ck_assert(!wino_chosen(all, 3, 1, 1, 32, 32, 44, 44, 1, 1)); /* INT8: its own packed weights */
+    /* the weight cache's call (no geometry): channels decide; conv_prepare checks the rest */
+    ck_assert(wino_chosen(be, 3, 1, 1, 64, 32, 0, 0, 0, 0));
+    ck_assert(!wino_chosen(be, 3, 1, 1, 4, 32, 0, 0, 0, 0));
+    ck_assert(!wino_chosen(be, 1, 1, 1, 64, 32, 0, 0, 0, 0));
+    ck_assert(!wino_chosen(off, 3, 1, 1, 64, 32, 0, 0, 0, 0));
+    be->destroy(be);
+    off->destroy(off);
+    all->destroy(all);
+    dflt->destroy(dflt);
+    /* an unknown value is refused, as BZN_ISA's are */
+    const char *old = getenv("BZN_WINOGRAD");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("BZN_WINOGRAD", "yes", 1);
+    bzn_backend *b = NULL;
+    bzn_error e;
+    const bzn_backend_options o = {1, 0};
+    ck_assert_int_eq(bzn_backend_create("cpu", &o, &b, &e), BZN_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "BZN_WINOGRAD=yes"));
+    if (saved) setenv("BZN_WINOGRAD", saved, 1);
+    else unsetenv("BZN_WINOGRAD");
+    free(saved);
+}
+END_TEST
+
+/* BZN_WINOGRAD=0 is the direct path as it was: no prepared FP32 weights, and on the AVX2 /
+ * AVX-512 kernels the floats of its definition (gemm_f32.h: one fused multiply-add per term,
+ * k = (input channel, ky, kx) in order, then + bias, then the activation) bit for bit; with
+ * Winograd on, a layer the rule leaves direct (11x11) is bit for bit the same as with it off. */
+START_TEST(conv_winograd_off_is_direct) {
+    bzn_backend *off = make_cpu_wino("0", 1 + _i), *on = make_cpu_wino("1", 1 + _i);
+    const int exact = bzn_isa_f32_kernel(bzn_isa_best()) != BZN_F32_SGEMM && bzn_isa_parse(getenv("BZN_ISA")) != 0;
+    static const conv_case cases[] = {
+        {24, 14, 22, 22, 3, 1, 1, 1, 2, BZN_ACT_RELU6, 1, 1}, {13, 9, 11, 11, 3, 1, 1, 1, 1, BZN_ACT_RELU, 0, 1},
+        {40, 16, 45, 37, 3, 1, 1, 1, 3, BZN_ACT_NONE, 1, 1}, {64, 20, 11, 11, 3, 1, 1, 1, 1, BZN_ACT_RELU6, 1, 1},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const conv_case *c = &cases[ci];
+        const int oh = c->h, ow = c->w;
+        const size_t plane = (size_t)c->h * c->w, on_n = (size_t)c->cout * oh * ow;
+        float *w = rand_buf((size_t)c->cout * c->cin * 9), *bias = rand_buf((size_t)c->cout);
+        bzn_conv_args a = {.batch = 1, .in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh,
+                           .out_w = ow, .weight = w, .bias = c->bias ? bias : NULL, .k = 3, .stride = 1, .pad = 1,
+                           .dilation = 1, .act = (bzn_act)c->act};
+        float *pieces[BZN_MAX_SEGMENTS];
+        int left = c->cin;
+        for (int sg = 0; sg < c->segs && left > 0; sg++) {
+            const int ch = sg == c->segs - 1 ? left : c->cin / c->segs;
+            pieces[a.n_in] = rand_buf((size_t)ch * plane);
+            a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch, 0};
+            a.n_in++;
+            left -= ch;
+        }
+        void *wts = (void *)1;
+        size_t bytes = 1;
+        bzn_error e;
+        ck_assert_int_eq(off->weights_prepare(off, &a, &wts, &bytes, &e), BZN_OK);
+        ck_assert_ptr_null(wts); /* FP32: read where they lie, as before */
+        ck_assert_uint_eq(bytes, 0);
+        float *got = malloc(on_n * sizeof *got), *want = malloc(on_n * sizeof *want), *auto_ = malloc(on_n * sizeof *auto_);
+        backend_conv(off, &a, got, 0, on_n);
+        backend_conv(on, &a, auto_, 0, on_n);
+        if (oh < 18) /* the rule leaves it direct: the same code, the same floats */
+            ck_assert_msg(memcmp(got, auto_, on_n * sizeof *got) == 0, "case %zu: BZN_WINOGRAD=1 differs from 0", ci);
+        if (exact) {
+            for (int oc = 0; oc < c->cout; oc++)
+                for (int oy = 0; oy < oh; oy++)
+                    for (int ox = 0; ox < ow; ox++) {
+                        float sum = 0;
+                        int ch0 = 0;
+                        for (int sg = 0; sg < a.n_in; sg++) {
+                            for (int ic = 0; ic < a.in[sg].channels; ic++)
+                                for (int ky = 0; ky < 3; ky++)
+                                    for (int kx = 0; kx < 3; kx++) {
+                                        const int iy = oy - 1 + ky, ix = ox - 1 + kx;
+                                        const float x = iy >= 0 && iy < c->h && ix >= 0 && ix < c->w
+                                                            ? a.in[sg].data[(size_t)ic * plane + (size_t)iy * c->w + ix]
+                                                            : 0.0f;
+                                        sum = fmaf(w[(((size_t)oc * c->cin + ch0 + ic) * 3 + ky) * 3 + kx], x, sum);
+                                    }
+                            ch0 += a.in[sg].channels;
+                        }
+                        want[((size_t)oc * oh + oy) * ow + ox] = bzn_activate(sum + (c->bias ? bias[oc] : 0.0f), a.act);
+                    }
+            ck_assert_msg(memcmp(got, want, on_n * sizeof *got) == 0, "case %zu: BZN_WINOGRAD=0 is not the direct path",
+                          ci);
+        }
+        for (int sg = 0; sg < a.n_in; sg++) free(pieces[sg]);
+        free(w);
+        free(bias);
+        free(got);
+        free(want);
+        free(auto_);
+    }
+    off->destroy(off);
+    on->destroy(on);
+}
+END_TEST
+
 int main(void) {
+    /* BZN_ISA forces a kernel path: one this CPU lacks cannot be tested here */
+    const char *isa = getenv("BZN_ISA");
+    if (isa && *isa && bzn_isa_parse(isa) > (int)bzn_isa_best()) {
+        fprintf(stderr, "test_ops: SKIPPED: BZN_ISA=%s, but this CPU runs up to %s\n", isa, bzn_isa_name(bzn_isa_best()));
+        return TU_SKIP;
+    }
     Suite *s = suite_create("ops");
     TCase *tc = tu_case(s, "reference", 60);
     tcase_add_test(tc, ref_conv_known);
@@ -466,6 +805,10 @@ int main(void) {
     tcase_add_loop_test(tc, conv_blazeneo_shapes, 0, bzn_backend_count());
     tcase_add_loop_test(tc, pool_and_upsample_sweep, 0, n_configs());
     tcase_add_test(tc, s8_gemm_kernels_exact);
+    tcase_add_test(tc, f32_block_kernels_exact);
     tcase_add_loop_test(tc, conv_int8_sweep, 0, n_configs());
+    tcase_add_loop_test(tc, conv_winograd_vs_reference, 0, 2);
+    tcase_add_test(tc, conv_winograd_rule);
+    tcase_add_loop_test(tc, conv_winograd_off_is_direct, 0, 2);
     return tu_run_suite(s);
 }

@@ -171,8 +171,7 @@ END_TEST
 
 int main(void) {
     if (!tu_have_python("torch,numpy")) {
-        fprintf(stderr, "test_parity: skipped (needs python3 with torch and numpy: apt-get install python3-torch)\n");
-        return TU_SKIP;
+        return tu_skip("test_parity: needs python3 with torch and numpy (apt-get install python3-torch)");
     }
     snprintf(parity_dir, sizeof parity_dir, "%s/parity", tu_env("BZN_BUILD_DIR") ? tu_env("BZN_BUILD_DIR") : "/tmp");
     if (tu_run("\"%s\" \"%s/tests/ref/make_parity.py\" \"%s\"", tu_env("BZN_PYTHON"), tu_env("BZN_SOURCE_DIR"),

@@ -1,14 +1,19 @@
 /* testutil.c - see testutil.h. */
+#include <png.h>
+
 #include "testutil.h"
 
 #include <check.h>
 
+#include <fcntl.h>
+#include <png.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 const char *tu_env(const char *name) {
     const char *v = getenv(name);
@@ -48,10 +53,80 @@ int tu_have_python(const char *modules) {
     return tu_run("%s", cmd) == 0;
 }
 
-int tu_missing(const char *what) {
+/* ---- skips ---------------------------------------------------------------------------
+ * Check runs every case in a child process: a skip is appended, one line "name\treason", to a
+ * file the parent named before running the suite (the children inherit its name), and the
+ * parent lists them at the end. */
+
+static char skip_log[4096];
+
+static const char *skip_log_path(void) {
+    if (!skip_log[0]) {
+        const char *b = tu_env("BZN_BUILD_DIR");
+        char dir[3800];
+        snprintf(dir, sizeof dir, "%s/testtmp", b ? b : "/tmp");
+        mkdir(dir, 0755);
+        snprintf(skip_log, sizeof skip_log, "%s/skips-%ld.txt", dir, (long)getpid());
+        remove(skip_log);
+    }
+    return skip_log;
+}
+
+void tu_skip_case(const char *test, const char *reason) {
+    char name[256], line[1024];
+    snprintf(name, sizeof name, "%s", test ? test : "?");
+    const size_t n = strlen(name);
+    if (n > 3 && !strcmp(name + n - 3, "_fn")) name[n - 3] = 0; /* START_TEST(foo) is foo_fn */
+    const int len = snprintf(line, sizeof line, "%s\t%s\n", name, reason);
+    const int fd = open(skip_log_path(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) return;
+    if (write(fd, line, (size_t)(len < (int)sizeof line ? len : (int)sizeof line - 1)) < 0) { /* a note lost */ }
+    close(fd);
+}
+
+int tu_skip(const char *reason) {
+    fflush(stdout);
+    fprintf(stderr, "SKIPPED: %s\n", reason);
+    fflush(stderr);
+    return TU_SKIP;
+}
+
+int tu_missing_in(const char *test, const char *what) {
     if (tu_env("CI")) ck_abort_msg("%s is missing, but CI installs it", what);
+    char reason[1024];
+    snprintf(reason, sizeof reason, "needs %s", what);
+    if (test && !strcmp(test, "main")) { /* the whole test: main returns TU_SKIP next */
+        tu_skip(reason);
+        return 1;
+    }
     fprintf(stderr, "note: skipped (needs %s)\n", what);
+    tu_skip_case(test, reason);
     return 1;
+}
+
+/* "skipped cases: a (needs X), b (needs Y)" from the log, each case once; removes the log */
+static void print_skipped_cases(void) {
+    if (!skip_log[0]) return;
+    char text[16384] = "";
+    tu_slurp(skip_log, text, sizeof text);
+    remove(skip_log);
+    if (!text[0]) return;
+    char out[16384] = "";
+    size_t used = 0;
+    int count = 0;
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        char *tab = strchr(l, '\t');
+        if (!tab) continue;
+        *tab = 0;
+        char item[1100];
+        snprintf(item, sizeof item, "%s (%s)", l, tab + 1);
+        if (strstr(out, item)) continue; /* the same case and reason twice */
+        used += (size_t)snprintf(out + used, sizeof out - used, "%s%s", count++ ? ", " : "", item);
+        if (used >= sizeof out) break;
+    }
+    fflush(stdout);
+    fprintf(stderr, "skipped cases: %s\n", out);
+    fflush(stderr);
 }
 
 int tu_have_shared(void) {
@@ -107,10 +182,12 @@ TCase *tu_case(Suite *s, const char *name, int timeout_s) {
 }
 
 int tu_run_suite(Suite *s) {
+    skip_log_path(); /* named here, in the parent, before the cases fork */
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    print_skipped_cases();
     return failed ? 1 : 0;
 }
 
@@ -146,4 +223,23 @@ int tu_write_file(const char *path, const void *data, size_t len) {
     if (!f) return -1;
     size_t w = fwrite(data, 1, len, f);
     return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+uint8_t *tu_read_png(const char *path, int want, int *w, int *h, int *channels) {
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&pi, path)) return NULL;
+    if (want == 1) pi.format = PNG_FORMAT_GRAY;
+    if (want == 3) pi.format = PNG_FORMAT_RGB;
+    uint8_t *buf = malloc(PNG_IMAGE_SIZE(pi));
+    if (!buf || !png_image_finish_read(&pi, NULL, buf, 0, NULL)) {
+        free(buf);
+        png_image_free(&pi);
+        return NULL;
+    }
+    *w = (int)pi.width;
+    *h = (int)pi.height;
+    if (channels) *channels = (int)PNG_IMAGE_PIXEL_CHANNELS(pi.format);
+    return buf;
 }

@@ -19,8 +19,18 @@ int tu_have_python(const char *modules);
 int tu_have_shared(void);
 /* A test case that needs something absent (a tool, a Python module, ../shared): locally it is
  * skipped with a note on stderr and 1 is returned (the caller returns); in CI (environment CI
- * set), where tools/install-deps.sh --test installs everything, the absence fails the case. */
-int tu_missing(const char *what);
+ * set), where tools/install-deps.sh --test installs everything, the absence fails the case.
+ * The skip is recorded under the calling function's name (a test's, `foo` for START_TEST(foo)),
+ * and tu_run_suite ends the run with "skipped cases: foo (needs X), ...". Called from main()
+ * (the whole test cannot run; main then returns TU_SKIP), it prints "SKIPPED: needs X" as the
+ * test's last line instead. tu_missing_in names the case itself (a helper's callers). */
+#define tu_missing(what) tu_missing_in(__func__, (what))
+int tu_missing_in(const char *test, const char *what);
+/* A case left out for `reason` (e.g. not even added to the suite): recorded as tu_missing does. */
+void tu_skip_case(const char *test, const char *reason);
+/* The whole test is skipped: "SKIPPED: <reason>" as its last line of output (ctest -V shows it;
+ * ctest itself says only "***Skipped"); returns TU_SKIP, for main to return. */
+int tu_skip(const char *reason);
 /* Run a shell command built printf-style; returns its exit status (-1 on failure to run). */
 int tu_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Run the CLI ($BZN_CLI) with printf-style arguments in folder `dir`, stdin from /dev/null;
@@ -32,7 +42,8 @@ int tu_cli_io(const char *dir, const char *in, const char *outfile, char *out, s
     __attribute__((format(printf, 6, 7)));
 /* A file's text into buf (NUL-terminated, cut to size; empty when unreadable). */
 void tu_slurp(const char *path, char *buf, size_t size);
-/* Run a Check suite with the usual runner; returns the process exit status (0 all passed). */
+/* Run a Check suite with the usual runner; returns the process exit status (0 all passed).
+ * The last line of output is then "skipped cases: NAME (reason), ..." when some were skipped. */
 struct Suite;
 struct TCase;
 int tu_run_suite(struct Suite *s);
@@ -45,5 +56,8 @@ char *tu_tmpdir(const char *tag);
 /* Whole file into a malloc'd buffer (NULL on error). */
 uint8_t *tu_read_file(const char *path, size_t *len);
 int tu_write_file(const char *path, const void *data, size_t len);
+/* A PNG read back with libpng's simplified API: as grey (want 1), RGB (want 3) or its stored
+ * format (want 0); *channels (may be NULL) gets the channel count. NULL when unreadable. */
+uint8_t *tu_read_png(const char *path, int want, int *w, int *h, int *channels);
 
 #endif

@@ -2,7 +2,7 @@
  * parallel.h - how the library's host loops (a frame's resize, the class map, calibration)
  * are spread over threads without knowing whose threads they are: a bzn_parallel runs
  * fn(arg, i) for every i in [0, n), in any order and at once, and returns when all are done.
- * The CPU backend lends its OpenMP threads (bzn_backend.parallel_for); NULL runs in order on
+ * The CPU backend lends its worker threads (bzn_backend.parallel_for); NULL runs in order on
  * the caller's thread. Results never depend on how the work is spread.
  */
 #ifndef BZN_PARALLEL_H

@@ -1,19 +1,20 @@
 /*
- * cpu.c - the CPU backend: convolutions as GEMMs, everything else with OpenMP.
+ * cpu.c - the CPU backend: convolutions as GEMMs on its own kernels and OpenBLAS, on its own threads (pool.c).
  *
  * A convolution out[Cout][OH*OW] = W[Cout][Cin*k*k] x col[Cin*k*k][OH*OW] (+ bias, act).
  *  - INT8: own kernels (gemm_s8.c), B read in place from quantized, padded planes.
- *  - FP32, stride 1, on CPUs with AVX-512: the same scheme in float (bzn_f32_block), B read
- *    in place from a zero-padded copy of the input, no im2col.
+ *  - FP32, stride 1, on CPUs with AVX2 + FMA or AVX-512: the same scheme in float
+ *    (bzn_f32_block), B read in place from a zero-padded copy of the input, no im2col.
+ * The instruction set is chosen when the backend is made (isa.h; BZN_ISA may lower it).
  *  - FP32 otherwise: OpenBLAS sgemm. For a 1x1, stride-1, unpadded convolution the input
  *    already is `col` (no copy); each input segment is one GEMM on its slice of W's columns,
  *    accumulated (beta = 1). Otherwise im2col gathers the k*k shifted copies of every input
  *    channel into scratch.
  */
 #include <cblas.h>
-#include <omp.h>
 #include <pthread.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__SSE2__)
@@ -24,17 +25,25 @@
 #include "error.h"
 #include "gemm_f32.h"
 #include "gemm_s8.h"
+#include "isa.h"
+#include "pool.h"
+#include "winograd.h"
 
 typedef struct {
     int threads;
-    bzn_s8_kernel s8; /* the int8 GEMM kernel this CPU runs best, chosen at run time */
-    int f32_direct;   /* FP32 stride-1 convolutions run on the direct AVX-512 kernel (else sgemm) */
+    bzn_isa isa;        /* the instruction set of the kernels below (isa.h), chosen at run time */
+    bzn_s8_kernel s8;   /* the int8 GEMM kernel */
+    bzn_f32_kernel f32; /* FP32 stride-1 convolutions' direct kernel (BZN_F32_SGEMM: im2col + sgemm) */
+    bzn_pool *pool;     /* the worker threads (pool.h): every parallel loop below runs on them */
+    char detail[96];    /* bzn_backend.detail */
+    int wino;           /* Winograd F(4,3) for 3x3 stride-1 convolutions (winograd.h): WINO_* */
     bzn_host_clock clock;
 } cpu_ctx;
 
 /* An INT8 convolution's weights as the kernel reads them (weights_prepare, once per model):
  * in K order (ky, kx, group of 4 input channels, channel), missing channels 0, packed. */
 typedef struct {
+    uint32_t tag; /* 0; a Winograd convolution's weights start with BZN_WINO_TAG instead */
     int8_t *a;
     int32_t *rowsum;
 } cpu_qweights;
@@ -47,6 +56,7 @@ typedef struct {
     size_t *off;    /* FP32: floats; INT8: bytes */
     size_t *toff;   /* INT8, stride > 1: g * 4 NR bytes */
     float *mult;    /* INT8: in_scale * wscale[oc] */
+    bzn_wino_plan *wino; /* FP32 by Winograd (then nothing else is set) */
 } cpu_qconv;
 
 static int cpu_is_pointwise(const bzn_conv_args *a) {
@@ -86,10 +96,53 @@ static size_t cpu_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
     return planes_end(a, (size_t)qgroups(a), 4);
 }
 
-static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) { return ctx->f32_direct && a->stride == 1; }
+static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    return ctx->f32 != BZN_F32_SGEMM && a->stride == 1;
+}
+
+/* ---- Winograd (winograd.h) --------------------------------------------------------------
+ * BZN_WINOGRAD (read when the backend is made): 0 = off (every convolution as before, bit for
+ * bit), unset or 1 = where it pays (the rule below), "all" = every 3x3 stride-1 dilation-1
+ * FP32 convolution (tests, measurements). */
+enum { WINO_OFF = 0, WINO_AUTO = 1, WINO_ALL = 2 };
+
+/* The rule, in two halves, because the weights are transformed once per model (when only the
+ * channel counts are known) and the spatial size is known per context:
+ *  - channels: at least 8 in and 8 out (with fewer, the transforms cost about what they
+ *    save: 32 -> 3 at 44x44, BlazeNeo's head, ran 0.8x - 0.9x);
+ *  - size: the block kernel (8 channels x 48 columns, multiply-adds over all K) must do at
+ *    least 2x fewer multiply-adds by Winograd. The direct kernel runs ceil(out_h x padded
+ *    width / 48) blocks of 9 in_c; Winograd ceil(tile rows x (tiles across + 1) / 48) blocks
+ *    of 36 in_c (winograd.c: 4x4 output tiles, one dummy per row); so: direct blocks >= 8 x
+ *    Winograd blocks. At pad 1 that holds from 18x18 up (22x22: 2.75x, 44x44: 3.6x) and fails
+ *    at 16x16 (1.5x), 14x14 and 11x11 (0.75x).
+ * Measured at 352x352 (AMD EPYC, AVX-512, 2 threads, alternating runs): the 3x3 layers from
+ * 22x22 up 1.9x faster together (1.8x - 2.4x on the big ones); the 11x11 ones would be slower
+ * (one thread: 0.5x - 0.7x); a few tiny 22x22 layers (68 -> 40) break even at 2 threads and
+ * gain 1.7x at one. */
+static int wino_channels_pay(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    return ctx->wino == WINO_ALL || (a->in_c >= 8 && a->out_c >= 8);
+}
+static int wino_size_pays(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    if (ctx->wino == WINO_ALL) return 1;
+    const long direct = ((long)a->out_h * (a->in_w + 2 * a->pad) + BZN_S8_NR - 1) / BZN_S8_NR;
+    const long tiles = (long)((a->out_h + 3) / 4) * ((a->out_w + 3) / 4 + 1);
+    return direct >= 8 * ((tiles + BZN_S8_NR - 1) / BZN_S8_NR);
+}
+
+/* the weights are Winograd's (weights_prepare made them) */
+static int wino_weights(const bzn_conv_args *a) {
+    return a->weights && *(const uint32_t *)a->weights == BZN_WINO_TAG;
+}
+
+/* this context runs the convolution by Winograd (conv_prepare decided) */
+static const bzn_wino_plan *wino_plan(const bzn_conv_args *a) {
+    return a->prepared && !a->qweight ? ((const cpu_qconv *)a->prepared)->wino : NULL;
+}
 
 static size_t cpu_conv_scratch(bzn_backend *b, const bzn_conv_args *a) {
     const cpu_ctx *ctx = b->ctx;
+    if (wino_plan(a)) return bzn_wino_scratch(wino_plan(a));
     if (a->qweight) return qconv_scratch(a, ctx->threads);
     if (cpu_f32_direct(ctx, a)) return planes_end(a, (size_t)a->in_c, sizeof(float)); /* the padded copy */
     if (cpu_is_pointwise(a)) return 0;
@@ -104,11 +157,18 @@ static const float *cpu_in_channel(const bzn_conv_args *a, int c) {
 }
 
 /* One row of col per (input channel, ky, kx): the input shifted by the kernel offset. */
-static void cpu_im2col(const bzn_conv_args *a, float *col, int threads) {
+typedef struct {
+    const bzn_conv_args *a;
+    float *col;
+} im2col_job;
+
+static void im2col_rows(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const im2col_job *j = arg;
+    const bzn_conv_args *a = j->a;
+    float *col = j->col;
     const int k = a->k, oh = a->out_h, ow = a->out_w, kk = k * k;
-    const int rows = a->in_c * kk;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int r = 0; r < rows; r++) {
+    for (int r = lo; r < hi; r++) {
         const int c = r / kk, ky = (r % kk) / k, kx = r % k;
         const float *x = cpu_in_channel(a, c);
         float *dst = col + (size_t)r * oh * ow;
@@ -139,6 +199,11 @@ static void cpu_im2col(const bzn_conv_args *a, float *col, int threads) {
     }
 }
 
+static void cpu_im2col(const cpu_ctx *ctx, const bzn_conv_args *a, float *col) {
+    im2col_job j = {a, col};
+    bzn_pool_run(ctx->pool, a->in_c * a->k * a->k, 0, im2col_rows, &j);
+}
+
 /* o[i] = act(s[i] + b) (o may be s); one loop per activation, so that each vectorises */
 static void bias_act(bzn_act act, const float *s, size_t n, float b, float *o) {
     switch (act) {
@@ -154,14 +219,19 @@ static void bias_act(bzn_act act, const float *s, size_t n, float b, float *o) {
     }
 }
 
-static void cpu_epilogue(const bzn_conv_args *a, int threads) {
+static void epilogue_channels(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const bzn_conv_args *a = arg;
     const size_t hw = (size_t)a->out_h * a->out_w;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int oc = 0; oc < a->out_c; oc++) {
+    for (int oc = lo; oc < hi; oc++) {
         float *o = a->out + (size_t)oc * hw;
         const float b = a->bias ? a->bias[oc] : 0.0f;
         if (a->act != BZN_ACT_NONE || b != 0.0f) bias_act(a->act, o, hw, b, o);
     }
+}
+
+static void cpu_epilogue(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    bzn_pool_run(ctx->pool, a->out_c, 0, epilogue_channels, (void *)a);
 }
 
 /* Work items of a convolution's block GEMM: its tiles of NR output pixels, each split into
@@ -178,17 +248,30 @@ static int gemm_items(const cpu_ctx *ctx, int tiles, int mblocks, int *msplit) {
 static void cpu_weights_release(void *weights) {
     cpu_qweights *w = weights;
     if (!w) return;
+    if (w->tag == BZN_WINO_TAG) { /* both structs start with the tag */
+        bzn_wino_weights_free(weights);
+        return;
+    }
     free(w->a);
     free(w->rowsum);
     free(w);
 }
 
-/* INT8: the weights in K order, packed for the GEMM kernel (FP32 reads them where they lie) */
+/* INT8: the weights in K order, packed for the GEMM kernel. FP32 reads them where they lie,
+ * except 3x3 kernels that Winograd may run: those are transformed (U = G g G^T). */
 static bzn_status cpu_weights_prepare(bzn_backend *b, const bzn_conv_args *a, void **weights, size_t *bytes,
                                       bzn_error *err) {
+    const cpu_ctx *ctx = b->ctx;
     *weights = NULL;
     *bytes = 0;
-    if (!a->qweight) return BZN_OK;
+    if (!a->qweight) {
+        if (ctx->wino == WINO_OFF || !bzn_wino_shape_ok(a) || !wino_channels_pay(ctx, a)) return BZN_OK;
+        /* (the engine's weight cache gives the geometry of the first context that asks: the
+           weights are made only where that size uses them, so that layers Winograd does not
+           pay for, such as the deep 11x11 ones at 352, take no memory) */
+        if (a->out_h > 0 && (a->stride != 1 || a->dilation != 1 || !wino_size_pays(ctx, a))) return BZN_OK;
+        return bzn_wino_weights_make(a, (bzn_wino_weights **)weights, bytes, err);
+    }
     const int kk = a->k * a->k, cg = qgroups(a), K = 4 * qkg(a);
     const size_t packed = align64((size_t)bzn_s8_mpad(a->out_c) * K);
     cpu_qweights *q = calloc(1, sizeof *q);
@@ -218,6 +301,7 @@ static void cpu_conv_release(bzn_backend *b, void *prepared) {
     (void)b;
     cpu_qconv *q = prepared;
     if (!q) return;
+    bzn_wino_plan_free(q->wino);
     free(q->off);
     free(q->toff);
     free(q->mult);
@@ -230,6 +314,20 @@ static void cpu_conv_release(bzn_backend *b, void *prepared) {
 static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void **prepared, bzn_error *err) {
     const cpu_ctx *ctx = b->ctx;
     *prepared = NULL;
+    /* Winograd: where this context's backend runs it, the weights were made for it and the
+     * layer's geometry and size qualify */
+    if (!a->qweight && ctx->wino != WINO_OFF && wino_weights(a) && a->stride == 1 && a->dilation == 1 &&
+        wino_size_pays(ctx, a)) {
+        cpu_qconv *q = calloc(1, sizeof *q);
+        if (!q) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory preparing a convolution");
+        bzn_status s = bzn_wino_plan_make(a, ctx->f32, ctx->threads, &q->wino, err);
+        if (s != BZN_OK) {
+            free(q);
+            return s;
+        }
+        *prepared = q;
+        return BZN_OK;
+    }
     if (!a->qweight && !cpu_f32_direct(ctx, a)) return BZN_OK; /* sgemm needs nothing */
     const int kk = a->k * a->k, cg = qgroups(a);
     const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
@@ -274,18 +372,39 @@ static int cpu_plane_border(const bzn_conv_args *a, uint8_t *planes, int row) {
 
 /* Quantize the input once into the planes (layout above), one padded row of one group of
  * four channels at a time. */
-static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
-    const int p = a->pad, wp = a->in_w + 2 * p, hp = a->in_h + 2 * p, rows = qgroups(a) * hp;
+typedef struct {
+    const cpu_ctx *ctx;
+    const bzn_conv_args *a;
+    uint8_t *planes;
+} planes_job;
+
+static void quantize_rows(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const planes_job *j = arg;
+    const bzn_conv_args *a = j->a;
+    uint8_t *planes = j->planes;
+    const int p = a->pad, wp = a->in_w + 2 * p, hp = a->in_h + 2 * p;
     const float inv = 1.0f / a->in_scale;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
-    for (int row = 0; row < rows; row++) {
+    for (int row = lo; row < hi; row++) {
         const int g = row / hp, iy = cpu_plane_border(a, planes, row);
         if (iy < 0) continue;
         const float *x[4];
         for (int l = 0; l < 4; l++)
             x[l] = 4 * g + l < a->in_c ? cpu_in_channel(a, 4 * g + l) + (size_t)iy * a->in_w : NULL;
-        bzn_s8_quantize4(ctx->s8, x, a->in_w, inv, planes + ((size_t)row * wp + p) * 4);
+        bzn_s8_quantize4(j->ctx->s8, x, a->in_w, inv, planes + ((size_t)row * wp + p) * 4);
     }
+}
+
+static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
+    planes_job j = {ctx, a, planes};
+    bzn_pool_run(ctx->pool, qgroups(a) * (a->in_h + 2 * a->pad), 0, quantize_rows, &j);
+}
+
+/* the consumer's padding rows and margins of a handed-over output (its planes) */
+static void border_rows(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const planes_job *j = arg;
+    for (int row = lo; row < hi; row++) cpu_plane_border(j->a, j->planes, row);
 }
 
 /* A tile of NR output pixels for strides above 1: each k-group's 4 bytes per pixel gathered
@@ -363,12 +482,44 @@ static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_
     }
 }
 
+/* The GEMM of an INT8 convolution, items [lo, hi) (gemm_items) */
+typedef struct {
+    const cpu_ctx *ctx;
+    const bzn_conv_args *a;
+    const uint8_t *planes;
+    uint8_t *tiles; /* strided convolutions: one packed tile per thread */
+    int kg, mblocks, msplit, direct, gw;
+} qgemm_job;
+
+static void qgemm_items(void *arg, int lo, int hi, int tid) {
+    const qgemm_job *j = arg;
+    const bzn_conv_args *a = j->a;
+    const cpu_qconv *q = a->prepared;
+    const cpu_qweights *qw = a->weights;
+    const int kg = j->kg, mblocks = j->mblocks, msplit = j->msplit;
+    /* this thread's packed tile (strided convolutions only: stride 1 has none) */
+    uint8_t *bt = j->direct ? NULL : j->tiles + (size_t)tid * align64((size_t)kg * BZN_S8_NR * 4);
+    int32_t acc[BZN_S8_MR][BZN_S8_NR];
+    for (int item = lo; item < hi; item++) {
+        const int t = item / msplit, share = item % msplit, n0 = t * BZN_S8_NR;
+        const uint8_t *b = j->planes + (size_t)n0 * 4;
+        if (!j->direct) {
+            cpu_pack_tile(a, j->planes, q->off, kg, n0, bt);
+            b = bt;
+        }
+        for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
+            const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+            bzn_s8_block(j->ctx->s8, kg, qw->a + (size_t)mb * kg * BZN_S8_MR * 4, qw->rowsum + oc0, rows, b,
+                         j->direct ? q->off : q->toff, acc);
+            cpu_qepilogue(j->ctx, a, q, oc0, rows, n0, j->gw, acc);
+        }
+    }
+}
+
 /* Quantize the input into the planes, then, tile by tile of NR output pixels: multiply the
  * tile's B (stride 1: read in place from the planes; otherwise gathered into a small tile
  * that stays in cache) by every 8-row block of weights and write the block's outputs. */
 static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
-    const cpu_qconv *q = a->prepared;
-    const cpu_qweights *qw = a->weights;
     const int kg = qkg(a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
     const int wp = a->in_w + 2 * a->pad, direct = a->stride == 1;
     const int gw = direct ? wp : a->out_w, tiles = (a->out_h * gw + BZN_S8_NR - 1) / BZN_S8_NR;
@@ -380,111 +531,120 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
         cpu_quantize_planes(ctx, a, p);
         planes = p;
     }
-    /* handing the output over: the consumer's padding and slack, while the tiles fill the rest */
-    const int next_rows = a->out_q ? qgroups(a->next) * (a->next->in_h + 2 * a->next->pad) : 0;
+    /* handing the output over: the consumer's padding and slack first; the tiles fill the rest */
     if (a->out_q) {
         const size_t ns = planes_slack(a->next, (size_t)qgroups(a->next), 4);
         memset((uint8_t *)a->out_q + ns, 128, planes_end(a->next, (size_t)qgroups(a->next), 4) - ns);
+        planes_job border = {ctx, a->next, a->out_q};
+        bzn_pool_run(ctx->pool, qgroups(a->next) * (a->next->in_h + 2 * a->next->pad), 0, border_rows, &border);
     }
     /* (stride 1 only: a packed tile would be packed again for every share) */
     int msplit = 1;
     const int items = direct ? gemm_items(ctx, tiles, mblocks, &msplit) : tiles;
-    const int threads = ctx->threads < items ? ctx->threads : items;
-#pragma omp parallel num_threads(threads)
-    {
-        /* this thread's packed tile (strided convolutions only: stride 1 has none) */
-        uint8_t *bt = direct ? NULL : (uint8_t *)scratch + tiles_at + (size_t)omp_get_thread_num() * align64((size_t)kg * BZN_S8_NR * 4);
-        int32_t acc[BZN_S8_MR][BZN_S8_NR];
-#pragma omp for schedule(static) nowait
-        for (int row = 0; row < next_rows; row++) cpu_plane_border(a->next, a->out_q, row);
-#pragma omp for schedule(static)
-        for (int item = 0; item < items; item++) {
-            const int t = item / msplit, share = item % msplit, n0 = t * BZN_S8_NR;
-            const uint8_t *b = planes + (size_t)n0 * 4;
-            if (!direct) {
-                cpu_pack_tile(a, planes, q->off, kg, n0, bt);
-                b = bt;
-            }
-            for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
-                const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
-                bzn_s8_block(ctx->s8, kg, qw->a + (size_t)mb * kg * BZN_S8_MR * 4, qw->rowsum + oc0, rows, b,
-                             direct ? q->off : q->toff, acc);
-                cpu_qepilogue(ctx, a, q, oc0, rows, n0, gw, acc);
-            }
-        }
-    }
+    qgemm_job j = {ctx, a, planes, (uint8_t *)scratch + tiles_at, kg, mblocks, msplit, direct, gw};
+    bzn_pool_run(ctx->pool, items, 0, qgemm_items, &j);
 }
 
 /* ---- FP32 convolution, direct ----------------------------------------------------------- */
 
-/* Stride 1 on AVX-512: the input is copied into zero-padded planes, and the GEMM reads its B in
- * place, tile by tile of NR pixels over the padded grid (as the INT8 convolution does), with
- * the weights read where they lie; bias and activation are applied to each 8 x NR block. */
-static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
-    const int kk = a->k * a->k, K = a->in_c * kk, mblocks = (a->out_c + BZN_S8_MR - 1) / BZN_S8_MR;
-    const int p = a->pad, hp = a->in_h + 2 * p, wp = a->in_w + 2 * p, tiles = (a->out_h * wp + BZN_S8_NR - 1) / BZN_S8_NR;
-    const size_t n = (size_t)a->out_h * a->out_w, slack = planes_slack(a, (size_t)a->in_c, sizeof(float));
-    const cpu_qconv *q = a->prepared;
-    float *planes = (float *)scratch;
-    memset((uint8_t *)scratch + slack, 0, planes_end(a, (size_t)a->in_c, sizeof(float)) - slack);
-    int msplit;
-    const int items = gemm_items(ctx, tiles, mblocks, &msplit), threads = ctx->threads < items ? ctx->threads : items;
-#pragma omp parallel num_threads(threads)
-    {
-#pragma omp for schedule(static)
-        for (int row = 0; row < a->in_c * hp; row++) { /* the padded copy */
-            const int c = row / hp, iy = row % hp - p;
-            float *d = planes + (size_t)row * wp;
-            if (iy < 0 || iy >= a->in_h) {
-                memset(d, 0, (size_t)wp * sizeof *d);
-                continue;
-            }
-            memset(d, 0, (size_t)p * sizeof *d);
-            memcpy(d + p, cpu_in_channel(a, c) + (size_t)iy * a->in_w, (size_t)a->in_w * sizeof *d);
-            memset(d + p + a->in_w, 0, (size_t)p * sizeof *d);
+/* Stride 1 with a direct kernel (AVX2 or AVX-512): the input is copied into zero-padded
+ * planes, and the GEMM reads its B in place, tile by tile of NR pixels over the padded grid
+ * (as the INT8 convolution does), with the weights read where they lie; bias and activation
+ * are applied to each 8 x NR block. */
+typedef struct {
+    const cpu_ctx *ctx;
+    const bzn_conv_args *a;
+    float *planes;
+    int mblocks, msplit;
+} fgemm_job;
+
+static void pad_rows(void *arg, int lo, int hi, int tid) { /* the padded copy */
+    (void)tid;
+    const fgemm_job *j = arg;
+    const bzn_conv_args *a = j->a;
+    const int p = a->pad, hp = a->in_h + 2 * p, wp = a->in_w + 2 * p;
+    for (int row = lo; row < hi; row++) {
+        const int c = row / hp, iy = row % hp - p;
+        float *d = j->planes + (size_t)row * wp;
+        if (iy < 0 || iy >= a->in_h) {
+            memset(d, 0, (size_t)wp * sizeof *d);
+            continue;
         }
-        float acc[BZN_S8_MR][BZN_S8_NR];
-#pragma omp for schedule(static)
-        for (int item = 0; item < items; item++) {
-            const int t = item / msplit, share = item % msplit, n0 = t * BZN_S8_NR;
-            int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
-            const int runs = tile_runs(a, n0, wp, run_j, run_len, run_y, run_x);
-            for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
-                const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
-                const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
-                for (int r = 0; r < BZN_S8_MR; r++) w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K;
-                bzn_f32_block(K, planes + n0, q->off, w, acc);
-                for (int r = 0; r < rows; r++)
-                    for (int u = 0; u < runs; u++)
-                        bias_act(a->act, acc[r] + run_j[u], (size_t)run_len[u], a->bias ? a->bias[oc0 + r] : 0.0f,
-                                 a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
-            }
+        memset(d, 0, (size_t)p * sizeof *d);
+        memcpy(d + p, cpu_in_channel(a, c) + (size_t)iy * a->in_w, (size_t)a->in_w * sizeof *d);
+        memset(d + p + a->in_w, 0, (size_t)p * sizeof *d);
+    }
+}
+
+static void fgemm_items(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const fgemm_job *j = arg;
+    const bzn_conv_args *a = j->a;
+    const cpu_qconv *q = a->prepared;
+    const int K = a->in_c * a->k * a->k, wp = a->in_w + 2 * a->pad, mblocks = j->mblocks, msplit = j->msplit;
+    const size_t n = (size_t)a->out_h * a->out_w;
+    float acc[BZN_S8_MR][BZN_S8_NR];
+    for (int item = lo; item < hi; item++) {
+        const int t = item / msplit, share = item % msplit, n0 = t * BZN_S8_NR;
+        int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
+        const int runs = tile_runs(a, n0, wp, run_j, run_len, run_y, run_x);
+        for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
+            const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+            const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
+            for (int r = 0; r < BZN_S8_MR; r++) w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K;
+            bzn_f32_block(j->ctx->f32, K, j->planes + n0, q->off, w, acc);
+            for (int r = 0; r < rows; r++)
+                for (int u = 0; u < runs; u++)
+                    bias_act(a->act, acc[r] + run_j[u], (size_t)run_len[u], a->bias ? a->bias[oc0 + r] : 0.0f,
+                             a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
         }
     }
 }
 
+static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
+    const int mblocks = (a->out_c + BZN_S8_MR - 1) / BZN_S8_MR;
+    const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad, tiles = (a->out_h * wp + BZN_S8_NR - 1) / BZN_S8_NR;
+    const size_t slack = planes_slack(a, (size_t)a->in_c, sizeof(float));
+    memset((uint8_t *)scratch + slack, 0, planes_end(a, (size_t)a->in_c, sizeof(float)) - slack);
+    fgemm_job j = {ctx, a, (float *)scratch, mblocks, 1};
+    const int items = gemm_items(ctx, tiles, mblocks, &j.msplit);
+    bzn_pool_run(ctx->pool, a->in_c * hp, items, pad_rows, &j);
+    bzn_pool_run(ctx->pool, items, 0, fgemm_items, &j);
+}
+
 /* C[:, cols] = A x B[:, cols] (+ C when accumulate), split by columns over the threads:
  * every thread runs a single-threaded sgemm on its own block of output pixels. */
-static void cpu_gemm(int threads, int m, int n, int k, const float *a, int lda, const float *b, float *c,
-                     int accumulate) {
-    if (threads == 1) { /* no OpenMP region: libgomp allocates a team for every 1-thread region */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, lda, b, n, accumulate ? 1.0f : 0.0f,
-                    c, n);
-        return;
+typedef struct {
+    int m, n, k, lda, block, accumulate;
+    const float *a, *b;
+    float *c;
+} sgemm_job;
+
+static void sgemm_blocks(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const sgemm_job *g = arg;
+    for (int blk = lo; blk < hi; blk++) {
+        const int j0 = blk * g->block, nb = g->n - j0 < g->block ? g->n - j0 : g->block;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->m, nb, g->k, 1.0f, g->a, g->lda, g->b + j0, g->n,
+                    g->accumulate ? 1.0f : 0.0f, g->c + j0, g->n);
     }
+}
+
+static void cpu_gemm(const cpu_ctx *ctx, int threads, int m, int n, int k, const float *a, int lda, const float *b,
+                     float *c, int accumulate) {
     const int block = ((n + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int j0 = 0; j0 < n; j0 += block) {
-        const int nb = n - j0 < block ? n - j0 : block;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, nb, k, 1.0f, a, lda, b + j0, n,
-                    accumulate ? 1.0f : 0.0f, c + j0, n);
-    }
+    sgemm_job g = {m, n, k, lda, block, accumulate, a, b, c};
+    bzn_pool_run(ctx->pool, (n + block - 1) / block, threads, sgemm_blocks, &g);
 }
 
 static void cpu_conv1(void *vctx, const bzn_conv_args *a, void *scratch) {
     cpu_ctx *ctx = vctx;
     if (a->qweight) {
         cpu_conv_int8(ctx, a, scratch);
+        return;
+    }
+    if (wino_plan(a)) {
+        bzn_wino_conv(ctx->pool, wino_plan(a), a, scratch);
         return;
     }
     if (cpu_f32_direct(ctx, a)) {
@@ -497,15 +657,15 @@ static void cpu_conv1(void *vctx, const bzn_conv_args *a, void *scratch) {
     if (cpu_is_pointwise(a)) {
         int c0 = 0;
         for (int s = 0; s < a->n_in; s++) {
-            cpu_gemm(threads, a->out_c, n, a->in[s].channels, a->weight + c0, K, a->in[s].data, a->out, s > 0);
+            cpu_gemm(ctx, threads, a->out_c, n, a->in[s].channels, a->weight + c0, K, a->in[s].data, a->out, s > 0);
             c0 += a->in[s].channels;
         }
     } else {
         float *col = scratch;
-        cpu_im2col(a, col, ctx->threads);
-        cpu_gemm(threads, a->out_c, n, K, a->weight, K, col, a->out, 0);
+        cpu_im2col(ctx, a, col);
+        cpu_gemm(ctx, threads, a->out_c, n, K, a->weight, K, col, a->out, 0);
     }
-    cpu_epilogue(a, ctx->threads);
+    cpu_epilogue(ctx, a);
 }
 
 /* One output of one channel; NaN wins, as in PyTorch. */
@@ -607,10 +767,10 @@ static inline void pool_channel(const bzn_pool_args *a, const float *x, float *o
     }
 }
 
-static void cpu_maxpool1(void *vctx, const bzn_pool_args *a) {
-    const cpu_ctx *ctx = vctx;
-#pragma omp parallel for num_threads(ctx->threads) schedule(static)
-    for (int c = 0; c < a->c; c++) {
+static void maxpool_channels(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const bzn_pool_args *a = arg;
+    for (int c = lo; c < hi; c++) {
         const float *x = a->in + (size_t)c * a->in_h * a->in_w;
         float *o = a->out + (size_t)c * a->out_h * a->out_w;
         switch (a->k) { /* BlazeNeo's two pools get unrolled windows */
@@ -621,43 +781,52 @@ static void cpu_maxpool1(void *vctx, const bzn_pool_args *a) {
     }
 }
 
-static void cpu_upsample1(void *vctx, const bzn_upsample_args *a) {
+static void cpu_maxpool1(void *vctx, const bzn_pool_args *a) {
     const cpu_ctx *ctx = vctx;
-    enum { CHUNK = 2048 }; /* output columns whose source columns are tabulated at a time */
+    bzn_pool_run(ctx->pool, a->c, 0, maxpool_channels, (void *)a);
+}
+
+/* rows [lo, hi) of the (channel, output row) pairs, in chunks of output columns whose
+ * source columns are tabulated once per chunk */
+static void upsample_rows(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const bzn_upsample_args *a = arg;
+    enum { CHUNK = 2048 };
     const int f = a->factor, oh = a->in_h * f, ow = a->in_w * f;
     const float scale = 1.0f / (float)f; /* PyTorch: src = (dst + 0.5) / f - 0.5, >= 0 */
-#pragma omp parallel num_threads(ctx->threads)
-    {
-        int tx[CHUNK];
-        float tl[CHUNK];
-        for (int c0 = 0; c0 < ow; c0 += CHUNK) {
-            const int cn = ow - c0 < CHUNK ? ow - c0 : CHUNK;
-            for (int j = 0; j < cn; j++) { /* every thread tabulates the chunk's columns once */
-                float sx = scale * ((float)(c0 + j) + 0.5f) - 0.5f;
-                if (sx < 0) sx = 0;
-                tx[j] = (int)sx;
-                tl[j] = sx - (float)tx[j];
-            }
-#pragma omp for schedule(static)
-            for (int cy = 0; cy < a->c * oh; cy++) {
-                const int c = cy / oh, oy = cy % oh;
-                float sy = scale * ((float)oy + 0.5f) - 0.5f;
-                if (sy < 0) sy = 0;
-                const int y0 = (int)sy, y1 = y0 < a->in_h - 1 ? y0 + 1 : y0;
-                const float ly = sy - (float)y0;
-                const float *r0 = a->in + ((size_t)c * a->in_h + y0) * a->in_w;
-                const float *r1 = a->in + ((size_t)c * a->in_h + y1) * a->in_w;
-                float *o = a->out + ((size_t)c * oh + oy) * ow + c0;
-                for (int j = 0; j < cn; j++) {
-                    const int i0 = tx[j], i1 = i0 < a->in_w - 1 ? i0 + 1 : i0;
-                    const float l = tl[j];
-                    const float top = (1 - l) * r0[i0] + l * r0[i1];
-                    const float bot = (1 - l) * r1[i0] + l * r1[i1];
-                    o[j] = (1 - ly) * top + ly * bot;
-                }
+    int tx[CHUNK];
+    float tl[CHUNK];
+    for (int c0 = 0; c0 < ow; c0 += CHUNK) {
+        const int cn = ow - c0 < CHUNK ? ow - c0 : CHUNK;
+        for (int j = 0; j < cn; j++) {
+            float sx = scale * ((float)(c0 + j) + 0.5f) - 0.5f;
+            if (sx < 0) sx = 0;
+            tx[j] = (int)sx;
+            tl[j] = sx - (float)tx[j];
+        }
+        for (int cy = lo; cy < hi; cy++) {
+            const int c = cy / oh, oy = cy % oh;
+            float sy = scale * ((float)oy + 0.5f) - 0.5f;
+            if (sy < 0) sy = 0;
+            const int y0 = (int)sy, y1 = y0 < a->in_h - 1 ? y0 + 1 : y0;
+            const float ly = sy - (float)y0;
+            const float *r0 = a->in + ((size_t)c * a->in_h + y0) * a->in_w;
+            const float *r1 = a->in + ((size_t)c * a->in_h + y1) * a->in_w;
+            float *o = a->out + ((size_t)c * oh + oy) * ow + c0;
+            for (int j = 0; j < cn; j++) {
+                const int i0 = tx[j], i1 = i0 < a->in_w - 1 ? i0 + 1 : i0;
+                const float l = tl[j];
+                const float top = (1 - l) * r0[i0] + l * r0[i1];
+                const float bot = (1 - l) * r1[i0] + l * r1[i1];
+                o[j] = (1 - ly) * top + ly * bot;
             }
         }
     }
+}
+
+static void cpu_upsample1(void *vctx, const bzn_upsample_args *a) {
+    const cpu_ctx *ctx = vctx;
+    bzn_pool_run(ctx->pool, a->c * a->in_h * a->factor, 0, upsample_rows, (void *)a);
 }
 
 /* batches: frame by frame */
@@ -674,10 +843,21 @@ static bzn_status cpu_upsample(bzn_backend *b, const bzn_upsample_args *a, bzn_e
     return bzn_upsample_frames(b, a, cpu_upsample1);
 }
 
+typedef struct {
+    bzn_task_fn fn;
+    void *arg;
+} task_job;
+
+static void task_range(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const task_job *t = arg;
+    for (int i = lo; i < hi; i++) t->fn(t->arg, i);
+}
+
 static void cpu_parallel_for(bzn_backend *b, int n, bzn_task_fn fn, void *arg) {
     const cpu_ctx *ctx = b->ctx;
-#pragma omp parallel for num_threads(ctx->threads) schedule(dynamic, 1)
-    for (int i = 0; i < n; i++) fn(arg, i);
+    task_job t = {fn, arg};
+    bzn_pool_run(ctx->pool, n, 0, task_range, &t);
 }
 
 static bzn_status cpu_timers(bzn_backend *b, int n, bzn_error *err) {
@@ -694,7 +874,10 @@ static void single_threaded_blas(void) { openblas_set_num_threads(1); }
 
 static void cpu_destroy(bzn_backend *b) {
     if (!b) return;
-    if (b->ctx) bzn_host_clock_free(&((cpu_ctx *)b->ctx)->clock);
+    if (b->ctx) {
+        bzn_host_clock_free(&((cpu_ctx *)b->ctx)->clock);
+        bzn_pool_destroy(((cpu_ctx *)b->ctx)->pool);
+    }
     free(b->ctx);
     free(b);
 }
@@ -708,25 +891,32 @@ bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **
         free(ctx);
         return bzn_fail(err, BZN_ERR_NOMEM, "out of memory creating the CPU backend");
     }
-    /* One threading runtime: OpenMP splits the work and every sgemm call runs on one
-       thread. OpenBLAS's own thread pool would otherwise fight OpenMP's for the cores. This
-       is OpenBLAS's process-wide setting, so it is made once (README: "Threads"). */
+    /* One set of threads: the pool splits the work and every sgemm call runs on one thread.
+       OpenBLAS's own thread pool would otherwise fight the pool for the cores. This is
+       OpenBLAS's process-wide setting, so it is made once (README: "Threads"). */
     static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
     pthread_once(&blas_once, single_threaded_blas);
-    if (threads == 0) threads = omp_get_num_procs();
+    if (threads == 0) threads = bzn_pool_cpus();
     ctx->threads = threads < 1 ? 1 : threads;
-    ctx->s8 = bzn_s8_best_kernel();
-    ctx->f32_direct = bzn_f32_direct_available();
-    /* test hook: BZN_INT8_KERNEL=ref|avx2 forces a simpler int8 kernel (never one the CPU
-       cannot run); other values are ignored */
-    const char *force = getenv("BZN_INT8_KERNEL");
-    if (force && !strcmp(force, "ref")) ctx->s8 = BZN_S8_REF;
-    if (force && !strcmp(force, "avx2") && ctx->s8 > BZN_S8_AVX2) ctx->s8 = BZN_S8_AVX2;
-    /* test hook: BZN_F32_SGEMM=1 runs every FP32 convolution on im2col + sgemm, the path of
-       CPUs without AVX-512 */
-    const char *sgemm = getenv("BZN_F32_SGEMM");
-    if (sgemm && !strcmp(sgemm, "1")) ctx->f32_direct = 0;
+    bzn_status st = bzn_isa_choose(&ctx->isa, err);
+    const char *wino = getenv("BZN_WINOGRAD");
+    ctx->wino = !wino || !*wino || !strcmp(wino, "1") ? WINO_AUTO : !strcmp(wino, "0") ? WINO_OFF : WINO_ALL;
+    if (st == BZN_OK && wino && *wino && strcmp(wino, "0") && strcmp(wino, "1") && strcmp(wino, "all"))
+        st = bzn_fail(err, BZN_ERR_ARG, "BZN_WINOGRAD=%s: expected 0 (off), 1 (where it pays, the default) or all", wino);
+    if (st == BZN_OK) st = bzn_pool_create(ctx->threads, &ctx->pool, err);
+    if (st != BZN_OK) {
+        free(b);
+        free(ctx);
+        return st;
+    }
+    ctx->s8 = bzn_isa_s8_kernel(ctx->isa);
+    ctx->f32 = bzn_isa_f32_kernel(ctx->isa);
+    snprintf(ctx->detail, sizeof ctx->detail, "%s kernels: FP32 %s, INT8 %s%s; Winograd %s", bzn_isa_name(ctx->isa),
+             bzn_f32_kernel_name(ctx->f32), bzn_s8_kernel_name(ctx->s8),
+             ctx->isa != bzn_isa_best() ? " (lowered by BZN_ISA)" : "",
+             ctx->wino == WINO_OFF ? "off" : ctx->wino == WINO_ALL ? "on every 3x3" : "where it pays");
     b->name = "cpu";
+    b->detail = ctx->detail;
     b->ctx = ctx;
     b->host_memory = 1;
     b->threads = ctx->threads;

@@ -8,8 +8,12 @@
  *
  *   acc[r][j] = sum_k w[r][k] * b[koff[k] + j]
  *
- * AVX-512F (24 zmm accumulators, vfmadd231ps) where the CPU has it, which the backend asks
- * bzn_f32_direct_available() at run time; elsewhere the backend uses OpenBLAS sgemm instead.
+ * Two kernels, chosen at run time from what the CPU reports:
+ *   - AVX-512F: the whole 8 x 48 block in 24 zmm accumulators;
+ *   - AVX2 + FMA: 16 ymm registers hold a 4 x 24 sub-block (12 accumulators, 3 loads of B,
+ *     1 broadcast), and the block is four such passes over K.
+ * Both sum over k in the same order, one fused multiply-add per term (vfmadd231ps), so they
+ * give the same floats; the CPU backend runs im2col + OpenBLAS sgemm where neither is there.
  */
 #ifndef BZN_GEMM_F32_H
 #define BZN_GEMM_F32_H
@@ -18,8 +22,12 @@
 
 #include "gemm_s8.h"
 
-int bzn_f32_direct_available(void);
-void bzn_f32_block(int K, const float *b, const size_t *koff, const float *const w[BZN_S8_MR],
+typedef enum { BZN_F32_SGEMM = 0, BZN_F32_AVX2 = 1, BZN_F32_AVX512 = 2 } bzn_f32_kernel;
+
+/* the best direct kernel this CPU runs (BZN_F32_SGEMM: none) */
+bzn_f32_kernel bzn_f32_best_kernel(void);
+const char *bzn_f32_kernel_name(bzn_f32_kernel k);
+void bzn_f32_block(bzn_f32_kernel kern, int K, const float *b, const size_t *koff, const float *const w[BZN_S8_MR],
                    float acc[BZN_S8_MR][BZN_S8_NR]);
 
 #endif

@@ -1,0 +1,31 @@
+/*
+ * isa.h - which x86 instruction set the CPU backend's kernels use, chosen at run time.
+ *
+ * The best the CPU reports, or lower when BZN_ISA says so (to test or compare the simpler
+ * paths on a machine that has the better ones):
+ *   BZN_ISA=scalar   no kernel of ours: FP32 on im2col + OpenBLAS sgemm, INT8 the plain C GEMM
+ *   BZN_ISA=avx2     AVX2 + FMA kernels (FP32 4 x 24 register tile, INT8 vpmaddubsw)
+ *   BZN_ISA=avx512   AVX-512F FP32 kernel; INT8 on AVX-512 VNNI where the CPU has it, else AVX2
+ * A value the CPU cannot run, or an unknown one, is an error naming what this CPU has.
+ */
+#ifndef BZN_CPU_ISA_H
+#define BZN_CPU_ISA_H
+
+#include "blazeneo.h"
+#include "gemm_f32.h"
+#include "gemm_s8.h"
+
+typedef enum { BZN_ISA_SCALAR = 0, BZN_ISA_AVX2 = 1, BZN_ISA_AVX512 = 2 } bzn_isa;
+
+/* the best this CPU runs */
+bzn_isa bzn_isa_best(void);
+const char *bzn_isa_name(bzn_isa isa);
+/* by name ("scalar", "avx2", "avx512"); -1 when unknown */
+int bzn_isa_parse(const char *name);
+/* the ISA to run: BZN_ISA when set (checked against the CPU), else the best */
+bzn_status bzn_isa_choose(bzn_isa *isa, bzn_error *err);
+/* the kernels an ISA runs */
+bzn_s8_kernel bzn_isa_s8_kernel(bzn_isa isa);
+bzn_f32_kernel bzn_isa_f32_kernel(bzn_isa isa);
+
+#endif
