@@ -18,6 +18,7 @@
 #include "gemm_s8.h"
 #include "isa.h"
 #include "testutil.h"
+#include "winograd.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -492,8 +493,6 @@ END_TEST
 
 /* ---- Winograd F(4,3) (backends/cpu/winograd.h) ---------------------------------------- */
 
-#include "winograd.h"
-
 /* A CPU backend made with BZN_WINOGRAD=value (read when the backend is made); the
  * environment is restored. */
 static bzn_backend *make_cpu_wino(const char *value, int threads) {
@@ -621,7 +620,8 @@ START_TEST(conv_winograd_vs_reference) {
         }
     }
     const char *isa = getenv("BZN_ISA");
-    fprintf(stderr, "  Winograd F(4,3) (%s, %d threads): worst error %.2g of the output range", isa && *isa ? isa : bzn_isa_name(bzn_isa_best()), 1 + _i, worst);
+    fprintf(stderr, "  Winograd F(4,3) (%s, %d threads): worst error %.2g of the output range",
+            isa && *isa ? isa : bzn_isa_name(bzn_isa_best()), 1 + _i, worst);
     if (direct) {
         fprintf(stderr, " (the direct path: %.2g)", worst_direct);
         direct->destroy(direct);
