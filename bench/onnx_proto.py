@@ -169,10 +169,10 @@ class Msg:
 
     def set_msgs(self, fno, msgs):
         """Replace every occurrence of field fno by msgs, at the place of the first one."""
-        at = next((i for i, x in enumerate(self.fields) if x[0] == fno), len(self.fields))
-        rest = [x for x in self.fields if x[0] != fno]
-        at = sum(1 for x in self.fields[:at] if x[0] != fno)
-        self.fields = rest[:at] + [[fno, 2, m.encode() if isinstance(m, Msg) else bytes(m)] for m in msgs] + rest[at:]
+        first = next((i for i, x in enumerate(self.fields) if x[0] == fno), len(self.fields))
+        before = self.fields[:first]                        # no fno field before the first
+        after = [x for x in self.fields[first:] if x[0] != fno]
+        self.fields = before + [[fno, 2, m.encode() if isinstance(m, Msg) else bytes(m)] for m in msgs] + after
         return self
 
     def encode(self):

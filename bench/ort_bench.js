@@ -35,7 +35,9 @@ const path = require('path');
 function usage(code) {
   const text = fs.readFileSync(__filename, 'utf8').split('\n');
   const lines = [];
-  for (let i = 1; i < text.length && !text[i].startsWith(' */'); i++) lines.push(text[i].replace(/^ \* ?/, ''));
+  for (let i = text.indexOf('/*') + 1; i > 0 && i < text.length && !text[i].startsWith(' */'); i++) {
+    lines.push(text[i].replace(/^ \* ?/, ''));
+  }
   (code ? process.stderr : process.stdout).write(lines.join('\n') + '\n');
   process.exit(code);
 }
@@ -143,7 +145,7 @@ function compareLogits(a, b, dims) {
 
 async function main() {
   const a = parseArgs(process.argv.slice(2));
-  const modDir = path.join(a.ortDir, 'node_modules', 'onnxruntime-node');
+  const modDir = path.resolve(a.ortDir, 'node_modules', 'onnxruntime-node');
   if (!fs.existsSync(modDir)) {
     process.stderr.write('ort_bench: no onnxruntime-node in ' + a.ortDir + '/node_modules: install it with\n' +
                          '  npm install --ignore-scripts --prefix ' + a.ortDir + ' onnxruntime-node@1.30.0\n');
