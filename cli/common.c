@@ -22,18 +22,7 @@ int cli_parse_int(const char *s, int lo, int hi, int *out) {
 }
 
 int cli_parse_size(const char *s, int *width, int *height) {
-    char *end;
-    long w = strtol(s, &end, 10), h = w;
-    if (end == s) return -1;
-    if (*end == 'x' || *end == 'X') {
-        const char *p = end + 1;
-        h = strtol(p, &end, 10);
-        if (end == p) return -1;
-    }
-    if (*end || w <= 0 || h <= 0 || w > 8192 || h > 8192) return -1;
-    *width = (int)w;
-    *height = (int)h;
-    return 0;
+    return bzn_parse_size(s, width, height, NULL) == BZN_OK ? 0 : -1;
 }
 
 int cli_parse_backend(const char *cmd, const char *s, const char **out) {

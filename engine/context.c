@@ -306,6 +306,22 @@ int bzn_ctx_threads(const bzn_ctx *c) { return c ? c->backend->threads : 0; }
 
 int bzn_ctx_batch(const bzn_ctx *c) { return c ? c->opt.batch : 0; }
 
+bzn_status bzn_parse_size(const char *s, int *width, int *height, bzn_error *err) {
+    if (!s || !width || !height) return bzn_fail(err, BZN_ERR_ARG, "bzn_parse_size: NULL argument");
+    char *end;
+    long w = strtol(s, &end, 10), h = w;
+    if (end != s && (*end == 'x' || *end == 'X')) {
+        const char *p = end + 1;
+        h = strtol(p, &end, 10);
+        if (end == p) end = (char *)s; /* "512x": not a size */
+    }
+    if (end == s || *end || w <= 0 || h <= 0 || w > 8192 || h > 8192)
+        return bzn_fail(err, BZN_ERR_ARG, "invalid size '%s' (\"352\" or \"512x384\": width x height)", s);
+    *width = (int)w;
+    *height = (int)h;
+    return BZN_OK;
+}
+
 const char *bzn_ctx_backend(const bzn_ctx *c) { return c ? c->backend->name : NULL; }
 const char *bzn_ctx_backend_detail(const bzn_ctx *c) {
     return c && c->backend->detail ? c->backend->detail : "";

@@ -310,22 +310,6 @@ static GstCaps *gst_blazeneo_transform_caps(GstBaseTransform *trans, GstPadDirec
 
 /* ---- start and stop: the model and the context ------------------------------------------ */
 
-/* "352" or "512x384" (width x height) into *w, *h; FALSE when it is neither */
-static gboolean parse_size(const char *s, int *w, int *h) {
-    char *end;
-    long a = strtol(s, &end, 10), b = a;
-    if (end == s) return FALSE;
-    if (*end == 'x' || *end == 'X') {
-        const char *p = end + 1;
-        b = strtol(p, &end, 10);
-        if (end == p) return FALSE;
-    }
-    if (*end || a <= 0 || b <= 0 || a > 8192 || b > 8192) return FALSE;
-    *w = (int)a;
-    *h = (int)b;
-    return TRUE;
-}
-
 /* What start needs from the properties, copied under the lock so start can take its time. */
 typedef struct {
     gchar *model_path, *backend, *calib, *keep_fp32, *size;
@@ -356,11 +340,7 @@ static bzn_precision precision_of(const bzn_model *m, const start_settings *s) {
 static bzn_status make_context(const bzn_model *m, const start_settings *s, bzn_ctx **ctx, bzn_error *err) {
     *ctx = NULL;
     bzn_ctx_options o = bzn_ctx_default_options(m);
-    if (s->size && !parse_size(s->size, &o.width, &o.height)) {
-        err->status = BZN_ERR_ARG;
-        snprintf(err->msg, sizeof err->msg, "invalid size '%s' (\"352\" or \"512x384\": width x height)", s->size);
-        return BZN_ERR_ARG;
-    }
+    if (s->size && bzn_parse_size(s->size, &o.width, &o.height, err) != BZN_OK) return BZN_ERR_ARG;
     o.backend = s->backend;
     o.threads = (int)s->threads;
     o.precision = precision_of(m, s);

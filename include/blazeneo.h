@@ -149,6 +149,9 @@ typedef struct bzn_ctx bzn_ctx;
 /* The model's input size, the default backend, batch 1, and the model's precision (INT8 for an
  * INT8 weight file, with its stored scales; else FP32); NULL: 352x352 FP32. */
 bzn_ctx_options bzn_ctx_default_options(const bzn_model *m);
+/* An input size as users write it: "352" (square) or "512x384" (width x height), each 1..8192
+ * (that it is a multiple of 32 is bzn_ctx_create's check). BZN_ERR_ARG when it is neither. */
+bzn_status bzn_parse_size(const char *s, int *width, int *height, bzn_error *err);
 bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ctx **out,
                           bzn_error *err);
 void bzn_ctx_free(bzn_ctx *c);
