@@ -69,6 +69,10 @@ typedef struct bzn_conv_args {
     const int8_t *qweight;
     const float *wscale;
     float in_scale;
+    /* FP16 (fp16 = 1, a backend that lists BZN_PRECISION_FP16): weights and input rounded to
+     * half, products accumulated in float; `weight` holds the floats (weights_prepare makes
+     * the half form) */
+    int fp16;
     const void *weights;  /* weights_prepare's form of these weights (shared), or NULL */
     const void *prepared; /* conv_prepare's per-context data for this convolution, or NULL */
     /* INT8 hand-off (NULL unless the engine arranged one; see conv_qin_bytes): when a tensor
@@ -133,6 +137,7 @@ struct bzn_backend {
     int device;      /* which device (prepared weights are shared per backend and device) */
     const char *detail; /* what it runs on, for reports (the CPU: its kernels' instruction set);
                            may be NULL */
+    unsigned precisions; /* the precisions it runs, bit (1u << bzn_precision) each; 0: FP32 and INT8 */
 
     /* ---- memory: 64-byte aligned, zero-filled ---- */
     bzn_status (*alloc)(bzn_backend *b, size_t bytes, void **mem, bzn_error *err);
@@ -191,6 +196,7 @@ bzn_parallel bzn_backend_parallel(bzn_backend *b);
 typedef struct {
     const char *name;
     const char *description;
+    unsigned precisions; /* as bzn_backend.precisions */
     bzn_status (*create)(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
 } bzn_backend_entry;
 
@@ -202,6 +208,15 @@ bzn_status bzn_backend_create(const char *name, const bzn_backend_options *opt, 
 /* Constructors (listed in the registry). */
 bzn_status bzn_backend_ref_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
 bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
+bzn_status bzn_backend_cuda_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
+
+/* The precisions a backend runs, as a bit set (0 means FP32 and INT8), and their names
+ * ("fp32, int8") for messages. */
+#define BZN_PRECISIONS_DEFAULT ((1u << BZN_PRECISION_FP32) | (1u << BZN_PRECISION_INT8))
+static inline unsigned bzn_precision_set(unsigned precisions) {
+    return precisions ? precisions : BZN_PRECISIONS_DEFAULT;
+}
+void bzn_precision_list(unsigned precisions, char *buf, size_t len);
 
 /* ---- helpers every backend shares ---- */
 

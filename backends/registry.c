@@ -10,9 +10,13 @@
 #include "error.h"
 
 const bzn_backend_entry bzn_backend_registry[] = {
-    {"cpu", "own AVX-512/AVX2 kernels and OpenBLAS on the host's cores", bzn_backend_cpu_create},
-    {"ref", "plain C loops, one thread: the oracle the other backends are tested against", bzn_backend_ref_create},
-    {NULL, NULL, NULL},
+    {"cpu", "own AVX-512/AVX2 kernels and OpenBLAS on the host's cores", 0, bzn_backend_cpu_create},
+    {"ref", "plain C loops, one thread: the oracle the other backends are tested against", 0, bzn_backend_ref_create},
+#ifdef BZN_HAVE_CUDA /* BLAZENEO_CUDA: backends/cuda */
+    {"cuda", "hand-written CUDA kernels on an NVIDIA GPU (FP32, FP16 and INT8 tensor cores)",
+     (1u << BZN_PRECISION_FP32) | (1u << BZN_PRECISION_FP16) | (1u << BZN_PRECISION_INT8), bzn_backend_cuda_create},
+#endif
+    {NULL, NULL, 0, NULL},
 };
 
 bzn_status bzn_backend_create(const char *name, const bzn_backend_options *opt, bzn_backend **out, bzn_error *err) {
@@ -42,4 +46,19 @@ const char *bzn_backend_name(int i) { return i >= 0 && i < bzn_backend_count() ?
 
 const char *bzn_backend_description(int i) {
     return i >= 0 && i < bzn_backend_count() ? bzn_backend_registry[i].description : NULL;
+}
+
+int bzn_backend_supports(int i, bzn_precision p) {
+    if (i < 0 || i >= bzn_backend_count() || (unsigned)p > 31) return 0;
+    return (bzn_precision_set(bzn_backend_registry[i].precisions) >> p) & 1u;
+}
+
+void bzn_precision_list(unsigned precisions, char *buf, size_t len) {
+    const bzn_precision all[] = {BZN_PRECISION_FP32, BZN_PRECISION_FP16, BZN_PRECISION_INT8};
+    if (len) buf[0] = 0;
+    for (size_t k = 0, n = 0; k < sizeof all / sizeof *all; k++)
+        if ((bzn_precision_set(precisions) >> all[k]) & 1u) {
+            const size_t used = strlen(buf);
+            snprintf(buf + used, len - used, "%s%s", n++ ? ", " : "", bzn_precision_name(all[k]));
+        }
 }

@@ -30,7 +30,7 @@ int cli_parse_backend(const char *cmd, const char *s, const char **out);
 const char *cli_backend_list(void);
 /* one help line per backend (name, description), indented by width + 2 */
 void cli_backend_help(FILE *f, int width);
-/* "fp32" or "int8"; 0 on success */
+/* "fp32", "fp16" or "int8"; 0 on success */
 int cli_parse_precision(const char *s, bzn_precision *out);
 
 /* How a command wants its context: every running command fills one from its options. */
@@ -45,18 +45,21 @@ typedef struct {
     const char *calib;         /* INT8 with an FP32/FP16 model: a calibration cache */
     const char *keep_fp32;     /* INT8: comma-separated layers kept in FP32 */
     int threads, run_aux, keep_intermediates;
-    int batch; /* frames per run (0: one) */
+    int batch;  /* frames per run (0: one) */
+    int device; /* --device: which GPU (backends with several devices) */
 } cli_config;
 
-/* The precision options every running command takes: -p, --calib, --keep-fp32. Put
+/* The precision options every running command takes: -p, --calib, --keep-fp32, and the
+ * backend's --device. Put
  * CLI_PRECISION_OPTIONS in the getopt_long table ("p:" in the short options) and pass every
  * option the command does not handle itself to cli_precision_option: 0 handled, EXIT_USAGE
  * for a bad value or an unknown option (the message is printed). */
 #define CLI_OPT_CALIB 0x1001
 #define CLI_OPT_KEEP_FP32 0x1002
+#define CLI_OPT_DEVICE 0x1003
 #define CLI_PRECISION_OPTIONS                                                                      \
     {"precision", required_argument, 0, 'p'}, {"calib", required_argument, 0, CLI_OPT_CALIB},      \
-        {"keep-fp32", required_argument, 0, CLI_OPT_KEEP_FP32}
+        {"keep-fp32", required_argument, 0, CLI_OPT_KEEP_FP32}, {"device", required_argument, 0, CLI_OPT_DEVICE}
 /* their help lines, the descriptions at column 2 + width (as cli_backend_help) */
 void cli_precision_help(FILE *f, int width);
 int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *cfg);

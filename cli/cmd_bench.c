@@ -199,7 +199,7 @@ static double gflops(const layer_row *r) { return r->ms > 0 ? 2.0 * (double)r->i
 
 /* the profile's "runs" column: the arithmetic, and int8 out when the output is handed on as int8 */
 static const char *layer_runs(const bzn_layer_info *l) {
-    return l->precision != BZN_PRECISION_INT8 ? "fp32" : l->int8_output ? "int8>8" : "int8";
+    return l->precision != BZN_PRECISION_INT8 ? bzn_precision_name(l->precision) : l->int8_output ? "int8>8" : "int8";
 }
 
 /* Rank the TOP_N slowest layers (rows stay in execution order). */

@@ -64,12 +64,14 @@ static void help_item(FILE *f, int width, const char *opt, const char *text) {
 
 void cli_precision_help(FILE *f, int width) {
     help_item(f, width, "-p, --precision P",
-              "fp32 or int8 (default: the weight file's: int8 for an INT8\n"
-              "weight file from blazeneo quantize, else fp32); int8 with an\n"
-              "FP32 model needs --calib; fp32 with an INT8 file runs its\n"
-              "weights dequantized to float (for debugging)");
+              "fp32, fp16 or int8 (default: the weight file's: int8 for an\n"
+              "INT8 weight file from blazeneo quantize, else fp32); fp16 runs\n"
+              "on the cuda backend; int8 with an FP32 model needs --calib;\n"
+              "fp32 with an INT8 file runs its weights dequantized to float\n"
+              "(for debugging)");
     help_item(f, width, "--calib CACHE", "INT8 activation scales from a calibration cache\n(blazeneo calibrate)");
     help_item(f, width, "--keep-fp32 NAMES", "INT8: comma-separated convolutions kept in FP32");
+    help_item(f, width, "--device N", "-b cuda: which GPU (default 0)");
 }
 
 void cli_overlay_help(FILE *f, int width) {
@@ -87,6 +89,7 @@ void cli_overlay_help(FILE *f, int width) {
 int cli_parse_precision(const char *s, bzn_precision *out) {
     if (!strcmp(s, "fp32")) *out = BZN_PRECISION_FP32;
     else if (!strcmp(s, "int8")) *out = BZN_PRECISION_INT8;
+    else if (!strcmp(s, "fp16")) *out = BZN_PRECISION_FP16;
     else return -1;
     return 0;
 }
@@ -95,9 +98,16 @@ int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *
     switch (opt) {
     case 'p':
         if (cli_parse_precision(arg, &cfg->precision) == 0) return cfg->precision_set = 1, 0;
-        return cli_usage_error(cmd, "unknown precision '%s' (fp32, int8)", arg);
+        return cli_usage_error(cmd, "unknown precision '%s' (fp32, fp16, int8)", arg);
     case CLI_OPT_CALIB: cfg->calib = arg; return 0;
     case CLI_OPT_KEEP_FP32: cfg->keep_fp32 = arg; return 0;
+    case CLI_OPT_DEVICE: {
+        char *end;
+        const long d = strtol(arg, &end, 10);
+        if (end == arg || *end || d < 0 || d > 255) return cli_usage_error(cmd, "invalid --device '%s' (0 to 255)", arg);
+        cfg->device = (int)d;
+        return 0;
+    }
     default: return cli_bad_option(cmd, opt);
     }
 }
@@ -267,6 +277,7 @@ int cli_ctx_create(const char *cmd, const bzn_model *m, const cli_config *cfg, b
     if (cfg->width) o.width = cfg->width;
     if (cfg->height) o.height = cfg->height;
     o.backend = cfg->backend;
+    o.device = cfg->device;
     o.threads = cfg->threads;
     o.batch = cfg->batch;
     o.run_aux = cfg->run_aux;

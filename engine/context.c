@@ -52,7 +52,9 @@ struct bzn_ctx {
     int64_t profiled_runs;
 };
 
-const char *bzn_precision_name(bzn_precision p) { return p == BZN_PRECISION_INT8 ? "int8" : "fp32"; }
+const char *bzn_precision_name(bzn_precision p) {
+    return p == BZN_PRECISION_INT8 ? "int8" : p == BZN_PRECISION_FP16 ? "fp16" : "fp32";
+}
 
 bzn_ctx_options bzn_ctx_default_options(const bzn_model *m) {
     bzn_ctx_options o;
@@ -103,6 +105,7 @@ static void conv_args(const bzn_ctx *c, const bzn_node *n, const bzn_conv_form *
     a->dilation = n->dilation;
     a->act = n->act;
     if (a->qweight) a->in_scale = c->q[n - c->g.nodes].in_scale;
+    a->fp16 = !a->qweight && c->opt.precision == BZN_PRECISION_FP16;
 }
 
 /* the op computing node i, or NULL (a concatenation computes nothing) */
@@ -133,7 +136,10 @@ static bzn_status build_plan(bzn_ctx *c, bzn_error *err) {
             op->kind = BZN_OP_CONV;
             bzn_conv_form form = {0};
             conv_args(c, n, &form, &op->u.conv); /* its geometry, for the backend's weight form */
-            bzn_status s = bzn_weights_get(c->model, be, n->conv, c->q && c->q[i].int8, &op->u.conv, &form, err);
+            const bzn_precision p = c->q && c->q[i].int8 ? BZN_PRECISION_INT8
+                                    : c->opt.precision == BZN_PRECISION_FP16 ? BZN_PRECISION_FP16
+                                                                             : BZN_PRECISION_FP32;
+            bzn_status s = bzn_weights_get(c->model, be, n->conv, p, &op->u.conv, &form, err);
             if (s != BZN_OK) return s;
             conv_args(c, n, &form, &op->u.conv);
             break;
@@ -215,8 +221,15 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
                      o.width, o.height, MAX_SIDE);
     else if (o.batch < 1 || o.batch > MAX_BATCH)
         s = bzn_fail(err, BZN_ERR_ARG, "invalid batch %d (1 to %d frames)", o.batch, MAX_BATCH);
-    else if (o.precision != BZN_PRECISION_FP32 && o.precision != BZN_PRECISION_INT8)
+    else if (o.precision != BZN_PRECISION_FP32 && o.precision != BZN_PRECISION_INT8 &&
+             o.precision != BZN_PRECISION_FP16)
         s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown precision %d", (int)o.precision);
+    else if (!((bzn_precision_set(backend->precisions) >> o.precision) & 1u)) {
+        char has[64];
+        bzn_precision_list(backend->precisions, has, sizeof has);
+        s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "backend '%s' does not run %s (it runs: %s)", backend->name,
+                     bzn_precision_name(o.precision), has);
+    }
     /* this size's graph, its convolutions bound to the model's folded weights */
     if (s == BZN_OK) s = bzn_network_build(&m->wf.config, o.height, o.width, o.run_aux, &c->g, err);
     if (s == BZN_OK) s = bzn_model_bind(m, &c->g, err);
@@ -650,7 +663,9 @@ bzn_status bzn_ctx_layer(const bzn_ctx *c, int i, bzn_layer_info *info) {
     info->params = n->params;
     info->macs = n->macs;
     info->op = n->op;
-    info->precision = c->q && c->q[i].int8 ? BZN_PRECISION_INT8 : BZN_PRECISION_FP32;
+    info->precision = c->q && c->q[i].int8                       ? BZN_PRECISION_INT8
+                      : c->opt.precision == BZN_PRECISION_FP16 ? BZN_PRECISION_FP16
+                                                               : BZN_PRECISION_FP32;
     info->int8_output = c->q && c->q[i].hand_to != 0;
     return BZN_OK;
 }

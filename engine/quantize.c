@@ -53,7 +53,7 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
                               cw->weight, BZN_WF_NO_SCALE};
         if (!keep) {
             bzn_conv_form f;
-            if ((s = bzn_weights_get(m, ref, cw, 1, NULL, &f, err)) != BZN_OK) break;
+            if ((s = bzn_weights_get(m, ref, cw, BZN_PRECISION_INT8, NULL, &f, err)) != BZN_OK) break;
             const float *ws = f.wscale;
             t[n].dtype = BZN_DT_I8;
             t[n].data = f.qweight;

@@ -12,8 +12,8 @@ typedef struct {
     int8_t *qweight; /* quantized here (NULL: the file's, or not made) */
     float *wscale;
     float *fweight; /* dequantized here (NULL: the model's, or not made) */
-    void *prepared[2]; /* the backend's form: [0] FP32, [1] INT8 */
-    int made[2];
+    void *prepared[3]; /* the backend's form, by bzn_precision: FP32, INT8, FP16 */
+    int made[3];
 } conv_forms;
 
 struct bzn_weight_cache {
@@ -76,18 +76,19 @@ static bzn_status make_weights(bzn_model *m, const bzn_conv_weights *cw, conv_fo
     return BZN_OK;
 }
 
-bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_weights *cw, int int8,
+bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_weights *cw, bzn_precision p,
                            const bzn_conv_args *geom, bzn_conv_form *out, bzn_error *err) {
     bzn_model *m = (bzn_model *)cm; /* the forms are a cache: the model's weights never change */
     const int i = (int)(cw - m->convs);
     if (i < 0 || i >= m->n_convs) return bzn_fail(err, BZN_ERR_ARG, "'%s' is not a convolution of this model", cw->name);
-    int8 = int8 != 0;
+    if ((unsigned)p > BZN_PRECISION_FP16) return bzn_fail(err, BZN_ERR_ARG, "unknown precision %d", (int)p);
+    const int int8 = p == BZN_PRECISION_INT8;
     pthread_mutex_lock(&m->lock);
     bzn_status s = BZN_OK;
     struct bzn_weight_cache *c = find_cache(m, b, err);
     conv_forms *f = c ? &c->convs[i] : NULL;
     if (!c) s = BZN_ERR_NOMEM;
-    if (s == BZN_OK && !f->made[int8]) {
+    if (s == BZN_OK && !f->made[p]) {
         s = make_weights(m, cw, f, int8, err);
         if (s == BZN_OK && b->weights_prepare) {
             bzn_conv_args a;
@@ -96,6 +97,7 @@ bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_w
             a.out_c = cw->cout;
             a.k = cw->k;
             a.bias = cw->bias;
+            a.fp16 = p == BZN_PRECISION_FP16;
             if (geom) {
                 a.in_h = geom->in_h;
                 a.in_w = geom->in_w;
@@ -112,10 +114,10 @@ bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_w
                 a.weight = f->fweight ? f->fweight : cw->weight;
             }
             size_t bytes = 0;
-            s = b->weights_prepare(b, &a, &f->prepared[int8], &bytes, err);
+            s = b->weights_prepare(b, &a, &f->prepared[p], &bytes, err);
             m->prepared_bytes += bytes;
         }
-        if (s == BZN_OK) f->made[int8] = 1;
+        if (s == BZN_OK) f->made[p] = 1;
     }
     if (s == BZN_OK) {
         memset(out, 0, sizeof *out);
@@ -125,7 +127,7 @@ bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_w
         } else {
             out->weight = f->fweight ? f->fweight : cw->weight;
         }
-        out->prepared = f->prepared[int8];
+        out->prepared = f->prepared[p];
     }
     pthread_mutex_unlock(&m->lock);
     return s;
@@ -140,7 +142,7 @@ void bzn_weights_free_all(bzn_model *m) {
             free(f->qweight);
             free(f->wscale);
             free(f->fweight);
-            for (int k = 0; k < 2; k++)
+            for (int k = 0; k < 3; k++)
                 if (f->prepared[k] && c->release) c->release(f->prepared[k]);
         }
         free(c->convs);

@@ -21,12 +21,12 @@ typedef struct {
     const void *prepared;  /* the backend's form (weights_prepare), or NULL */
 } bzn_conv_form;
 
-/* The form of convolution `cw` (one of m->convs) that a context on backend `b` runs, at
- * INT8 when `int8`, else FP32. `geom` (may be NULL) is the requesting context's convolution
+/* The form of convolution `cw` (one of m->convs) that a context on backend `b` runs at
+ * precision `p` (FP16 has FP32's floats, and its own prepared form). `geom` (may be NULL) is the requesting context's convolution
  * (sizes, stride, padding, dilation): the backend may prepare a form only where that
  * geometry will use it (the CPU backend's Winograd weights), and a context of another size
  * then runs that layer without it. Thread-safe. */
-bzn_status bzn_weights_get(const bzn_model *m, bzn_backend *b, const bzn_conv_weights *cw, int int8,
+bzn_status bzn_weights_get(const bzn_model *m, bzn_backend *b, const bzn_conv_weights *cw, bzn_precision p,
                            const bzn_conv_args *geom, bzn_conv_form *out, bzn_error *err);
 /* Free every form (bzn_model_free). */
 void bzn_weights_free_all(bzn_model *m);

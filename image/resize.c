@@ -36,16 +36,7 @@
 #define PRECISION_BITS (32 - 8 - 2)
 #define HALF (1 << (PRECISION_BITS - 1))
 
-/* The resampling plan along one axis: for each output sample, the first input sample it
- * reads, how many it reads, and their fixed-point weights (ksize slots per output). */
-typedef struct {
-    int *first;
-    int *count;
-    int32_t *weight;
-    int ksize;
-} axis_plan;
-
-static void plan_free(axis_plan *p) {
+void bzn_resize_plan_free(bzn_resize_axis *p) {
     free(p->first);
     free(p->count);
     free(p->weight);
@@ -61,7 +52,7 @@ static double triangle(double x) {
 /* Weights for resizing in_size samples to out_size samples. The arithmetic follows PIL
  * step by step (same operations in the same order), since the fixed-point rounding of the
  * weights decides the last bit of the output. Returns 0, or -1 when out of memory. */
-static int plan_axis(int in_size, int out_size, axis_plan *p) {
+int bzn_resize_plan(int in_size, int out_size, bzn_resize_axis *p) {
     memset(p, 0, sizeof *p);
     double scale = (double)in_size / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale; /* stretch the filter when shrinking */
@@ -79,7 +70,7 @@ static int plan_axis(int in_size, int out_size, axis_plan *p) {
     double *w = malloc((size_t)ksize * sizeof *w);
     if (!p->first || !p->count || !p->weight || !w) {
         free(w);
-        plan_free(p);
+        bzn_resize_plan_free(p);
         return -1;
     }
 
@@ -120,7 +111,7 @@ static inline uint8_t clip8(int32_t acc) {
 
 /* Horizontal pass, one row: dw pixels of C channels (a compile-time constant in the calls
  * below, so the channel loops unroll). */
-static inline void resize_row(const uint8_t *in, const axis_plan *px, uint8_t *out, int dw, const int C) {
+static inline void resize_row(const uint8_t *in, const bzn_resize_axis *px, uint8_t *out, int dw, const int C) {
     for (int x = 0; x < dw; x++) {
         const int32_t *k = px->weight + (size_t)x * (size_t)px->ksize;
         const uint8_t *p = in + (size_t)px->first[x] * (size_t)C;
@@ -136,7 +127,7 @@ typedef struct {
     const uint8_t *src;
     size_t sstride;
     int channels, y0, rows, parts;
-    const axis_plan *plan;
+    const bzn_resize_axis *plan;
     uint8_t *dst;
     int dw;
     size_t row_bytes;
@@ -158,7 +149,7 @@ static void rows_part(void *arg, int part) {
     }
 }
 
-static void resize_rows(const uint8_t *src, int sstride, int channels, int y0, int rows, const axis_plan *px,
+static void resize_rows(const uint8_t *src, int sstride, int channels, int y0, int rows, const bzn_resize_axis *px,
                         uint8_t *dst, int dw, const bzn_parallel *par) {
     const int parts = par ? par->threads : 1;
     pass p = {src, (size_t)sstride, channels, y0, rows, parts > 0 ? parts : 1, px, dst, dw, 0};
@@ -169,7 +160,7 @@ static void resize_rows(const uint8_t *src, int sstride, int channels, int y0, i
  * the rows (linear memory access; the loop vectorises). */
 static void columns_part(void *arg, int part) {
     const pass *p = arg;
-    const axis_plan *py = p->plan;
+    const bzn_resize_axis *py = p->plan;
     int lo, hi;
     bzn_split(p->rows, p->parts, part, &lo, &hi);
     for (int y = lo; y < hi; y++) {
@@ -185,7 +176,7 @@ static void columns_part(void *arg, int part) {
     }
 }
 
-static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes, const axis_plan *py, int dh,
+static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes, const bzn_resize_axis *py, int dh,
                            uint8_t *dst, const bzn_parallel *par) {
     const int parts = par ? par->threads : 1;
     pass p = {src, sstride, 0, 0, dh, parts > 0 ? parts : 1, py, dst, 0, row_bytes};
@@ -196,14 +187,14 @@ static void resize_columns(const uint8_t *src, size_t sstride, size_t row_bytes,
 
 struct bzn_resizer {
     int sw, sh, channels, dw, dh; /* the geometry the plans were made for (0: none yet) */
-    axis_plan px, py;             /* py.first is relative to row y0 when there is a tmp image */
+    bzn_resize_axis px, py;             /* py.first is relative to row y0 when there is a tmp image */
     int y0, y1;                   /* the input rows the vertical pass reads */
     uint8_t *tmp;                 /* horizontally resized rows [y0, y1) */
 };
 
 static void resizer_clear(bzn_resizer *r) {
-    plan_free(&r->px);
-    plan_free(&r->py);
+    bzn_resize_plan_free(&r->px);
+    bzn_resize_plan_free(&r->py);
     free(r->tmp);
     memset(r, 0, sizeof *r);
 }
@@ -220,7 +211,7 @@ static int resizer_prepare(bzn_resizer *r, int sw, int sh, int channels, int dw,
     resizer_clear(r);
     const int need_h = dw != sw, need_v = dh != sh;
     const size_t row_bytes = (size_t)dw * (size_t)channels;
-    if ((need_h && plan_axis(sw, dw, &r->px) != 0) || (need_v && plan_axis(sh, dh, &r->py) != 0)) goto oom;
+    if ((need_h && bzn_resize_plan(sw, dw, &r->px) != 0) || (need_v && bzn_resize_plan(sh, dh, &r->py) != 0)) goto oom;
     if (need_v) {
         /* the vertical pass reads rows [y0, y1) of its input: only those need the
            horizontal pass (all of them in practice, but it is cheap to be exact) */

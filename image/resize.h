@@ -9,6 +9,20 @@
 
 typedef struct bzn_resizer bzn_resizer;
 
+/* The resampling plan along one axis, PIL's to the bit: for each output sample, the first
+ * input sample it reads, how many it reads, and their 22-bit fixed-point weights (ksize
+ * slots per output sample). Made here for the host resize and for backends that resize on
+ * their device (the CUDA backend's image.cu). */
+typedef struct {
+    int *first;
+    int *count;
+    int32_t *weight;
+    int ksize;
+} bzn_resize_axis;
+/* 0, or -1 when out of memory or the factor is absurd */
+int bzn_resize_plan(int in_size, int out_size, bzn_resize_axis *p);
+void bzn_resize_plan_free(bzn_resize_axis *p);
+
 bzn_resizer *bzn_resizer_new(void); /* NULL when out of memory */
 void bzn_resizer_free(bzn_resizer *r);
 /* bzn_resize_bilinear, reusing r's plans and buffers while the geometry stays the same, with

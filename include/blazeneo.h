@@ -61,8 +61,11 @@ typedef enum { BZN_AGG_LSC = 0, BZN_AGG_IDA = 1, BZN_AGG_DIA = 2, BZN_AGG_DHA = 
 
 /* FP32: every convolution in float. INT8: convolutions on int8 weights (per output channel,
  * BatchNorm folded first) and int8 inputs (one scale per tensor, from calibration), with int32
- * accumulation; outputs are dequantized to float, where activations, pooling and upsampling run. */
-typedef enum { BZN_PRECISION_FP32 = 0, BZN_PRECISION_INT8 = 1 } bzn_precision;
+ * accumulation; outputs are dequantized to float, where activations, pooling and upsampling run.
+ * FP16: convolutions on half weights and half inputs with float accumulation (the CUDA
+ * backend's tensor cores). Not every backend runs every precision: bzn_ctx_create refuses one
+ * its backend lacks, naming those it has (bzn_backend_precisions). */
+typedef enum { BZN_PRECISION_FP32 = 0, BZN_PRECISION_INT8 = 1, BZN_PRECISION_FP16 = 2 } bzn_precision;
 const char *bzn_precision_name(bzn_precision p);
 
 typedef struct {
@@ -112,10 +115,13 @@ const char *bzn_weight_dtype_name(int dtype);
 /* ---- context -------------------------------------------------------------------- */
 
 /* Backends are chosen by name. Those this build has ("cpu", the default: own SIMD kernels,
- * OpenBLAS, OpenMP; "ref": plain C loops, the oracle) are listed by these. */
+ * OpenBLAS, its own threads; "ref": plain C loops, the oracle; "cuda" when built with
+ * BLAZENEO_CUDA: hand-written kernels on an NVIDIA GPU) are listed by these. */
 int bzn_backend_count(void);
 const char *bzn_backend_name(int i);        /* NULL when i is out of range */
 const char *bzn_backend_description(int i); /* one line */
+/* 1 when backend i runs precision p (cpu and ref: FP32 and INT8; cuda: also FP16), else 0 */
+int bzn_backend_supports(int i, bzn_precision p);
 
 
 /* The quantization scale of one activation tensor, by name: the PyTorch module path of the
@@ -133,7 +139,7 @@ typedef struct {
     int batch;                /* frames run together (0 or 1: one); outputs are per frame */
     int run_aux;              /* also run the auxiliary branch (when the model has it) */
     int keep_intermediates;   /* keep every module output alive for inspection (trace) */
-    bzn_precision precision;  /* FP32 or INT8; the default is the model's (bzn_model_info.precision):
+    bzn_precision precision;  /* FP32, INT8 or FP16; the default is the model's (bzn_model_info.precision):
                                  INT8 for an INT8 weight file. FP32 on an INT8 weight file runs its
                                  dequantized weights in float (a debugging mode) */
     /* INT8: activation scales (a calibration cache, see bzn_calib_cache_read); NULL uses the

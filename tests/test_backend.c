@@ -394,7 +394,12 @@ START_TEST(batch_equals_single_frames) {
             o.backend = bzn_backend_name(bi);
             bzn_ctx *one, *many;
             bzn_error e;
-            ck_assert_int_eq(bzn_ctx_create(model, &o, &one, &e), BZN_OK);
+            const bzn_status s = bzn_ctx_create(model, &o, &one, &e);
+            if (s == BZN_ERR_BACKEND) { /* a device backend on a machine without its device */
+                if (!int8) tu_skip_case(__func__, e.msg);
+                continue;
+            }
+            ck_assert_int_eq(s, BZN_OK);
             o.batch = N;
             ck_assert_int_eq(bzn_ctx_create(model, &o, &many, &e), BZN_OK);
             ck_assert_int_eq(bzn_ctx_batch(many), N);

@@ -1,0 +1,225 @@
+/*
+ * conv.cu - every BlazeNeo convolution (1x1, 3x3, 5x5; stride 1 and 2; dilation 1, 3, 5;
+ * any channel count and spatial size) as one implicit GEMM, in three precisions.
+ *
+ *   C[m][n] = sum_k A[m][k] * B[k][n]     m: output channel (M = out_c)
+ *                                         n: output pixel   (N = out_h * out_w)
+ *                                         k: (ic, ky, kx)   (K = in_c * k * k)
+ *
+ * A is the prepared weight matrix (kernels.h). B is never stored: each block gathers its
+ * CONV_BK x CONV_BN tile of im2col(input) straight from the input's channel segments (a
+ * concatenation read where its pieces lie), with zero padding, converting to the precision
+ * on the way (half, or int8 quantized with the input's scale). The epilogue adds the bias
+ * (BatchNorm is folded in), applies ReLU/ReLU6 and writes the output slice in place.
+ *
+ * A block is 128 threads (4 warps) computing a 64 x 64 tile of C, K in steps of 32:
+ *   - FP32 on CUDA cores: each thread 8 channels x 4 pixels, FFMA (true FP32, no TF32);
+ *   - FP16 and INT8 on tensor cores: each warp 32 x 32, as 2 x 4 mma tiles of 16 x 8
+ *     (m16n8k16 f16 -> f32; m16n8k32 s8 -> s32); shared tiles are K-contiguous so every
+ *     fragment register is one 32-bit shared load (mma.cuh gives the layouts).
+ * INT8's epilogue is the CPU backends' exactly: (float)acc * (in_scale * wscale[m]) + bias,
+ * each operation rounded on its own (no FMA contraction), so results are bit for bit ref's.
+ */
+#include "kernels.h"
+#include "mma.cuh"
+
+namespace bzn_cuda {
+
+template <int P> struct Elem;
+template <> struct Elem<PREC_F32> {
+    typedef float T;
+    typedef float Acc;
+    static __device__ __forceinline__ float from(float v, float) { return v; }
+};
+template <> struct Elem<PREC_F16> {
+    typedef __half T;
+    typedef float Acc;
+    static __device__ __forceinline__ __half from(float v, float) { return __float2half_rn(v); }
+};
+template <> struct Elem<PREC_S8> {
+    typedef int8_t T;
+    typedef int Acc;
+    static __device__ __forceinline__ int8_t from(float v, float inv) { return (int8_t)quantize(v, inv); }
+};
+
+/* Shared tiles. FP32: [k][m] and [k][n] (a thread reads a run of m or n per k step).
+ * Tensor cores: [m][k] and [n][k] (fragment registers are runs along k). Row padding keeps
+ * 16-byte rows for the vector copies of A and spreads the rows over the banks. */
+template <int P> struct Tiles {
+    typedef typename Elem<P>::T T;
+    enum {
+        MMA = P != PREC_F32,
+        PAD = P == PREC_F32 ? 4 : P == PREC_F16 ? 8 : 16,
+        ROWS_A = MMA ? CONV_BM : CONV_BK,
+        COLS_A = (MMA ? CONV_BK : CONV_BM) + PAD,
+        ROWS_B = MMA ? CONV_BN : CONV_BK,
+        COLS_B = (MMA ? CONV_BK : CONV_BN) + PAD,
+    };
+};
+
+template <int P>
+__global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
+    typedef Tiles<P> L;
+    typedef typename L::T T;
+    __shared__ __align__(16) T As[L::ROWS_A][L::COLS_A];
+    __shared__ __align__(16) T Bs[L::ROWS_B][L::COLS_B];
+
+    const int tid = threadIdx.x;
+    const int N = p.out_h * p.out_w, kk2 = p.k * p.k;
+    const int n0 = blockIdx.x * CONV_BN, m0 = blockIdx.y * CONV_BM, frame = blockIdx.z;
+
+    /* this thread's part of the B gather: one k row, 16 consecutive pixels */
+    const int brow = tid / 4, bcol = (tid % 4) * 16;
+    const int nb = n0 + bcol;
+    const int oy_b = nb / p.out_w, ox_b = nb - (nb / p.out_w) * p.out_w;
+
+    /* the accumulators: FP32 8 x 4 per thread; tensor cores 2 x 4 mma tiles of 4 per lane */
+    typedef typename Elem<P>::Acc A;
+    A acc[L::MMA ? 2 : 8][4][L::MMA ? 4 : 1];
+    #pragma unroll
+    for (int i = 0; i < (L::MMA ? 2 : 8); i++)
+        #pragma unroll
+        for (int j = 0; j < 4; j++)
+            #pragma unroll
+            for (int r = 0; r < (L::MMA ? 4 : 1); r++) acc[i][j][r] = 0;
+
+    const T *W = (const T *)p.w;
+    for (int k0 = 0; k0 < p.Kpad; k0 += CONV_BK) {
+        /* A: 16-byte copies of the padded weight matrix (never out of range) */
+        {
+            const int row_elems = L::MMA ? CONV_BK : CONV_BM;
+            const int chunks = row_elems * (int)sizeof(T) / 16, rows = L::MMA ? CONV_BM : CONV_BK;
+            for (int c = tid; c < rows * chunks; c += CONV_THREADS) {
+                const int r = c / chunks, q = c - (c / chunks) * chunks;
+                const T *src = L::MMA ? W + (size_t)(m0 + r) * p.Kpad + k0 : W + (size_t)(k0 + r) * p.Mpad + m0;
+                *((uint4 *)&As[r][0] + q) = __ldg((const uint4 *)src + q);
+            }
+        }
+        /* B: the im2col tile, gathered from the input segments */
+        {
+            const int kg = k0 + brow;
+            const float *src = NULL;
+            int dy = 0, dx = 0;
+            if (kg < p.K) {
+                const int ic = kg / kk2, r = kg - ic * kk2, ky = r / p.k, kx = r - ky * p.k;
+                int s = 0;
+                while (ic >= p.seg_end[s]) s++;
+                const int cs = ic - (s ? p.seg_end[s - 1] : 0);
+                src = p.seg[s] + frame * p.in_bstride + (size_t)cs * p.in_h * p.in_w;
+                dy = ky * p.dil - p.pad;
+                dx = kx * p.dil - p.pad;
+            }
+            int oy = oy_b, ox = ox_b;
+            #pragma unroll
+            for (int j = 0; j < 16; j++) {
+                float v = 0.0f;
+                if (src && nb + j < N) {
+                    const int iy = oy * p.stride + dy, ix = ox * p.stride + dx;
+                    if ((unsigned)iy < (unsigned)p.in_h && (unsigned)ix < (unsigned)p.in_w)
+                        v = __ldg(src + (size_t)iy * p.in_w + ix);
+                }
+                const T e = Elem<P>::from(v, p.inv_in_scale);
+                if constexpr (L::MMA)
+                    Bs[bcol + j][brow] = e;
+                else
+                    Bs[brow][bcol + j] = e;
+                if (++ox == p.out_w) ox = 0, oy++;
+            }
+        }
+        __syncthreads();
+
+        if constexpr (P == PREC_F32) {
+            const int tm = tid / 16, tn = tid % 16;
+            #pragma unroll
+            for (int kk = 0; kk < CONV_BK; kk++) {
+                float a[8], b[4];
+                #pragma unroll
+                for (int i = 0; i < 8; i++) a[i] = As[kk][tm * 8 + i];
+                #pragma unroll
+                for (int j = 0; j < 4; j++) b[j] = Bs[kk][tn * 4 + j];
+                #pragma unroll
+                for (int i = 0; i < 8; i++)
+                    #pragma unroll
+                    for (int j = 0; j < 4; j++) acc[i][j][0] = fmaf(a[i], b[j], acc[i][j][0]);
+            }
+        } else {
+            const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+            const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
+            const int KSTEP = P == PREC_F16 ? 16 : 32, EW = P == PREC_F16 ? 2 : 4; /* elements per register */
+            #pragma unroll
+            for (int ks = 0; ks < CONV_BK; ks += KSTEP) {
+                uint32_t a[2][4], b[4][2];
+                #pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+                    #pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        a[mi][i] = *(const uint32_t *)&As[wm + mi * 16 + g + 8 * (i & 1)]
+                                                         [ks + EW * t + (KSTEP / 2) * (i >> 1)];
+                #pragma unroll
+                for (int ni = 0; ni < 4; ni++)
+                    #pragma unroll
+                    for (int j = 0; j < 2; j++)
+                        b[ni][j] = *(const uint32_t *)&Bs[wn + ni * 8 + g][ks + EW * t + (KSTEP / 2) * j];
+                #pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+                    #pragma unroll
+                    for (int ni = 0; ni < 4; ni++) {
+                        if constexpr (P == PREC_F16)
+                            mma_f16(acc[mi][ni], a[mi], b[ni]);
+                        else
+                            mma_s8(acc[mi][ni], a[mi], b[ni]);
+                    }
+            }
+        }
+        __syncthreads();
+    }
+
+    /* epilogue: bias, activation, the output slice */
+    float *out = p.out + frame * p.out_bstride;
+    if constexpr (P == PREC_F32) {
+        const int tm = tid / 16, tn = tid % 16;
+        #pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int m = m0 + tm * 8 + i;
+            if (m >= p.out_c) break;
+            const float bias = p.bias ? p.bias[m] : 0.0f;
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int n = n0 + tn * 4 + j;
+                if (n < N) out[(size_t)m * N + n] = activate(__fadd_rn(acc[i][j][0], bias), p.act);
+            }
+        }
+    } else {
+        const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+        const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
+        #pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+            #pragma unroll
+            for (int ni = 0; ni < 4; ni++)
+                #pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const int m = m0 + wm + mi * 16 + g + 8 * (r >> 1), n = n0 + wn + ni * 8 + 2 * t + (r & 1);
+                    if (m >= p.out_c || n >= N) continue;
+                    const float bias = p.bias ? p.bias[m] : 0.0f;
+                    float v;
+                    if constexpr (P == PREC_F16)
+                        v = __fadd_rn(acc[mi][ni][r], bias);
+                    else
+                        v = __fadd_rn(__fmul_rn((float)acc[mi][ni][r], __fmul_rn(p.in_scale, p.wscale[m])), bias);
+                    out[(size_t)m * N + n] = activate(v, p.act);
+                }
+    }
+}
+
+cudaError_t conv(int prec, const ConvParams &p, int batch, cudaStream_t stream) {
+    const dim3 grid(ceil_div((size_t)p.out_h * p.out_w, CONV_BN), (unsigned)(p.Mpad / CONV_BM), (unsigned)batch);
+    const dim3 block(CONV_THREADS);
+    switch (prec) {
+    case PREC_F32: return BZN_LAUNCH(conv_kernel<PREC_F32>, grid, block, stream, p);
+    case PREC_F16: return BZN_LAUNCH(conv_kernel<PREC_F16>, grid, block, stream, p);
+    case PREC_S8: return BZN_LAUNCH(conv_kernel<PREC_S8>, grid, block, stream, p);
+    }
+    return cudaErrorInvalidValue;
+}
+
+} // namespace bzn_cuda
