@@ -171,6 +171,18 @@ struct bzn_backend {
     bzn_status (*preprocess)(bzn_backend *b, const bzn_frame *frame, const float mean[3], const float std[3],
                              float *input, int height, int width, bzn_error *err);
 
+    /* ---- optional: the outputs' post-processing on the backend, so that only uint8 crosses
+     * back (both or neither; absent: the engine downloads the logits after every run and
+     * does it on the host). count_nonfinite: how many of the n floats at x (the backend's
+     * memory) are NaN or infinite. class_map: for each pixel (i, j) of a width x height map,
+     * the class (0 neo, 1 non, 2 background; bzn_class_map's rule) of the logits, C planes of
+     * H x W floats at x (the backend's memory), at pixel (rows[i], cols[j]) - the engine's
+     * nearest-neighbour indices - into out (host memory). The logits are then downloaded
+     * only when a caller asks for them. ---- */
+    bzn_status (*count_nonfinite)(bzn_backend *b, const float *x, size_t n, size_t *bad, bzn_error *err);
+    bzn_status (*class_map)(bzn_backend *b, const float *x, int C, int H, int W, const int *rows, const int *cols,
+                            int width, int height, uint8_t *out, bzn_error *err);
+
     /* ---- the whole plan (optional: else the engine calls the ops in order) ---- */
     bzn_status (*run)(bzn_backend *b, const bzn_plan *p, bzn_error *err);
     /* optional: wait until everything submitted has finished (synchronous backends: absent) */

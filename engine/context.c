@@ -46,6 +46,9 @@ struct bzn_ctx {
     int frames_computed;   /* frames the last run computed (their layers can be inspected) */
     int frames_run;        /* of those, frames with results: finite outputs (0: none) */
     int input_on_device;   /* the backend pre-processed the last frames: host_input is stale */
+    int outputs_on_device; /* the backend post-processes (class_map): host_out is fetched when asked for */
+    int *nn_index;         /* a class map's nearest-neighbour rows then columns (grown, never shrunk) */
+    size_t nn_cap;
     bzn_error run_error;   /* why the last run has no result (status BZN_OK: it has) */
     int profiling;
     double *layer_ms;      /* per node: accumulated time measured by the backend's timers */
@@ -302,6 +305,7 @@ void bzn_ctx_free(bzn_ctx *c) {
     free(c->aux8);
     bzn_resizer_free(c->resizer);
     free(c->layer_ms);
+    free(c->nn_index);
     free(c);
 }
 
@@ -369,18 +373,26 @@ static size_t count_nonfinite(const float *x, size_t n) {
  * picks the first class, neoplastic), so such a run fails instead. */
 static bzn_status collect_outputs(bzn_ctx *c, int frames, bzn_error *err) {
     const int bufs[2] = {c->g.main_buf, c->g.aux_buf};
+    bzn_backend *be = c->backend;
+    /* a backend that post-processes: the check on the device, the logits left there */
+    c->outputs_on_device = !be->host_memory && be->count_nonfinite && be->class_map;
     for (int k = 0; k < 2; k++) {
         if (bufs[k] < 0) continue;
         const bzn_buffer *b = &c->g.bufs[bufs[k]];
         const size_t per = (size_t)b->c * b->h * b->w;
-        for (int f = 0; !c->backend->host_memory && f < frames; f++) {
-            bzn_status s = c->backend->download(c->backend, c->host_out[k] + f * per,
-                                                buf_ptr(c, bufs[k]) + f * c->frame_floats, per * sizeof(float), err);
+        for (int f = 0; !be->host_memory && !c->outputs_on_device && f < frames; f++) {
+            bzn_status s = be->download(be, c->host_out[k] + f * per, buf_ptr(c, bufs[k]) + f * c->frame_floats,
+                                        per * sizeof(float), err);
             if (s != BZN_OK) return s;
         }
         for (int f = 0; f < frames; f++) {
-            const float *x = c->host_out[k] + (size_t)f * host_stride(c, per);
-            const size_t bad = count_nonfinite(x, per);
+            size_t bad;
+            if (c->outputs_on_device) {
+                bzn_status s = be->count_nonfinite(be, buf_ptr(c, bufs[k]) + f * c->frame_floats, per, &bad, err);
+                if (s != BZN_OK) return s;
+            } else {
+                bad = count_nonfinite(c->host_out[k] + (size_t)f * host_stride(c, per), per);
+            }
             if (bad)
                 return bzn_fail(err, BZN_ERR_NONFINITE,
                                 "the %s head's output is not finite (%zu of %zu values of frame %d are NaN or infinite): "
@@ -528,6 +540,20 @@ bzn_status bzn_logits_at(const bzn_ctx *c, int frame, bzn_output which, const fl
     const int buf = k ? c->g.aux_buf : c->g.main_buf;
     if (buf < 0) return bzn_fail(err, BZN_ERR_ARG, "the auxiliary head was not run (model without it, or run_aux = 0)");
     const bzn_buffer *b = &c->g.bufs[buf];
+    if (c->outputs_on_device) { /* first asked for since the run: fetched now, every frame of both */
+        bzn_ctx *mc = (bzn_ctx *)c; /* the copies are a cache of the device's outputs */
+        for (int kk = 0; kk < 2; kk++) {
+            const int bk = kk ? c->g.aux_buf : c->g.main_buf;
+            if (bk < 0) continue;
+            const size_t per = (size_t)c->g.bufs[bk].c * c->g.bufs[bk].h * c->g.bufs[bk].w;
+            for (int f = 0; f < c->frames_run; f++) {
+                bzn_status s = c->backend->download(c->backend, c->host_out[kk] + f * per,
+                                                    buf_ptr(c, bk) + f * c->frame_floats, per * sizeof(float), err);
+                if (s != BZN_OK) return s;
+            }
+        }
+        mc->outputs_on_device = 0;
+    }
     *data = c->host_out[k] + (size_t)frame * host_stride(c, (size_t)b->c * b->h * b->w);
     if (channels) *channels = b->c;
     if (height) *height = c->g.height;
@@ -584,7 +610,7 @@ typedef struct {
     const float *x;
     size_t plane;
     int C, H, W, width, height, parts;
-    double sy, sx;
+    const int *rows, *cols; /* nearest_index's */
     uint8_t *out;
 } classmap_job;
 
@@ -594,35 +620,56 @@ static void classmap_part(void *arg, int part) {
     bzn_split(j->height, j->parts, part, &lo, &hi);
     uint8_t row[MAX_SIDE];
     int have = -1; /* the source row in `row` */
-    double fy = j->sy / 2;
-    for (int y = 0; y < lo; y++) fy += j->sy; /* the running sum up to here, added as PIL does */
-    for (int y = lo; y < hi; y++, fy += j->sy) {
-        int iy = (int)fy;
-        if (iy > j->H - 1) iy = j->H - 1;
+    for (int y = lo; y < hi; y++) {
+        const int iy = j->rows[y];
         if (iy != have) { /* each source row is classified once for the output rows that use it */
             for (int i = 0; i < j->W; i++) row[i] = classify(j->x, j->plane, j->C, (size_t)iy * j->W + i);
             have = iy;
         }
-        double fx = j->sx / 2;
-        for (int xx = 0; xx < j->width; xx++, fx += j->sx) {
-            int ix = (int)fx;
-            if (ix > j->W - 1) ix = j->W - 1;
-            j->out[(size_t)y * j->width + xx] = row[ix];
-        }
+        for (int xx = 0; xx < j->width; xx++) j->out[(size_t)y * j->width + xx] = row[j->cols[xx]];
+    }
+}
+
+/* Nearest neighbour exactly as PIL's Image.resize(NEAREST), the protocol's reference: the
+ * source coordinate starts at half a step and advances by in / out, a running sum in double
+ * as PIL adds it, clamped to the last pixel. */
+static void nearest_index(int in, int out, int *idx) {
+    const double step = (double)in / out;
+    double f = step / 2;
+    for (int i = 0; i < out; i++, f += step) {
+        const int v = (int)f;
+        idx[i] = v > in - 1 ? in - 1 : v;
     }
 }
 
 bzn_status bzn_class_map_at(const bzn_ctx *c, int frame, uint8_t *out, int width, int height, bzn_error *err) {
     const float *x;
     int C, H, W;
-    bzn_status s = bzn_logits_at(c, frame, BZN_OUT_MAIN, &x, &C, &H, &W, err);
-    if (s != BZN_OK) return s;
-    if (!out || width < 1 || height < 1) return bzn_fail(err, BZN_ERR_ARG, "invalid class map size");
-    /* nearest neighbour exactly as PIL's Image.resize(NEAREST), the protocol's reference:
-       the source coordinate starts at half a step and advances by in/out (in double); the
-       rows are split over the backend's threads */
-    classmap_job j = {x, (size_t)H * W, C, H, W, width, height, c->par.threads, (double)H / height, (double)W / width,
-                      out};
+    if (c && c->outputs_on_device) { /* the logits where the backend left them */
+        if (frame < 0 || frame >= c->frames_run) return no_result(c, frame, err);
+        x = buf_ptr(c, c->g.main_buf) + (size_t)frame * c->frame_floats;
+        C = c->g.bufs[c->g.main_buf].c, H = c->g.height, W = c->g.width;
+    } else {
+        bzn_status s = bzn_logits_at(c, frame, BZN_OUT_MAIN, &x, &C, &H, &W, err);
+        if (s != BZN_OK) return s;
+    }
+    if (!out || width < 1 || height < 1 || width > (1 << 16) || height > (1 << 16))
+        return bzn_fail(err, BZN_ERR_ARG, "invalid class map size %dx%d", width, height);
+    bzn_ctx *mc = (bzn_ctx *)c; /* the index tables are scratch, grown to the largest map asked for */
+    const size_t need = (size_t)width + height;
+    if (need > c->nn_cap) {
+        int *p = realloc(c->nn_index, need * sizeof *p);
+        if (!p) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+        mc->nn_index = p;
+        mc->nn_cap = need;
+    }
+    int *rows = c->nn_index, *cols = c->nn_index + height;
+    nearest_index(H, height, rows);
+    nearest_index(W, width, cols);
+    if (c->outputs_on_device) /* on the backend: only the class map crosses */
+        return c->backend->class_map(c->backend, x, C, H, W, rows, cols, width, height, out, err);
+    /* the rows split over the backend's threads */
+    classmap_job j = {x, (size_t)H * W, C, H, W, width, height, c->par.threads, rows, cols, out};
     bzn_parallel_for(&c->par, j.parts, classmap_part, &j);
     return BZN_OK;
 }

@@ -14,8 +14,9 @@
  *     on half-rounded weights and inputs (the rounding is the precision; what remains is
  *     summation order) and within 2e-2 of plain FP32;
  *   - max-pool and bilinear upsample bit for bit (NaN included);
- *   - the shipped model end to end at 64x64 with the auxiliary head, frame pre-processing on
- *     the device: the input tensor bit for bit the CPU backend's; FP32 logits within 1e-4 of
+ *   - the shipped model end to end at 64x64 with the auxiliary head, frame pre- and
+ *     post-processing on the device: the input tensor bit for bit the CPU backend's, and
+ *     with INT8's identical logits, class maps at any size identical to the host's; FP32 logits within 1e-4 of
  *     the range; INT8 (one set of scales) logits within 1e-3 of the CPU backend's INT8; FP16
  *     within 2e-2 of FP32 and the class maps nearly the same; graph replays, per-layer profile
  *     runs and batch 2 all bit for bit one another;
@@ -438,6 +439,17 @@ START_TEST(network_matches_cpu) {
                 bzn_precision_name(p), err, agree);
         ck_assert_msg(err <= tol, "%s logits: %.3g of the range (limit %.0e)", bzn_precision_name(p), err, tol);
         ck_assert(agree >= (p == BZN_PRECISION_FP16 ? 0.98 : 0.999));
+        if (p == BZN_PRECISION_INT8) { /* the same logits: the device's class maps are the host's, any size */
+            ck_assert(agree == 1.0);
+            ck_assert(map_agreement(cpu, gpu, 1001, 37) == 1.0);
+            ck_assert(map_agreement(cpu, gpu, 7, 300) == 1.0);
+        }
+        if (p == BZN_PRECISION_INT8) { /* int8 handed from convolution to convolution */
+            fprintf(stderr, "cuda_ops: int8 hand-offs: %d (the CPU backend: %d)\n", bzn_ctx_int8_handoffs(gpu),
+                    bzn_ctx_int8_handoffs(cpu));
+            ck_assert_int_ge(bzn_ctx_int8_handoffs(gpu), bzn_ctx_int8_handoffs(cpu));
+            ck_assert_int_gt(bzn_ctx_int8_handoffs(cpu), 0);
+        }
         if (p == BZN_PRECISION_FP32) fp32_logits = b, n_fp32 = n2, b = NULL;
 
         /* the graph replayed, a new frame then the first again: the same bits */

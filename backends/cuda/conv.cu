@@ -99,13 +99,18 @@ __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
         {
             const int kg = k0 + brow;
             const float *src = NULL;
+            const int8_t *qsrc = NULL; /* INT8 hand-off: the input as int8 */
             int dy = 0, dx = 0;
             if (kg < p.K) {
                 const int ic = kg / kk2, r = kg - ic * kk2, ky = r / p.k, kx = r - ky * p.k;
-                int s = 0;
-                while (ic >= p.seg_end[s]) s++;
-                const int cs = ic - (s ? p.seg_end[s - 1] : 0);
-                src = p.seg[s] + frame * p.in_bstride + (size_t)cs * p.in_h * p.in_w;
+                if (P == PREC_S8 && p.in_q) {
+                    qsrc = p.in_q + frame * p.in_q_bstride + (size_t)ic * p.in_h * p.in_w;
+                } else {
+                    int s = 0;
+                    while (ic >= p.seg_end[s]) s++;
+                    const int cs = ic - (s ? p.seg_end[s - 1] : 0);
+                    src = p.seg[s] + frame * p.in_bstride + (size_t)cs * p.in_h * p.in_w;
+                }
                 dy = ky * p.dil - p.pad;
                 dx = kx * p.dil - p.pad;
             }
@@ -113,12 +118,21 @@ __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
             #pragma unroll
             for (int j = 0; j < 16; j++) {
                 float v = 0.0f;
-                if (src && nb + j < N) {
+                int q = 0;
+                if ((src || qsrc) && nb + j < N) {
                     const int iy = oy * p.stride + dy, ix = ox * p.stride + dx;
-                    if ((unsigned)iy < (unsigned)p.in_h && (unsigned)ix < (unsigned)p.in_w)
-                        v = __ldg(src + (size_t)iy * p.in_w + ix);
+                    if ((unsigned)iy < (unsigned)p.in_h && (unsigned)ix < (unsigned)p.in_w) {
+                        if (src)
+                            v = __ldg(src + (size_t)iy * p.in_w + ix);
+                        else
+                            q = __ldg(qsrc + (size_t)iy * p.in_w + ix);
+                    }
                 }
-                const T e = Elem<P>::from(v, p.inv_in_scale);
+                T e;
+                if constexpr (P == PREC_S8)
+                    e = qsrc ? (int8_t)q : Elem<P>::from(v, p.inv_in_scale);
+                else
+                    e = Elem<P>::from(v, p.inv_in_scale);
                 if constexpr (L::MMA)
                     Bs[bcol + j][brow] = e;
                 else
@@ -206,7 +220,11 @@ __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
                         v = __fadd_rn(acc[mi][ni][r], bias);
                     else
                         v = __fadd_rn(__fmul_rn((float)acc[mi][ni][r], __fmul_rn(p.in_scale, p.wscale[m])), bias);
-                    out[(size_t)m * N + n] = activate(v, p.act);
+                    v = activate(v, p.act);
+                    if (P == PREC_S8 && p.out_q) /* handed to the next INT8 convolution as int8 */
+                        p.out_q[frame * p.out_q_bstride + (size_t)m * N + n] = (int8_t)quantize(v, p.out_inv_scale);
+                    else
+                        out[(size_t)m * N + n] = v;
                 }
     }
 }

@@ -11,8 +11,10 @@
  *     operations one by one between events instead.
  *   - Weights: prepared once per model (weights_prepare) into the A matrix of the implicit
  *     GEMM (kernels.h), in the precision's own type, in device memory shared by contexts.
- *   - preprocess(): only the frame's uint8 pixels cross PCIe; the resize and normalisation
- *     run on the GPU (image.cu).
+ *   - preprocess(), count_nonfinite(), class_map(): only uint8 crosses PCIe - the frame's
+ *     pixels in, the class map at the frame's size out; the resize, normalisation,
+ *     finiteness check and argmax run on the GPU (image.cu). The logits are downloaded
+ *     only when a caller asks for them.
  *   - Without a GPU or a driver every call fails with the runtime's own error, which the
  *     backend's constructor turns into a message (error 35, cudaErrorInsufficientDriver, on a
  *     machine with no NVIDIA driver); nothing crashes.
@@ -76,9 +78,12 @@ struct ctx {
     int geo[4]; /* sw, sh, dw, dh */
     void *plans;
     ResizeAxis px, py;
+    /* post-processing: the nearest-neighbour tables, the class map, a counter */
+    void *post;
+    size_t post_bytes;
 };
 
-ctx *C(bzn_backend *b) { return (ctx *)b->ctx; }
+ctx *ctx_of(bzn_backend *b) { return (ctx *)b->ctx; }
 
 /* The runtime's words for a failure, with what to do about the usual ones. */
 bzn_status fail(bzn_error *err, cudaError_t e, const char *what) {
@@ -129,10 +134,10 @@ bzn_status grow(void **p, size_t *have, size_t n, bzn_error *err) {
 
 bzn_status b_alloc(bzn_backend *b, size_t bytes, void **mem, bzn_error *err) {
     *mem = NULL;
-    if (set_device(C(b), err)) return BZN_ERR_BACKEND;
+    if (set_device(ctx_of(b), err)) return BZN_ERR_BACKEND;
     CK(cudaMalloc(mem, bytes ? bytes : 1), "cuda: allocating device memory");
-    cudaError_t e = cudaMemsetAsync(*mem, 0, bytes, C(b)->stream);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(C(b)->stream);
+    cudaError_t e = cudaMemsetAsync(*mem, 0, bytes, ctx_of(b)->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(ctx_of(b)->stream);
     if (e != cudaSuccess) {
         cudaFree(*mem);
         *mem = NULL;
@@ -142,12 +147,12 @@ bzn_status b_alloc(bzn_backend *b, size_t bytes, void **mem, bzn_error *err) {
 }
 
 void b_free(bzn_backend *b, void *mem) {
-    cudaSetDevice(C(b)->device);
+    cudaSetDevice(ctx_of(b)->device);
     cudaFree(mem);
 }
 
 bzn_status b_upload(bzn_backend *b, void *dst, const void *src, size_t bytes, bzn_error *err) {
-    ctx *c = C(b);
+    ctx *c = ctx_of(b);
     bzn_status s = set_device(c, err);
     if (s == BZN_OK) s = staging(c, bytes, err);
     if (s != BZN_OK) return s;
@@ -158,7 +163,7 @@ bzn_status b_upload(bzn_backend *b, void *dst, const void *src, size_t bytes, bz
 }
 
 bzn_status b_download(bzn_backend *b, void *dst, const void *src, size_t bytes, bzn_error *err) {
-    ctx *c = C(b);
+    ctx *c = ctx_of(b);
     bzn_status s = set_device(c, err);
     if (s == BZN_OK) s = staging(c, bytes, err);
     if (s != BZN_OK) return s;
@@ -192,11 +197,11 @@ bzn_status to_device(const void *host, size_t bytes, void **dev, bzn_error *err)
 bzn_status b_weights_prepare(bzn_backend *b, const bzn_conv_args *a, void **out, size_t *bytes, bzn_error *err) {
     *out = NULL;
     *bytes = 0;
-    if (set_device(C(b), err)) return BZN_ERR_BACKEND;
+    if (set_device(ctx_of(b), err)) return BZN_ERR_BACKEND;
     weights *w = (weights *)calloc(1, sizeof *w);
     if (!w) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
     w->prec = a->qweight ? PREC_S8 : a->fp16 ? PREC_F16 : PREC_F32;
-    w->device = C(b)->device;
+    w->device = ctx_of(b)->device;
     w->M = a->out_c;
     w->K = a->in_c * a->k * a->k;
     w->Mpad = (int)round_up((size_t)w->M, CONV_BM);
@@ -243,7 +248,10 @@ bzn_status conv_params(const bzn_conv_args *a, ConvParams *p, bzn_error *err) {
         return bzn_fail(err, BZN_ERR_ARG, "cuda: prepared weights do not match the convolution (%dx%d, %d -> %d)",
                         a->k, a->k, a->in_c, a->out_c);
     if (a->n_in < 1 || a->n_in > BZN_MAX_SEGMENTS) return bzn_fail(err, BZN_ERR_ARG, "cuda: %d input segments", a->n_in);
-    if (a->in_q || a->out_q) return bzn_fail(err, BZN_ERR_UNSUPPORTED, "cuda: INT8 hand-offs are not supported");
+    if ((a->in_q || a->out_q) && !a->qweight)
+        return bzn_fail(err, BZN_ERR_ARG, "cuda: an INT8 hand-off to or from a float convolution");
+    if (a->out_q && (!a->next || !a->next->qweight))
+        return bzn_fail(err, BZN_ERR_ARG, "cuda: an INT8 hand-off without an INT8 consumer");
     memset(p, 0, sizeof *p);
     int c = 0;
     for (int s = 0; s < a->n_in; s++) {
@@ -277,7 +285,18 @@ bzn_status conv_params(const bzn_conv_args *a, ConvParams *p, bzn_error *err) {
     p->in_scale = a->in_scale;
     p->inv_in_scale = a->qweight ? 1.0f / a->in_scale : 0.0f;
     p->out = a->out;
+    p->in_q = (const int8_t *)a->in_q;
+    p->out_q = (int8_t *)a->out_q;
+    p->in_q_bstride = (long long)(a->in[0].batch_stride * sizeof(float));
+    p->out_q_bstride = (long long)(a->out_batch_stride * sizeof(float));
+    p->out_inv_scale = a->out_q ? 1.0f / a->next->in_scale : 0.0f;
     return BZN_OK;
+}
+
+/* INT8 hand-offs: the int8 layout is the plain one, [C][H][W] bytes per frame */
+size_t b_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
+    (void)b;
+    return (size_t)a->in_c * a->in_h * a->in_w;
 }
 
 bzn_status b_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void **prepared, bzn_error *err) {
@@ -314,17 +333,17 @@ bzn_status b_conv(bzn_backend *b, const bzn_conv_args *a, void *scratch, bzn_err
         if (s != BZN_OK) return s;
         p = &local;
     }
-    CK(conv(((const weights *)a->weights)->prec, *p, a->batch, C(b)->stream), "cuda: convolution kernel");
+    CK(conv(((const weights *)a->weights)->prec, *p, a->batch, ctx_of(b)->stream), "cuda: convolution kernel");
     return BZN_OK;
 }
 
 bzn_status b_maxpool(bzn_backend *b, const bzn_pool_args *a, bzn_error *err) {
-    CK(maxpool(*a, C(b)->stream), "cuda: max-pool kernel");
+    CK(maxpool(*a, ctx_of(b)->stream), "cuda: max-pool kernel");
     return BZN_OK;
 }
 
 bzn_status b_upsample(bzn_backend *b, const bzn_upsample_args *a, bzn_error *err) {
-    CK(upsample(*a, C(b)->stream), "cuda: upsample kernel");
+    CK(upsample(*a, ctx_of(b)->stream), "cuda: upsample kernel");
     return BZN_OK;
 }
 
@@ -378,7 +397,7 @@ bzn_status make_plans(ctx *c, int sw, int sh, int dw, int dh, bzn_error *err) {
 
 bzn_status b_preprocess(bzn_backend *b, const bzn_frame *f, const float mean[3], const float std[3], float *input,
                         int height, int width, bzn_error *err) {
-    ctx *c = C(b);
+    ctx *c = ctx_of(b);
     const size_t row = (size_t)f->width * 3, bytes = row * f->height;
     bzn_status s = set_device(c, err);
     if (s == BZN_OK) s = make_plans(c, f->width, f->height, width, height, err);
@@ -392,6 +411,45 @@ bzn_status b_preprocess(bzn_backend *b, const bzn_frame *f, const float mean[3],
                   c->stream),
        "cuda: resize kernel");
     CK(cudaStreamSynchronize(c->stream), "cuda: frame upload"); /* the staging is reused next frame */
+    return BZN_OK;
+}
+
+/* ---- the outputs ---- */
+
+bzn_status b_count_nonfinite(bzn_backend *b, const float *x, size_t n, size_t *bad, bzn_error *err) {
+    ctx *c = ctx_of(b);
+    bzn_status s = set_device(c, err);
+    if (s == BZN_OK) s = grow(&c->post, &c->post_bytes, 256, err);
+    if (s == BZN_OK) s = staging(c, sizeof(unsigned long long), err);
+    if (s != BZN_OK) return s;
+    unsigned long long *count = (unsigned long long *)c->post;
+    CK(cudaMemsetAsync(count, 0, sizeof *count, c->stream), "cuda: finiteness check");
+    CK(count_nonfinite(x, n, count, c->stream), "cuda: finiteness check");
+    CK(cudaMemcpyAsync(c->pinned, count, sizeof *count, cudaMemcpyDeviceToHost, c->stream), "cuda: finiteness check");
+    CK(cudaStreamSynchronize(c->stream), "cuda: finiteness check");
+    *bad = (size_t)*(unsigned long long *)c->pinned;
+    return BZN_OK;
+}
+
+bzn_status b_class_map(bzn_backend *b, const float *x, int C, int H, int W, const int *rows, const int *cols, int width,
+                       int height, uint8_t *out, bzn_error *err) {
+    ctx *c = ctx_of(b);
+    const size_t tables = ((size_t)width + height) * sizeof(int), map = (size_t)width * height;
+    const size_t up = round_up(tables, 256);
+    bzn_status s = set_device(c, err);
+    if (s == BZN_OK) s = grow(&c->post, &c->post_bytes, up + map, err);
+    if (s == BZN_OK) s = staging(c, tables > map ? tables : map, err);
+    if (s != BZN_OK) return s;
+    int *d_rows = (int *)c->post, *d_cols = d_rows + height;
+    uint8_t *d_map = (uint8_t *)c->post + up;
+    memcpy(c->pinned, rows, (size_t)height * sizeof(int));
+    memcpy((int *)c->pinned + height, cols, (size_t)width * sizeof(int));
+    CK(cudaMemcpyAsync(d_rows, c->pinned, tables, cudaMemcpyHostToDevice, c->stream), "cuda: class map");
+    CK(class_map(x, C, H, W, d_rows, d_cols, width, height, d_map, c->stream), "cuda: class map kernel");
+    CK(cudaStreamSynchronize(c->stream), "cuda: class map"); /* the staging holds the tables until here */
+    CK(cudaMemcpyAsync(c->pinned, d_map, map, cudaMemcpyDeviceToHost, c->stream), "cuda: class map");
+    CK(cudaStreamSynchronize(c->stream), "cuda: class map");
+    memcpy(out, c->pinned, map);
     return BZN_OK;
 }
 
@@ -415,7 +473,7 @@ void drop_graph(ctx *c) {
 }
 
 bzn_status b_run(bzn_backend *b, const bzn_plan *p, bzn_error *err) {
-    ctx *c = C(b);
+    ctx *c = ctx_of(b);
     if (set_device(c, err)) return BZN_ERR_BACKEND;
     if (!c->use_graph) return enqueue(b, p, err);
     if (c->graph_plan != p) { /* capture once; a plan's arguments never change */
@@ -438,8 +496,8 @@ bzn_status b_run(bzn_backend *b, const bzn_plan *p, bzn_error *err) {
 }
 
 bzn_status b_synchronize(bzn_backend *b, bzn_error *err) {
-    if (set_device(C(b), err)) return BZN_ERR_BACKEND;
-    CK(cudaStreamSynchronize(C(b)->stream), "cuda: running the network");
+    if (set_device(ctx_of(b), err)) return BZN_ERR_BACKEND;
+    CK(cudaStreamSynchronize(ctx_of(b)->stream), "cuda: running the network");
     CK(cudaGetLastError(), "cuda: running the network");
     return BZN_OK;
 }
@@ -454,7 +512,7 @@ void free_events(ctx *c) {
 }
 
 bzn_status b_timers(bzn_backend *b, int n, bzn_error *err) {
-    ctx *c = C(b);
+    ctx *c = ctx_of(b);
     free_events(c);
     if (set_device(c, err)) return BZN_ERR_BACKEND;
     if (n < 0 || !(c->events = (cudaEvent_t *)calloc((size_t)n + 1, sizeof *c->events)))
@@ -464,14 +522,14 @@ bzn_status b_timers(bzn_backend *b, int n, bzn_error *err) {
 }
 
 bzn_status b_mark(bzn_backend *b, int i, bzn_error *err) {
-    ctx *c = C(b);
+    ctx *c = ctx_of(b);
     if (i < 0 || i >= c->n_events) return bzn_fail(err, BZN_ERR_ARG, "timer %d of %d", i, c->n_events);
     CK(cudaEventRecord(c->events[i], c->stream), "cuda: timer event");
     return BZN_OK;
 }
 
 bzn_status b_elapsed(bzn_backend *b, int from, int to, double *ms, bzn_error *err) {
-    ctx *c = C(b);
+    ctx *c = ctx_of(b);
     if (from < 0 || to < 0 || from >= c->n_events || to >= c->n_events)
         return bzn_fail(err, BZN_ERR_ARG, "timers %d..%d of %d", from, to, c->n_events);
     float f = 0;
@@ -483,12 +541,13 @@ bzn_status b_elapsed(bzn_backend *b, int from, int to, double *ms, bzn_error *er
 
 void b_destroy(bzn_backend *b) {
     if (!b) return;
-    ctx *c = C(b);
+    ctx *c = ctx_of(b);
     if (c) {
         cudaSetDevice(c->device);
         drop_graph(c);
         free_events(c);
         free_plans(c);
+        cudaFree(c->post);
         cudaFree(c->frame);
         cudaFree(c->tmp);
         if (c->pinned) cudaFreeHost(c->pinned);
@@ -551,10 +610,13 @@ extern "C" bzn_status BZN_CUDA_CREATE(const bzn_backend_options *opt, bzn_backen
     b->conv_prepare = b_conv_prepare;
     b->conv_release = b_conv_release;
     b->conv_scratch = b_conv_scratch;
+    b->conv_qin_bytes = b_conv_qin_bytes;
     b->conv = b_conv;
     b->maxpool = b_maxpool;
     b->upsample = b_upsample;
     b->preprocess = b_preprocess;
+    b->count_nonfinite = b_count_nonfinite;
+    b->class_map = b_class_map;
     b->run = b_run;
     b->synchronize = b_synchronize;
     b->timers = b_timers;

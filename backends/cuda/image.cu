@@ -1,8 +1,10 @@
 /*
- * image.cu - a frame's pre-processing on the GPU, so that only its uint8 pixels cross
- * PCIe: PIL's antialiased bilinear resize (image/resize.c, to the last bit: the same
+ * image.cu - a frame's pre- and post-processing on the GPU, so that only uint8 crosses
+ * PCIe: in, PIL's antialiased bilinear resize (image/resize.c, to the last bit: the same
  * 22-bit fixed-point weights, made on the host by bzn_resize_plan, the same rounding and
- * the 8-bit intermediate image), then torchvision's normalisation into 3 float planes.
+ * the 8-bit intermediate image), then torchvision's normalisation into 3 float planes; out,
+ * the finiteness check of the logits and the class map at the frame's own size (the
+ * engine's rule and nearest-neighbour indices, engine/context.c).
  */
 #include "kernels.h"
 
@@ -52,6 +54,44 @@ cudaError_t preprocess(const uint8_t *rgb, int sw, int sh, int stride, uint8_t *
     if (e != cudaSuccess) return e;
     return BZN_LAUNCH(resize_columns_kernel, dim3(ceil_div((size_t)dw, 128), (unsigned)dh), dim3(128), stream, tmp, py,
                       dw, dh, mean[0], mean[1], mean[2], std[0], std[1], std[2], out);
+}
+
+__global__ void nonfinite_kernel(const float *x, size_t n, unsigned long long *count) {
+    unsigned long long bad = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        bad += (__float_as_uint(x[i]) & 0x7f800000u) == 0x7f800000u;
+    if (bad) atomicAdd(count, bad);
+}
+
+cudaError_t count_nonfinite(const float *x, size_t n, unsigned long long *count, cudaStream_t stream) {
+    const unsigned blocks = ceil_div(n, 256) < 1024 ? ceil_div(n, 256) : 1024;
+    return BZN_LAUNCH(nonfinite_kernel, dim3(blocks ? blocks : 1), dim3(256), stream, x, n, count);
+}
+
+/* 0 neo, 1 non, 2 background: argmax of 3 logits (the first on ties), or of 2 sigmoid maps
+ * polyp when either logit > 0, neo when neo >= non (engine/context.c, classify) */
+__global__ void classmap_kernel(const float *x, int C, int H, int W, const int *rows, const int *cols, int width,
+                                int height, uint8_t *out) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
+    if (j >= width || i >= height) return;
+    const size_t plane = (size_t)H * W, p = (size_t)rows[i] * W + cols[j];
+    uint8_t c;
+    if (C == 3) {
+        int best = 0;
+        for (int k = 1; k < 3; k++)
+            if (x[k * plane + p] > x[best * plane + p]) best = k;
+        c = (uint8_t)best;
+    } else {
+        const float neo = x[p], non = x[plane + p];
+        c = fmaxf(neo, non) <= 0.0f ? 2 : neo >= non ? 0 : 1;
+    }
+    out[(size_t)i * width + j] = c;
+}
+
+cudaError_t class_map(const float *x, int C, int H, int W, const int *rows, const int *cols, int width, int height,
+                      uint8_t *out, cudaStream_t stream) {
+    return BZN_LAUNCH(classmap_kernel, dim3(ceil_div((size_t)width, 128), (unsigned)height), dim3(128), stream, x, C, H,
+                      W, rows, cols, width, height, out);
 }
 
 } // namespace bzn_cuda

@@ -35,6 +35,13 @@ struct ConvParams {
     const float *wscale; /* INT8: [Mpad] */
     float in_scale, inv_in_scale; /* INT8: the input's per-tensor scale, and 1 / it */
     float *out;          /* frame 0, channel 0 of the output slice */
+    /* INT8 hand-offs (backend.h): the input already quantized, and/or the output written
+     * quantized for the next convolution (1 / its in_scale), both [C][H][W] int8 per frame,
+     * frames the float tensor's stride apart (in bytes here) */
+    const int8_t *in_q;
+    int8_t *out_q;
+    long long in_q_bstride, out_q_bstride;
+    float out_inv_scale;
 };
 
 /* Implicit GEMM: out[m][n] = act(sum_k A[m][k] * im2col(in)[k][n] + bias[m]), one
@@ -55,6 +62,13 @@ struct ResizeAxis {
 cudaError_t preprocess(const uint8_t *rgb, int sw, int sh, int stride, uint8_t *tmp, const ResizeAxis &px,
                        const ResizeAxis &py, int dw, int dh, const float mean[3], const float std[3], float *out,
                        cudaStream_t stream);
+
+/* The outputs' post-processing (image.cu): how many of n floats are NaN or infinite (added
+ * to *count, device memory), and the class map at the frame's size (bzn_class_map's rule,
+ * at the engine's nearest-neighbour rows and columns, device memory) into out (device). */
+cudaError_t count_nonfinite(const float *x, size_t n, unsigned long long *count, cudaStream_t stream);
+cudaError_t class_map(const float *x, int C, int H, int W, const int *rows, const int *cols, int width, int height,
+                      uint8_t *out, cudaStream_t stream);
 
 } // namespace bzn_cuda
 
