@@ -69,10 +69,10 @@ typedef struct bzn_conv_args {
     const int8_t *qweight;
     const float *wscale;
     float in_scale;
-    /* FP16 (fp16 = 1, a backend that lists BZN_PRECISION_FP16): weights and input rounded to
-     * half, products accumulated in float; `weight` holds the floats (weights_prepare makes
-     * the half form) */
-    int fp16;
+    /* a float convolution's arithmetic: FP32 (0), or, on a backend that lists them, FP16 or
+     * TF32: weights and input rounded to half or to TF32, products accumulated in float;
+     * `weight` holds the floats either way (weights_prepare makes the rounded form) */
+    bzn_precision math;
     const void *weights;  /* weights_prepare's form of these weights (shared), or NULL */
     const void *prepared; /* conv_prepare's per-context data for this convolution, or NULL */
     /* INT8 hand-off (NULL unless the engine arranged one; see conv_qin_bytes): when a tensor

@@ -13,8 +13,9 @@ const bzn_backend_entry bzn_backend_registry[] = {
     {"cpu", "own AVX-512/AVX2 kernels and OpenBLAS on the host's cores", 0, bzn_backend_cpu_create},
     {"ref", "plain C loops, one thread: the oracle the other backends are tested against", 0, bzn_backend_ref_create},
 #ifdef BZN_HAVE_CUDA /* BLAZENEO_CUDA: backends/cuda */
-    {"cuda", "hand-written CUDA kernels on an NVIDIA GPU (FP32, FP16 and INT8 tensor cores)",
-     (1u << BZN_PRECISION_FP32) | (1u << BZN_PRECISION_FP16) | (1u << BZN_PRECISION_INT8), bzn_backend_cuda_create},
+    {"cuda", "hand-written CUDA kernels on an NVIDIA GPU (FP32; TF32, FP16, INT8 tensor cores)",
+     (1u << BZN_PRECISION_FP32) | (1u << BZN_PRECISION_TF32) | (1u << BZN_PRECISION_FP16) | (1u << BZN_PRECISION_INT8),
+     bzn_backend_cuda_create},
 #endif
     {NULL, NULL, 0, NULL},
 };
@@ -54,7 +55,7 @@ int bzn_backend_supports(int i, bzn_precision p) {
 }
 
 void bzn_precision_list(unsigned precisions, char *buf, size_t len) {
-    const bzn_precision all[] = {BZN_PRECISION_FP32, BZN_PRECISION_FP16, BZN_PRECISION_INT8};
+    const bzn_precision all[] = {BZN_PRECISION_FP32, BZN_PRECISION_TF32, BZN_PRECISION_FP16, BZN_PRECISION_INT8};
     if (len) buf[0] = 0;
     for (size_t k = 0, n = 0; k < sizeof all / sizeof *all; k++)
         if ((bzn_precision_set(precisions) >> all[k]) & 1u) {

@@ -30,7 +30,7 @@ int cli_parse_backend(const char *cmd, const char *s, const char **out);
 const char *cli_backend_list(void);
 /* one help line per backend (name, description), indented by width + 2 */
 void cli_backend_help(FILE *f, int width);
-/* "fp32", "fp16" or "int8"; 0 on success */
+/* "fp32", "tf32", "fp16" or "int8"; 0 on success */
 int cli_parse_precision(const char *s, bzn_precision *out);
 
 /* How a command wants its context: every running command fills one from its options. */

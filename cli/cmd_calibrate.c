@@ -29,6 +29,9 @@ static void help(void) {
            "  --aux                 also calibrate the auxiliary branch (agg1, head_1)\n"
            "  --table               print every tensor's amax, scale and max |x|\n"
            "  -t, --threads N       CPU threads (default: all)\n"
+           "  -b, --backend B       the backend running the FP32 network (default: cpu; cuda\n"
+           "                        runs it on the GPU, the statistics stay on the host)\n"
+           "  --device N            -b cuda: which GPU (default 0)\n"
            "  -q, --quiet           no progress lines and no precision note\n"
            "  -h, --help            this help\n");
 }
@@ -64,14 +67,15 @@ static void on_compute(void *user, int done, int total, const char *name) {
 typedef struct {
     const char *model, *output;
     char *images;
-    int w, h, count, aux, table, threads, quiet;
+    int w, h, count, aux, table, threads, quiet, device;
+    const char *backend;
     double percentile;
     bzn_calib_method method;
 } calibrate_args;
 
 /* The command line into *a: -1 to go on, else the exit status (help, a usage error). */
 static int parse_args(int argc, char **argv, calibrate_args *a) {
-    enum { OPT_IMAGES = 256, OPT_METHOD, OPT_PERCENTILE, OPT_AUX, OPT_TABLE };
+    enum { OPT_IMAGES = 256, OPT_METHOD, OPT_PERCENTILE, OPT_AUX, OPT_TABLE, OPT_DEVICE };
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                          {"images", required_argument, 0, OPT_IMAGES},
                                          {"output", required_argument, 0, 'o'},
@@ -82,6 +86,8 @@ static int parse_args(int argc, char **argv, calibrate_args *a) {
                                          {"aux", no_argument, 0, OPT_AUX},
                                          {"table", no_argument, 0, OPT_TABLE},
                                          {"threads", required_argument, 0, 't'},
+                                         {"backend", required_argument, 0, 'b'},
+                                         {"device", required_argument, 0, OPT_DEVICE},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
@@ -89,7 +95,7 @@ static int parse_args(int argc, char **argv, calibrate_args *a) {
     int c;
     char *end;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:o:n:s:t:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:o:n:s:t:b:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': a->model = optarg; break;
         case OPT_IMAGES: a->images = optarg; break;
@@ -116,6 +122,13 @@ static int parse_args(int argc, char **argv, calibrate_args *a) {
         case 't':
             if (cli_parse_int(optarg, 0, 1024, &a->threads))
                 return cli_usage_error("calibrate", "invalid thread count '%s' (0 = all)", optarg);
+            break;
+        case 'b':
+            if (cli_parse_backend("calibrate", optarg, &a->backend)) return EXIT_USAGE;
+            break;
+        case OPT_DEVICE:
+            if (cli_parse_int(optarg, 0, 255, &a->device))
+                return cli_usage_error("calibrate", "invalid --device '%s' (0 to 255)", optarg);
             break;
         case 'q': a->quiet = 1; break;
         case 'h': help(); return EXIT_OK;
@@ -146,6 +159,7 @@ static int run(const calibrate_args *a) {
     bzn_model *m;
     bzn_ctx *ctx;
     const cli_config cfg = {.width = w, .height = h, .run_aux = aux, .keep_intermediates = 1, .threads = threads,
+                            .backend = a->backend, .device = a->device,
                             .precision = BZN_PRECISION_FP32, .precision_set = 1, .quiet = quiet,
                             .precision_why = "calibration measures the FP32 network"};
     if (cli_open("calibrate", model, &cfg, &m, &ctx)) {

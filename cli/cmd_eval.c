@@ -40,8 +40,9 @@ static void help(void) {
            "                          goes with mask abc.<any extension>\n"
            "  -b, --backend B         the backend; repeat to compare:\n");
     cli_backend_help(stdout, 24);
-    printf("  -p, --precision P       fp32, fp16 (cuda) or int8 (default: the weight file's, int8\n"
-           "                          for an INT8 weight file); repeat to compare precisions\n"
+    printf("  -p, --precision P       fp32, tf32 or fp16 (cuda only), int8 (default: the weight\n"
+           "                          file's, int8 for an INT8 weight file); repeat to compare\n"
+           "                          precisions\n"
            "  --calib CACHE           INT8 with an FP32 model: a calibration cache\n"
            "  --keep-fp32 NAMES       INT8: comma-separated convolutions kept in FP32\n"
            "  -s, --size SIZE         network input size, multiple of 32 (default: the model's)\n"
@@ -298,7 +299,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         case 'p': {
             bzn_precision found;
             if (cli_parse_precision(optarg, &found))
-                return cli_usage_error(CMD, "unknown precision '%s' (fp32, fp16, int8)", optarg);
+                return cli_usage_error(CMD, "unknown precision '%s' (fp32, tf32, fp16, int8)", optarg);
             int dup = 0;
             for (int i = 0; i < a->np; i++) dup |= a->prec[i] == found;
             if (!dup && a->np < MAX_CONFIGS) a->prec[a->np++] = found;

@@ -64,11 +64,12 @@ static void help_item(FILE *f, int width, const char *opt, const char *text) {
 
 void cli_precision_help(FILE *f, int width) {
     help_item(f, width, "-p, --precision P",
-              "fp32, fp16 or int8 (default: the weight file's: int8 for an\n"
-              "INT8 weight file from blazeneo quantize, else fp32); fp16 runs\n"
-              "on the cuda backend; int8 with an FP32 model needs --calib;\n"
-              "fp32 with an INT8 file runs its weights dequantized to float\n"
-              "(for debugging)");
+              "fp32, tf32, fp16 or int8 (default: the weight file's: int8\n"
+              "for an INT8 weight file from blazeneo quantize, else fp32);\n"
+              "tf32 and fp16 run on the cuda backend; int8 with an FP32 model\n"
+              "needs --calib;"
+              " fp32 with an INT8 file runs its weights dequantized to\n"
+              "float (for debugging)");
     help_item(f, width, "--calib CACHE", "INT8 activation scales from a calibration cache\n(blazeneo calibrate)");
     help_item(f, width, "--keep-fp32 NAMES", "INT8: comma-separated convolutions kept in FP32");
     help_item(f, width, "--device N", "-b cuda: which GPU (default 0)");
@@ -90,6 +91,7 @@ int cli_parse_precision(const char *s, bzn_precision *out) {
     if (!strcmp(s, "fp32")) *out = BZN_PRECISION_FP32;
     else if (!strcmp(s, "int8")) *out = BZN_PRECISION_INT8;
     else if (!strcmp(s, "fp16")) *out = BZN_PRECISION_FP16;
+    else if (!strcmp(s, "tf32")) *out = BZN_PRECISION_TF32;
     else return -1;
     return 0;
 }
@@ -98,7 +100,7 @@ int cli_precision_option(const char *cmd, int opt, const char *arg, cli_config *
     switch (opt) {
     case 'p':
         if (cli_parse_precision(arg, &cfg->precision) == 0) return cfg->precision_set = 1, 0;
-        return cli_usage_error(cmd, "unknown precision '%s' (fp32, fp16, int8)", arg);
+        return cli_usage_error(cmd, "unknown precision '%s' (fp32, tf32, fp16, int8)", arg);
     case CLI_OPT_CALIB: cfg->calib = arg; return 0;
     case CLI_OPT_KEEP_FP32: cfg->keep_fp32 = arg; return 0;
     case CLI_OPT_DEVICE: {

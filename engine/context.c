@@ -56,7 +56,10 @@ struct bzn_ctx {
 };
 
 const char *bzn_precision_name(bzn_precision p) {
-    return p == BZN_PRECISION_INT8 ? "int8" : p == BZN_PRECISION_FP16 ? "fp16" : "fp32";
+    return p == BZN_PRECISION_INT8   ? "int8"
+           : p == BZN_PRECISION_FP16 ? "fp16"
+           : p == BZN_PRECISION_TF32 ? "tf32"
+                                     : "fp32";
 }
 
 bzn_ctx_options bzn_ctx_default_options(const bzn_model *m) {
@@ -108,7 +111,8 @@ static void conv_args(const bzn_ctx *c, const bzn_node *n, const bzn_conv_form *
     a->dilation = n->dilation;
     a->act = n->act;
     if (a->qweight) a->in_scale = c->q[n - c->g.nodes].in_scale;
-    a->fp16 = !a->qweight && c->opt.precision == BZN_PRECISION_FP16;
+    const bzn_precision p = c->opt.precision;
+    a->math = !a->qweight && (p == BZN_PRECISION_FP16 || p == BZN_PRECISION_TF32) ? p : BZN_PRECISION_FP32;
 }
 
 /* the op computing node i, or NULL (a concatenation computes nothing) */
@@ -139,9 +143,7 @@ static bzn_status build_plan(bzn_ctx *c, bzn_error *err) {
             op->kind = BZN_OP_CONV;
             bzn_conv_form form = {0};
             conv_args(c, n, &form, &op->u.conv); /* its geometry, for the backend's weight form */
-            const bzn_precision p = c->q && c->q[i].int8 ? BZN_PRECISION_INT8
-                                    : c->opt.precision == BZN_PRECISION_FP16 ? BZN_PRECISION_FP16
-                                                                             : BZN_PRECISION_FP32;
+            const bzn_precision p = c->q && c->q[i].int8 ? BZN_PRECISION_INT8 : op->u.conv.math;
             bzn_status s = bzn_weights_get(c->model, be, n->conv, p, &op->u.conv, &form, err);
             if (s != BZN_OK) return s;
             conv_args(c, n, &form, &op->u.conv);
@@ -224,8 +226,7 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
                      o.width, o.height, MAX_SIDE);
     else if (o.batch < 1 || o.batch > MAX_BATCH)
         s = bzn_fail(err, BZN_ERR_ARG, "invalid batch %d (1 to %d frames)", o.batch, MAX_BATCH);
-    else if (o.precision != BZN_PRECISION_FP32 && o.precision != BZN_PRECISION_INT8 &&
-             o.precision != BZN_PRECISION_FP16)
+    else if ((unsigned)o.precision > BZN_PRECISION_TF32)
         s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown precision %d", (int)o.precision);
     else if (!((bzn_precision_set(backend->precisions) >> o.precision) & 1u)) {
         char has[64];
@@ -710,9 +711,9 @@ bzn_status bzn_ctx_layer(const bzn_ctx *c, int i, bzn_layer_info *info) {
     info->params = n->params;
     info->macs = n->macs;
     info->op = n->op;
-    info->precision = c->q && c->q[i].int8                       ? BZN_PRECISION_INT8
-                      : c->opt.precision == BZN_PRECISION_FP16 ? BZN_PRECISION_FP16
-                                                               : BZN_PRECISION_FP32;
+    info->precision = c->q && c->q[i].int8 ? BZN_PRECISION_INT8
+                      : c->opt.precision == BZN_PRECISION_INT8 ? BZN_PRECISION_FP32 /* kept in FP32 */
+                                                               : c->opt.precision;
     info->int8_output = c->q && c->q[i].hand_to != 0;
     return BZN_OK;
 }

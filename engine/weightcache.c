@@ -12,8 +12,8 @@ typedef struct {
     int8_t *qweight; /* quantized here (NULL: the file's, or not made) */
     float *wscale;
     float *fweight; /* dequantized here (NULL: the model's, or not made) */
-    void *prepared[3]; /* the backend's form, by bzn_precision: FP32, INT8, FP16 */
-    int made[3];
+    void *prepared[4]; /* the backend's form, by bzn_precision: FP32, INT8, FP16, TF32 */
+    int made[4];
 } conv_forms;
 
 struct bzn_weight_cache {
@@ -81,7 +81,7 @@ bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_w
     bzn_model *m = (bzn_model *)cm; /* the forms are a cache: the model's weights never change */
     const int i = (int)(cw - m->convs);
     if (i < 0 || i >= m->n_convs) return bzn_fail(err, BZN_ERR_ARG, "'%s' is not a convolution of this model", cw->name);
-    if ((unsigned)p > BZN_PRECISION_FP16) return bzn_fail(err, BZN_ERR_ARG, "unknown precision %d", (int)p);
+    if ((unsigned)p > BZN_PRECISION_TF32) return bzn_fail(err, BZN_ERR_ARG, "unknown precision %d", (int)p);
     const int int8 = p == BZN_PRECISION_INT8;
     pthread_mutex_lock(&m->lock);
     bzn_status s = BZN_OK;
@@ -97,7 +97,7 @@ bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_w
             a.out_c = cw->cout;
             a.k = cw->k;
             a.bias = cw->bias;
-            a.fp16 = p == BZN_PRECISION_FP16;
+            a.math = int8 ? BZN_PRECISION_FP32 : p;
             if (geom) {
                 a.in_h = geom->in_h;
                 a.in_w = geom->in_w;
@@ -142,7 +142,7 @@ void bzn_weights_free_all(bzn_model *m) {
             free(f->qweight);
             free(f->wscale);
             free(f->fweight);
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < 4; k++)
                 if (f->prepared[k] && c->release) c->release(f->prepared[k]);
         }
         free(c->convs);

@@ -22,7 +22,7 @@ typedef struct {
 } bzn_conv_form;
 
 /* The form of convolution `cw` (one of m->convs) that a context on backend `b` runs at
- * precision `p` (FP16 has FP32's floats, and its own prepared form). `geom` (may be NULL) is the requesting context's convolution
+ * precision `p` (FP16 and TF32 have FP32's floats, and prepared forms of their own). `geom` (may be NULL) is the requesting context's convolution
  * (sizes, stride, padding, dilation): the backend may prepare a form only where that
  * geometry will use it (the CPU backend's Winograd weights), and a context of another size
  * then runs that layer without it. Thread-safe. */

@@ -65,12 +65,14 @@ static GType gst_blazeneo_output_get_type(void) {
     return type;
 }
 
-/* fp32 and int8 have bzn_precision's values, so they convert by a cast; auto is the CLI's
+/* the precisions have bzn_precision's values, so they convert by a cast; auto is the CLI's
  * default without -p: int8 with a calibration cache, else the weight file's own precision */
 typedef enum {
     GST_BLAZENEO_PRECISION_FP32 = BZN_PRECISION_FP32,
     GST_BLAZENEO_PRECISION_INT8 = BZN_PRECISION_INT8,
-    GST_BLAZENEO_PRECISION_AUTO = 2
+    GST_BLAZENEO_PRECISION_FP16 = BZN_PRECISION_FP16,
+    GST_BLAZENEO_PRECISION_TF32 = BZN_PRECISION_TF32,
+    GST_BLAZENEO_PRECISION_AUTO = 100
 } GstBlazeneoPrecision;
 
 static GType gst_blazeneo_precision_get_type(void) {
@@ -83,6 +85,8 @@ static GType gst_blazeneo_precision_get_type(void) {
              "Every convolution in float (an INT8 weight file runs on its weights dequantized)", "fp32"},
             {GST_BLAZENEO_PRECISION_INT8,
              "Convolutions on int8 (an INT8 weight file, or any model with a calibration cache in 'calib')", "int8"},
+            {GST_BLAZENEO_PRECISION_FP16, "Convolutions on half weights and inputs, float sums (backend cuda)", "fp16"},
+            {GST_BLAZENEO_PRECISION_TF32, "Convolutions on TF32 tensor cores, float sums (backend cuda)", "tf32"},
             {0, NULL, NULL}};
         g_once_init_leave(&type, g_enum_register_static("GstBlazeneoPrecision", values));
     }
@@ -695,7 +699,7 @@ static void gst_blazeneo_class_init(GstBlazeneoClass *klass) {
     g_object_class_install_property(
         gobject_class, PROP_PRECISION,
         g_param_spec_enum("precision", "Precision",
-                          "fp32 or int8 (as blazeneo -p); int8 needs an INT8 weight file (blazeneo quantize) or a "
+                          "fp32, int8, fp16 or tf32 (as blazeneo -p; fp16 and tf32 on backend cuda); int8 needs an INT8 weight file (blazeneo quantize) or a "
                           "calibration cache in 'calib'. auto, the default, is the CLI's without -p: int8 with "
                           "'calib', else the weight file's own",
                           gst_blazeneo_precision_get_type(), DEFAULT_PRECISION, ready));

@@ -63,9 +63,16 @@ typedef enum { BZN_AGG_LSC = 0, BZN_AGG_IDA = 1, BZN_AGG_DIA = 2, BZN_AGG_DHA = 
  * BatchNorm folded first) and int8 inputs (one scale per tensor, from calibration), with int32
  * accumulation; outputs are dequantized to float, where activations, pooling and upsampling run.
  * FP16: convolutions on half weights and half inputs with float accumulation (the CUDA
- * backend's tensor cores). Not every backend runs every precision: bzn_ctx_create refuses one
- * its backend lacks, naming those it has (bzn_backend_precisions). */
-typedef enum { BZN_PRECISION_FP32 = 0, BZN_PRECISION_INT8 = 1, BZN_PRECISION_FP16 = 2 } bzn_precision;
+ * backend's tensor cores). TF32: convolutions on weights and inputs rounded to TF32 (10-bit
+ * mantissa) with float accumulation (tensor cores; FP32 itself never uses TF32). Not every
+ * backend runs every precision: bzn_ctx_create refuses one its backend lacks, naming those it
+ * has (bzn_backend_supports). */
+typedef enum {
+    BZN_PRECISION_FP32 = 0,
+    BZN_PRECISION_INT8 = 1,
+    BZN_PRECISION_FP16 = 2,
+    BZN_PRECISION_TF32 = 3
+} bzn_precision;
 const char *bzn_precision_name(bzn_precision p);
 
 typedef struct {
@@ -120,7 +127,7 @@ const char *bzn_weight_dtype_name(int dtype);
 int bzn_backend_count(void);
 const char *bzn_backend_name(int i);        /* NULL when i is out of range */
 const char *bzn_backend_description(int i); /* one line */
-/* 1 when backend i runs precision p (cpu and ref: FP32 and INT8; cuda: also FP16), else 0 */
+/* 1 when backend i runs precision p (cpu and ref: FP32 and INT8; cuda: also FP16, TF32) */
 int bzn_backend_supports(int i, bzn_precision p);
 
 
@@ -139,7 +146,7 @@ typedef struct {
     int batch;                /* frames run together (0 or 1: one); outputs are per frame */
     int run_aux;              /* also run the auxiliary branch (when the model has it) */
     int keep_intermediates;   /* keep every module output alive for inspection (trace) */
-    bzn_precision precision;  /* FP32, INT8 or FP16; the default is the model's (bzn_model_info.precision):
+    bzn_precision precision;  /* FP32, INT8, FP16 or TF32; the default is the model's (bzn_model_info.precision):
                                  INT8 for an INT8 weight file. FP32 on an INT8 weight file runs its
                                  dequantized weights in float (a debugging mode) */
     /* INT8: activation scales (a calibration cache, see bzn_calib_cache_read); NULL uses the

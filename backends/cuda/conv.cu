@@ -14,8 +14,9 @@
  *
  * A block is 128 threads (4 warps) computing a 64 x 64 tile of C, K in steps of 32:
  *   - FP32 on CUDA cores: each thread 8 channels x 4 pixels, FFMA (true FP32, no TF32);
- *   - FP16 and INT8 on tensor cores: each warp 32 x 32, as 2 x 4 mma tiles of 16 x 8
- *     (m16n8k16 f16 -> f32; m16n8k32 s8 -> s32); shared tiles are K-contiguous so every
+ *   - TF32, FP16 and INT8 on tensor cores: each warp 32 x 32, as 2 x 4 mma tiles of 16 x 8
+ *     (m16n8k8 tf32 -> f32; m16n8k16 f16 -> f32; m16n8k32 s8 -> s32); shared tiles are
+ *     K-contiguous so every
  *     fragment register is one 32-bit shared load (mma.cuh gives the layouts).
  * INT8's epilogue is the CPU backends' exactly: (float)acc * (in_scale * wscale[m]) + bias,
  * each operation rounded on its own (no FMA contraction), so results are bit for bit ref's.
@@ -36,6 +37,11 @@ template <> struct Elem<PREC_F16> {
     typedef float Acc;
     static __device__ __forceinline__ __half from(float v, float) { return __float2half_rn(v); }
 };
+template <> struct Elem<PREC_TF32> {
+    typedef float T;
+    typedef float Acc;
+    static __device__ __forceinline__ float from(float v, float) { return to_tf32(v); }
+};
 template <> struct Elem<PREC_S8> {
     typedef int8_t T;
     typedef int Acc;
@@ -49,7 +55,7 @@ template <int P> struct Tiles {
     typedef typename Elem<P>::T T;
     enum {
         MMA = P != PREC_F32,
-        PAD = P == PREC_F32 ? 4 : P == PREC_F16 ? 8 : 16,
+        PAD = P == PREC_F32 || P == PREC_TF32 ? 4 : P == PREC_F16 ? 8 : 16,
         ROWS_A = MMA ? CONV_BM : CONV_BK,
         COLS_A = (MMA ? CONV_BK : CONV_BM) + PAD,
         ROWS_B = MMA ? CONV_BN : CONV_BK,
@@ -159,7 +165,8 @@ __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
         } else {
             const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
             const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
-            const int KSTEP = P == PREC_F16 ? 16 : 32, EW = P == PREC_F16 ? 2 : 4; /* elements per register */
+            /* k per mma, and elements per 32-bit register */
+            const int KSTEP = P == PREC_TF32 ? 8 : P == PREC_F16 ? 16 : 32, EW = P == PREC_TF32 ? 1 : P == PREC_F16 ? 2 : 4;
             #pragma unroll
             for (int ks = 0; ks < CONV_BK; ks += KSTEP) {
                 uint32_t a[2][4], b[4][2];
@@ -180,6 +187,8 @@ __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
                     for (int ni = 0; ni < 4; ni++) {
                         if constexpr (P == PREC_F16)
                             mma_f16(acc[mi][ni], a[mi], b[ni]);
+                        else if constexpr (P == PREC_TF32)
+                            mma_tf32(acc[mi][ni], a[mi], b[ni]);
                         else
                             mma_s8(acc[mi][ni], a[mi], b[ni]);
                     }
@@ -216,7 +225,7 @@ __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
                     if (m >= p.out_c || n >= N) continue;
                     const float bias = p.bias ? p.bias[m] : 0.0f;
                     float v;
-                    if constexpr (P == PREC_F16)
+                    if constexpr (P != PREC_S8)
                         v = __fadd_rn(acc[mi][ni][r], bias);
                     else
                         v = __fadd_rn(__fmul_rn((float)acc[mi][ni][r], __fmul_rn(p.in_scale, p.wscale[m])), bias);
@@ -236,6 +245,7 @@ cudaError_t conv(int prec, const ConvParams &p, int batch, cudaStream_t stream) 
     case PREC_F32: return BZN_LAUNCH(conv_kernel<PREC_F32>, grid, block, stream, p);
     case PREC_F16: return BZN_LAUNCH(conv_kernel<PREC_F16>, grid, block, stream, p);
     case PREC_S8: return BZN_LAUNCH(conv_kernel<PREC_S8>, grid, block, stream, p);
+    case PREC_TF32: return BZN_LAUNCH(conv_kernel<PREC_TF32>, grid, block, stream, p);
     }
     return cudaErrorInvalidValue;
 }

@@ -187,6 +187,21 @@ void release_weights(void *p) {
 
 size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
+/* the kernel's precision for a convolution */
+int prec_of(const bzn_conv_args *a) {
+    return a->qweight ? PREC_S8 : a->math == BZN_PRECISION_FP16 ? PREC_F16 : a->math == BZN_PRECISION_TF32 ? PREC_TF32
+                                                                                                       : PREC_F32;
+}
+
+/* a float rounded to TF32 on the host: cvt.rna.tf32.f32's rounding (ties away from zero) */
+float tf32_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
 /* a host buffer to a new device buffer */
 bzn_status to_device(const void *host, size_t bytes, void **dev, bzn_error *err) {
     CK(cudaMalloc(dev, bytes), "cuda: weights");
@@ -200,14 +215,14 @@ bzn_status b_weights_prepare(bzn_backend *b, const bzn_conv_args *a, void **out,
     if (set_device(ctx_of(b), err)) return BZN_ERR_BACKEND;
     weights *w = (weights *)calloc(1, sizeof *w);
     if (!w) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
-    w->prec = a->qweight ? PREC_S8 : a->fp16 ? PREC_F16 : PREC_F32;
+    w->prec = prec_of(a);
     w->device = ctx_of(b)->device;
     w->M = a->out_c;
     w->K = a->in_c * a->k * a->k;
     w->Mpad = (int)round_up((size_t)w->M, CONV_BM);
     w->Kpad = (int)round_up((size_t)w->K, CONV_BK);
     const size_t n = (size_t)w->Mpad * w->Kpad, M = (size_t)w->M, K = (size_t)w->K;
-    const size_t elem = w->prec == PREC_F32 ? 4 : w->prec == PREC_F16 ? 2 : 1;
+    const size_t elem = w->prec == PREC_F32 || w->prec == PREC_TF32 ? 4 : w->prec == PREC_F16 ? 2 : 1;
     void *h = calloc(n, elem);
     float *hs = w->prec == PREC_S8 ? (float *)calloc((size_t)w->Mpad, sizeof(float)) : NULL;
     bzn_status s = h && (w->prec != PREC_S8 || hs) ? BZN_OK : bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
@@ -218,6 +233,8 @@ bzn_status b_weights_prepare(bzn_backend *b, const bzn_conv_args *a, void **out,
                     ((float *)h)[k * w->Mpad + m] = a->weight[m * K + k];
                 else if (w->prec == PREC_F16)
                     ((uint16_t *)h)[m * w->Kpad + k] = bzn_f32_to_f16(a->weight[m * K + k]);
+                else if (w->prec == PREC_TF32)
+                    ((float *)h)[m * w->Kpad + k] = tf32_round(a->weight[m * K + k]);
                 else
                     ((int8_t *)h)[m * w->Kpad + k] = a->qweight[m * K + k];
             }
@@ -243,7 +260,7 @@ bzn_status b_weights_prepare(bzn_backend *b, const bzn_conv_args *a, void **out,
 bzn_status conv_params(const bzn_conv_args *a, ConvParams *p, bzn_error *err) {
     const weights *w = (const weights *)a->weights;
     if (!w) return bzn_fail(err, BZN_ERR_BACKEND, "cuda: convolution without prepared weights (weights_prepare)");
-    const int want = a->qweight ? PREC_S8 : a->fp16 ? PREC_F16 : PREC_F32;
+    const int want = prec_of(a);
     if (w->prec != want || w->M != a->out_c || w->K != a->in_c * a->k * a->k)
         return bzn_fail(err, BZN_ERR_ARG, "cuda: prepared weights do not match the convolution (%dx%d, %d -> %d)",
                         a->k, a->k, a->in_c, a->out_c);
@@ -600,7 +617,8 @@ extern "C" bzn_status BZN_CUDA_CREATE(const bzn_backend_options *opt, bzn_backen
     b->threads = 1;
     b->device = dev;
     b->detail = c->detail;
-    b->precisions = (1u << BZN_PRECISION_FP32) | (1u << BZN_PRECISION_FP16) | (1u << BZN_PRECISION_INT8);
+    b->precisions = (1u << BZN_PRECISION_FP32) | (1u << BZN_PRECISION_TF32) | (1u << BZN_PRECISION_FP16) |
+                    (1u << BZN_PRECISION_INT8);
     b->alloc = b_alloc;
     b->free = b_free;
     b->upload = b_upload;

@@ -19,8 +19,9 @@ namespace bzn_cuda {
  * zero-padded to Mpad (a multiple of CONV_BM) by Kpad (a multiple of CONV_BK):
  *   PREC_F32: float, K-major [Kpad][Mpad] (CUDA cores read a row of M per k step)
  *   PREC_F16: half, M-major [Mpad][Kpad] (tensor-core A fragments are runs along K)
- *   PREC_S8:  int8, M-major [Mpad][Kpad], with per-output-channel scales wscale[Mpad]. */
-enum { PREC_F32 = 0, PREC_F16 = 1, PREC_S8 = 2 };
+ *   PREC_S8:  int8, M-major [Mpad][Kpad], with per-output-channel scales wscale[Mpad]
+ *   PREC_TF32: float rounded to TF32, M-major [Mpad][Kpad]. */
+enum { PREC_F32 = 0, PREC_F16 = 1, PREC_S8 = 2, PREC_TF32 = 3 };
 enum { CONV_BM = 64, CONV_BN = 64, CONV_BK = 32, CONV_THREADS = 128 };
 
 struct ConvParams {

@@ -12,7 +12,8 @@
  *         rows 2t + 8j + {0,1}                  rows 4t + 16j + {0..3}
  *   c/d[r]: row g + 8*(r>>1), col 2t + (r&1)  (both)
  *
- * The lower-indexed element sits in the low bits of each 32-bit register.
+ * The lower-indexed element sits in the low bits of each 32-bit register. m16n8k8 with tf32
+ * holds one element per register: a[i] row g + 8*(i&1), col t + 4*(i>>1); b[j] row t + 4j.
  */
 #ifndef BZN_CUDA_MMA_CUH
 #define BZN_CUDA_MMA_CUH
@@ -42,6 +43,29 @@ __device__ __forceinline__ void mma_s8(int d[4], const uint32_t a[4], const uint
                  "{%0,%1,%2,%3};\n"
                  : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+/* d += A(16x8 tf32) * B(8x8 tf32), fp32 accumulation */
+__device__ __forceinline__ void mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef BZN_CUDA_EMU
+    cudaemu_mma_m16n8k8_f32tf32(d, a, b, d);
+#else
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+/* x rounded to TF32 (10 mantissa bits, ties away from zero), as a float */
+__device__ __forceinline__ float to_tf32(float x) {
+#ifdef BZN_CUDA_EMU
+    return __uint_as_float(cudaemu_cvt_rna_tf32(x));
+#else
+    uint32_t u;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(u) : "f"(x));
+    return __uint_as_float(u);
 #endif
 }
 

@@ -462,6 +462,7 @@ const char *kind_name(int k) {
     case CUDAEMU_K_ALL: return "__all_sync";
     case CUDAEMU_K_MMA_F16: return "mma.m16n8k16.f32.f16";
     case CUDAEMU_K_MMA_S8: return "mma.m16n8k32.s32.s8";
+    case CUDAEMU_K_MMA_TF32: return "mma.m16n8k8.f32.tf32";
     case CUDAEMU_K_LDMATRIX: return "ldmatrix.x4";
   }
   return "?";
@@ -585,6 +586,42 @@ void poison_shared() {
 // ------------------------------------------------------------------------
 inline uint32_t lo32(uint64_t v) { return (uint32_t)v; }
 
+/* tf32 operands: the float's top 19 bits (sign, exponent, 10 mantissa bits) */
+inline float tf32_value(uint32_t u) {
+  u &= 0xffffe000u;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+void complete_mma_tf32(Emu *e, int base) {
+  float A[16][8], B[8][8], C[16][8];
+  for (int l = 0; l < 32; l++) {
+    const uint64_t *in = e->fibers[base + l]->pub.cin;
+    int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; i++) A[g + 8 * (i & 1)][t + 4 * (i >> 1)] = tf32_value(lo32(in[i]));
+    for (int j = 0; j < 2; j++) B[t + 4 * j][g] = tf32_value(lo32(in[4 + j]));
+    for (int i = 0; i < 4; i++) {
+      uint32_t u = lo32(in[6 + i]);
+      float c;
+      memcpy(&c, &u, 4);
+      C[g + 8 * (i >= 2)][t * 2 + (i & 1)] = c;
+    }
+  }
+  for (int l = 0; l < 32; l++) {
+    uint64_t *out = e->fibers[base + l]->pub.cout;
+    int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; i++) {
+      int r = g + 8 * (i >= 2), c = t * 2 + (i & 1);
+      float acc = C[r][c];
+      for (int k = 0; k < 8; k++) acc = acc + A[r][k] * B[k][c]; /* tf32 products are exact in fp32 */
+      uint32_t u;
+      memcpy(&u, &acc, 4);
+      out[i] = u;
+    }
+  }
+}
+
 void complete_mma_f16(Emu *e, int base) {
   float A[16][16], B[16][8], C[16][8];
   for (int l = 0; l < 32; l++) {
@@ -701,6 +738,7 @@ void complete_group(Emu *e, int w, const WarpGroup &g) {
     }
     case CUDAEMU_K_MMA_F16: complete_mma_f16(e, base); break;
     case CUDAEMU_K_MMA_S8: complete_mma_s8(e, base); break;
+    case CUDAEMU_K_MMA_TF32: complete_mma_tf32(e, base); break;
     case CUDAEMU_K_LDMATRIX: complete_ldmatrix(e, base); break;
   }
 }
@@ -843,7 +881,8 @@ void cudaemu_warp_collective(const char *file, int line, unsigned mask, int kind
   if (!(mask >> lane & 1))
     die(e, "%s calls %s at %s:%d with mask 0x%08x that does not include its own lane %u", tid_str(e, self->idx).s, kind_name(kind),
         file, line, mask, lane);
-  if ((kind == CUDAEMU_K_MMA_F16 || kind == CUDAEMU_K_MMA_S8 || kind == CUDAEMU_K_LDMATRIX) && W.existing != 0xffffffffu)
+  if ((kind == CUDAEMU_K_MMA_F16 || kind == CUDAEMU_K_MMA_S8 || kind == CUDAEMU_K_MMA_TF32 || kind == CUDAEMU_K_LDMATRIX) &&
+      W.existing != 0xffffffffu)
     die(e, "%s at %s:%d needs a full warp of 32 threads (warp %d has lanes 0x%08x)", kind_name(kind), file, line, w, W.existing);
   unsigned m = mask & W.existing;
   if (m & W.exited)
@@ -907,6 +946,32 @@ void cudaemu_mma_m16n8k16_f32f16(float d[4], const unsigned a[4], const unsigned
     uint32_t u = (uint32_t)t->cout[i];
     memcpy(&d[i], &u, 4);
   }
+}
+
+void cudaemu_mma_m16n8k8_f32tf32(float d[4], const unsigned a[4], const unsigned b[2], const float c[4]) {
+  cudaemu_tstate *t = cudaemu_cur_;
+  if (!t) kernel_emu("cudaemu_mma_m16n8k8_f32tf32");
+  for (int i = 0; i < 4; i++) t->cin[i] = a[i];
+  for (int i = 0; i < 2; i++) t->cin[4 + i] = b[i];
+  for (int i = 0; i < 4; i++) {
+    uint32_t u;
+    memcpy(&u, &c[i], 4);
+    t->cin[6 + i] = u;
+  }
+  cudaemu_warp_collective("cudaemu_mma_m16n8k8_f32tf32", 0, 0xffffffffu, CUDAEMU_K_MMA_TF32);
+  t = cudaemu_cur_;
+  for (int i = 0; i < 4; i++) {
+    uint32_t u = (uint32_t)t->cout[i];
+    memcpy(&d[i], &u, 4);
+  }
+}
+
+unsigned cudaemu_cvt_rna_tf32(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) return (u & 0x7fffffu) ? (u | 0x400000u) & 0xffffe000u : u; /* inf, NaN */
+  u += 0x1000u; /* half of the dropped 13 bits: ties away from zero (sign-magnitude) */
+  return u & 0xffffe000u;
 }
 
 void cudaemu_mma_m16n8k32_s32s8(int d[4], const unsigned a[4], const unsigned b[2], const int c[4]) {

@@ -315,7 +315,7 @@ static constexpr int warpSize = 32;
 enum {
   CUDAEMU_K_SYNCWARP = 1, CUDAEMU_K_SHFL_IDX, CUDAEMU_K_SHFL_UP, CUDAEMU_K_SHFL_DOWN,
   CUDAEMU_K_SHFL_XOR, CUDAEMU_K_BALLOT, CUDAEMU_K_ANY, CUDAEMU_K_ALL,
-  CUDAEMU_K_MMA_F16, CUDAEMU_K_MMA_S8, CUDAEMU_K_LDMATRIX
+  CUDAEMU_K_MMA_F16, CUDAEMU_K_MMA_S8, CUDAEMU_K_LDMATRIX, CUDAEMU_K_MMA_TF32
 };
 enum { CUDAEMU_B_PLAIN = 0, CUDAEMU_B_COUNT, CUDAEMU_B_AND, CUDAEMU_B_OR };
 
@@ -388,6 +388,12 @@ static inline unsigned cudaemu_vote_(const char *f, int l, int kind, unsigned ma
 
 /* Tensor-core / async-copy wrappers (same names as the project's PTX wrappers). */
 void cudaemu_mma_m16n8k16_f32f16(float d[4], const unsigned a[4], const unsigned b[2], const float c[4]);
+/* mma.sync.m16n8k8.row.col.f32.tf32.tf32.f32: A 16x8, B 8x8 (one tf32 per register, the low
+ * 13 mantissa bits ignored as the hardware does), C/D 16x8 f32. a[i]: row g + 8*(i&1), col
+ * t + 4*(i>>1); b[j]: row t + 4*j, col g; c/d as m16n8k16. */
+void cudaemu_mma_m16n8k8_f32tf32(float d[4], const unsigned a[4], const unsigned b[2], const float c[4]);
+/* cvt.rna.tf32.f32: round to the 10-bit tf32 mantissa, ties away from zero (bits as a float) */
+unsigned cudaemu_cvt_rna_tf32(float x);
 void cudaemu_mma_m16n8k32_s32s8(int d[4], const unsigned a[4], const unsigned b[2], const int c[4]);
 void cudaemu_ldmatrix_x4(unsigned r[4], const void *smem_row_ptr);
 void cudaemu_cp_async_16(void *smem_dst, const void *gmem_src, int src_bytes);
