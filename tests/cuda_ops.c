@@ -71,19 +71,6 @@ static void from_dev(float *host, const float *d, size_t n) {
     ck_assert_msg(dev->download(dev, host, d, n * sizeof(float), &e) == BZN_OK, "%s", e.msg);
 }
 
-/* max |a - b| over the range of b (NaN counts as infinitely far) */
-static double range_err(const float *a, const float *b, size_t n) {
-    float lo = INFINITY, hi = -INFINITY;
-    double d = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (b[i] < lo) lo = b[i];
-        if (b[i] > hi) hi = b[i];
-        const double x = fabs((double)a[i] - b[i]);
-        if (x > d || isnan(x)) d = isnan(x) ? INFINITY : x;
-    }
-    const double r = hi - lo;
-    return d / (r > 1e-6 ? r : 1e-6);
-}
 
 static float half_round(float v) { return bzn_f16_to_f32(bzn_f32_to_f16(v)); }
 
@@ -219,7 +206,7 @@ static void run_conv_case(const conv_case *cc, int prec) {
                 ck_assert_msg(gs[i] == rs[i], "int8 %dx%d %d->%d: frame %d value %zu is %.9g, not %.9g", cc->k, cc->k,
                               cc->in_c, cc->out_c, f, i, gs[i], rs[i]);
         } else {
-            const double err = range_err(gs, rs, n), tol = prec == P_FP32 ? 1e-5 : 1e-4;
+            const double err = tu_range_err(gs, rs, n), tol = prec == P_FP32 ? 1e-5 : 1e-4;
             ck_assert_msg(err <= tol, "%s %dx%d s%d d%d %d->%d %dx%d: error %.3g of the range (limit %.0e)", name, cc->k,
                           cc->k, cc->stride, cc->dil, cc->in_c, cc->out_c, cc->h, cc->w, err, tol);
         }
@@ -231,7 +218,7 @@ static void run_conv_case(const conv_case *cc, int prec) {
         for (int s = 0; s < cc->n_seg; s++) ar.in[s].data = x[s];
         ar.out = exact + (size_t)c0 * oplane;
         ck_assert_msg(ref->conv(ref, &ar, NULL, &e) == BZN_OK, "%s", e.msg);
-        const double err = range_err(got, exact, out_n);
+        const double err = tu_range_err(got, exact, out_n);
         ck_assert_msg(err <= (prec == P_FP16 ? 2e-2 : 5e-3), "%s against fp32: %.3g of the range", name, err);
         free(exact);
     }
@@ -246,23 +233,9 @@ static void run_conv_case(const conv_case *cc, int prec) {
     free(w), free(wr), free(bias), free(qw), free(wscale), free(out_init), free(got), free(want);
 }
 
-START_TEST(conv_fp32) {
-    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_conv_case(&conv_cases[i], P_FP32);
-}
-END_TEST
-
-START_TEST(conv_fp16) {
-    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_conv_case(&conv_cases[i], P_FP16);
-}
-END_TEST
-
-START_TEST(conv_tf32) {
-    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_conv_case(&conv_cases[i], P_TF32);
-}
-END_TEST
-
-START_TEST(conv_int8) {
-    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_conv_case(&conv_cases[i], P_INT8);
+/* loop index: the precision (P_FP32, P_FP16, P_INT8, P_TF32) */
+START_TEST(conv_shapes) {
+    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_conv_case(&conv_cases[i], _i);
 }
 END_TEST
 
@@ -395,20 +368,6 @@ static void free_scales(bzn_tensor_scale *s, int n) {
     free(s);
 }
 
-/* main then aux logits of one frame, copied */
-static float *logits(const bzn_ctx *c, int frame, size_t *n) {
-    const float *x, *y;
-    int C, H, W, C2;
-    bzn_error e;
-    ck_assert_msg(bzn_logits_at(c, frame, BZN_OUT_MAIN, &x, &C, &H, &W, &e) == BZN_OK, "%s", e.msg);
-    ck_assert_msg(bzn_logits_at(c, frame, BZN_OUT_AUX, &y, &C2, NULL, NULL, &e) == BZN_OK, "%s", e.msg);
-    const size_t a = (size_t)C * H * W, b = (size_t)C2 * H * W;
-    float *out = malloc((a + b) * sizeof *out);
-    memcpy(out, x, a * sizeof *out);
-    memcpy(out + a, y, b * sizeof *out);
-    *n = a + b;
-    return out;
-}
 
 static bzn_ctx *device_ctx(const bzn_ctx_options *o) {
     bzn_ctx *c;
@@ -450,9 +409,9 @@ START_TEST(network_matches_cpu) {
         /* the frame's pre-processing on the device: the CPU's input to the bit */
         ck_assert(!memcmp(bzn_ctx_input(cpu), bzn_ctx_input(gpu), 3 * 64 * 64 * sizeof(float)));
         size_t n1, n2;
-        float *a = logits(cpu, 0, &n1), *b = logits(gpu, 0, &n2);
+        float *a = tu_logits_copy(cpu, 0, &n1), *b = tu_logits_copy(gpu, 0, &n2);
         ck_assert_uint_eq(n1, n2);
-        const double err = range_err(b, a, n1), tol = p == BZN_PRECISION_FP32   ? 1e-4
+        const double err = tu_range_err(b, a, n1), tol = p == BZN_PRECISION_FP32   ? 1e-4
                                                       : p == BZN_PRECISION_INT8 ? 1e-3
                                                       : p == BZN_PRECISION_TF32 ? 5e-3
                                                                                 : 2e-2;
@@ -478,13 +437,13 @@ START_TEST(network_matches_cpu) {
         ck_assert_int_eq(bzn_run_rgb(gpu, px2, W, H, 3 * W, &e), BZN_OK);
         ck_assert_int_eq(bzn_run_rgb(gpu, px, W, H, 3 * W, &e), BZN_OK);
         size_t n3;
-        float *again = logits(gpu, 0, &n3);
+        float *again = tu_logits_copy(gpu, 0, &n3);
         const float *first = b ? b : fp32_logits;
         ck_assert_msg(!memcmp(first, again, n3 * sizeof *again), "%s: a replay differs", bzn_precision_name(p));
         /* op by op between timers (a profile): the same bits */
         bzn_ctx_set_profiling(gpu, 1);
         ck_assert_int_eq(bzn_run_rgb(gpu, px, W, H, 3 * W, &e), BZN_OK);
-        float *timed = logits(gpu, 0, &n3);
+        float *timed = tu_logits_copy(gpu, 0, &n3);
         ck_assert_msg(!memcmp(first, timed, n3 * sizeof *timed), "%s: the profiled run differs", bzn_precision_name(p));
         double ms, total = 0;
         int64_t runs;
@@ -519,7 +478,7 @@ START_TEST(network_batch) {
     for (int f = 0; f < 2; f++) {
         ck_assert_int_eq(bzn_run_rgb(one, px[f], W, H, 3 * W, &e), BZN_OK);
         size_t n1, n2;
-        float *a = logits(one, 0, &n1), *b = logits(two, f, &n2);
+        float *a = tu_logits_copy(one, 0, &n1), *b = tu_logits_copy(two, f, &n2);
         ck_assert(n1 == n2 && !memcmp(a, b, n1 * sizeof *a));
         free(a), free(b);
     }
@@ -582,10 +541,7 @@ int main(void) {
         return 1;
     }
     Suite *s = suite_create("cuda_ops");
-    TU_ADD_CASE(s, conv_fp32);
-    TU_ADD_CASE(s, conv_fp16);
-    TU_ADD_CASE(s, conv_int8);
-    TU_ADD_CASE(s, conv_tf32);
+    tcase_add_loop_test(tu_case(s, "conv_shapes", 600), conv_shapes, P_FP32, P_TF32 + 1);
     TU_ADD_CASE(s, conv_bad_arguments);
     TU_ADD_CASE(s, pool_and_upsample_exact);
     TU_ADD_CASE(s, network_matches_cpu);

@@ -235,20 +235,6 @@ static void free_scales(bzn_tensor_scale *s, int n) {
     free(s);
 }
 
-/* main and aux logits of one frame, copied */
-static float *logits_copy(const bzn_ctx *c, int frame, size_t *n) {
-    const float *x, *y;
-    int C, H, W, C2;
-    bzn_error e;
-    ck_assert_msg(bzn_logits_at(c, frame, BZN_OUT_MAIN, &x, &C, &H, &W, &e) == BZN_OK, "%s", e.msg);
-    ck_assert_msg(bzn_logits_at(c, frame, BZN_OUT_AUX, &y, &C2, NULL, NULL, &e) == BZN_OK, "%s", e.msg);
-    const size_t a = (size_t)C * H * W, b = (size_t)C2 * H * W;
-    float *out = malloc((a + b) * sizeof *out);
-    memcpy(out, x, a * sizeof *out);
-    memcpy(out + a, y, b * sizeof *out);
-    *n = a + b;
-    return out;
-}
 
 /* ---- tests ---------------------------------------------------------------------------- */
 
@@ -271,7 +257,7 @@ START_TEST(non_host_memory_matches_cpu) {
             ck_assert_int_eq(bzn_run_rgb(cpu, px, 90, 70, 270, &e), BZN_OK);
             ck_assert_msg(bzn_run_rgb(dev, px, 90, 70, 270, &e) == BZN_OK, "%s", e.msg);
             size_t n1, n2;
-            float *a = logits_copy(cpu, 0, &n1), *b = logits_copy(dev, 0, &n2);
+            float *a = tu_logits_copy(cpu, 0, &n1), *b = tu_logits_copy(dev, 0, &n2);
             ck_assert_uint_eq(n1, n2);
             ck_assert_msg(!memcmp(a, b, n1 * sizeof *a), "int8 %d run %d: logits differ", int8, use_run);
             uint8_t m1[70 * 90], m2[70 * 90];
@@ -408,9 +394,9 @@ START_TEST(batch_equals_single_frames) {
             size_t n[N];
             for (int f = 0; f < N; f++) {
                 ck_assert_int_eq(bzn_run_rgb_batch(one, &frames[f], 1, &e), BZN_OK);
-                single[f] = logits_copy(one, 0, &n[f]);
+                single[f] = tu_logits_copy(one, 0, &n[f]);
                 size_t nb;
-                float *batched = logits_copy(many, f, &nb);
+                float *batched = tu_logits_copy(many, f, &nb);
                 ck_assert_uint_eq(nb, n[f]);
                 ck_assert_msg(!memcmp(batched, single[f], nb * sizeof *batched), "%s int8 %d frame %d differs",
                               o.backend, int8, f);
@@ -426,14 +412,14 @@ START_TEST(batch_equals_single_frames) {
             ck_assert_int_eq(bzn_run_tensor(many, in, &e), BZN_OK);
             for (int f = 0; f < N; f++) {
                 size_t nb;
-                float *batched = logits_copy(many, f, &nb);
+                float *batched = tu_logits_copy(many, f, &nb);
                 ck_assert(!memcmp(batched, single[f], nb * sizeof *batched));
                 free(batched);
             }
             /* a partial batch: frames past it have no result */
             ck_assert_int_eq(bzn_run_rgb_batch(many, frames + 1, 2, &e), BZN_OK);
             size_t nb;
-            float *b0 = logits_copy(many, 0, &nb);
+            float *b0 = tu_logits_copy(many, 0, &nb);
             ck_assert(!memcmp(b0, single[1], nb * sizeof *b0));
             free(b0);
             uint8_t cls[32 * 32];

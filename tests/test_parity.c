@@ -24,19 +24,6 @@
 
 static char parity_dir[1024];
 
-/* max |a - b| / (max(b) - min(b)) */
-static double range_err(const float *a, const float *b, size_t n) {
-    float lo = INFINITY, hi = -INFINITY;
-    double d = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (b[i] < lo) lo = b[i];
-        if (b[i] > hi) hi = b[i];
-        double x = fabs((double)a[i] - b[i]);
-        if (x > d || isnan(x)) d = x;
-    }
-    double r = hi - lo;
-    return d / (r > 1e-6 ? r : 1e-6);
-}
 
 static size_t numel(int nd, const int64_t *shape) {
     size_t n = 1;
@@ -93,7 +80,7 @@ static void check_case(const char *name, const char *backend) {
         ck_assert_int_eq(bzn_npy_read(tu_path(dir, outs[k].file), &want, &nd, shape, &e), BZN_OK);
         ck_assert_int_eq(bzn_logits(c, outs[k].which, &got, &C, &H, &W, &e), BZN_OK);
         ck_assert_int_eq(numel(nd, shape), (size_t)C * H * W);
-        double err = range_err(got, want, (size_t)C * H * W);
+        double err = tu_range_err(got, want, (size_t)C * H * W);
         fprintf(stderr, "  %-22s %-4s %-8s rel err %.2e\n", name, o.backend,
                 outs[k].file, err);
         ck_assert_msg(err <= RTOL, "%s %s: error %g of the range", name, outs[k].file, err);
@@ -123,7 +110,7 @@ static void check_case(const char *name, const char *backend) {
         ck_assert_msg(n == (size_t)info.channels * info.height * info.width, "%s: '%s' shape differs", name, mod);
         got = realloc(got, n * sizeof *got);
         ck_assert_int_eq(bzn_ctx_layer_output(c, li, got, n, &e), BZN_OK);
-        double err = range_err(got, want, n);
+        double err = tu_range_err(got, want, n);
         if (err > worst) {
             worst = err;
             snprintf(worst_name, sizeof worst_name, "%s", mod);

@@ -3,9 +3,12 @@
 
 #include "testutil.h"
 
+#include "blazeneo.h"
+
 #include <check.h>
 
 #include <fcntl.h>
+#include <math.h>
 #include <png.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -242,4 +245,31 @@ uint8_t *tu_read_png(const char *path, int want, int *w, int *h, int *channels) 
     *h = (int)pi.height;
     if (channels) *channels = (int)PNG_IMAGE_PIXEL_CHANNELS(pi.format);
     return buf;
+}
+
+double tu_range_err(const float *a, const float *b, size_t n) {
+    float lo = INFINITY, hi = -INFINITY;
+    double d = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] < lo) lo = b[i];
+        if (b[i] > hi) hi = b[i];
+        const double x = fabs((double)a[i] - b[i]);
+        if (x > d || isnan(x)) d = isnan(x) ? INFINITY : x;
+    }
+    const double r = hi - lo;
+    return d / (r > 1e-6 ? r : 1e-6);
+}
+
+float *tu_logits_copy(const bzn_ctx *c, int frame, size_t *n) {
+    const float *x, *y;
+    int C, H, W, C2;
+    bzn_error e;
+    ck_assert_msg(bzn_logits_at(c, frame, BZN_OUT_MAIN, &x, &C, &H, &W, &e) == BZN_OK, "%s", e.msg);
+    ck_assert_msg(bzn_logits_at(c, frame, BZN_OUT_AUX, &y, &C2, NULL, NULL, &e) == BZN_OK, "%s", e.msg);
+    const size_t a = (size_t)C * H * W, b = (size_t)C2 * H * W;
+    float *out = malloc((a + b) * sizeof *out);
+    memcpy(out, x, a * sizeof *out);
+    memcpy(out + a, y, b * sizeof *out);
+    *n = a + b;
+    return out;
 }

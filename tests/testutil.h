@@ -60,4 +60,11 @@ int tu_write_file(const char *path, const void *data, size_t len);
  * format (want 0); *channels (may be NULL) gets the channel count. NULL when unreadable. */
 uint8_t *tu_read_png(const char *path, int want, int *w, int *h, int *channels);
 
+/* max |a - b| over the range of b, max(b) - min(b) (at least 1e-6); NaN counts as infinitely far */
+double tu_range_err(const float *a, const float *b, size_t n);
+/* The main then auxiliary logits of frame `frame` of a context that ran both, copied (caller
+ * frees); *n: their count. Fails the test case when either is missing. */
+struct bzn_ctx;
+float *tu_logits_copy(const struct bzn_ctx *c, int frame, size_t *n);
+
 #endif

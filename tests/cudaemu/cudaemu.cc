@@ -930,9 +930,11 @@ unsigned cudaemu_activemask(void) {
   return W.existing & ~W.exited;
 }
 
-void cudaemu_mma_m16n8k16_f32f16(float d[4], const unsigned a[4], const unsigned b[2], const float c[4]) {
+namespace {
+/* a float-accumulating mma: this lane's fragments into the warp's exchange, d out of it */
+void mma_f32(const char *name, int kind, float d[4], const unsigned a[4], const unsigned b[2], const float c[4]) {
   cudaemu_tstate *t = cudaemu_cur_;
-  if (!t) kernel_emu("cudaemu_mma_m16n8k16_f32f16");
+  if (!t) kernel_emu(name);
   for (int i = 0; i < 4; i++) t->cin[i] = a[i];
   for (int i = 0; i < 2; i++) t->cin[4 + i] = b[i];
   for (int i = 0; i < 4; i++) {
@@ -940,30 +942,21 @@ void cudaemu_mma_m16n8k16_f32f16(float d[4], const unsigned a[4], const unsigned
     memcpy(&u, &c[i], 4);
     t->cin[6 + i] = u;
   }
-  cudaemu_warp_collective("cudaemu_mma_m16n8k16_f32f16", 0, 0xffffffffu, CUDAEMU_K_MMA_F16);
+  cudaemu_warp_collective(name, 0, 0xffffffffu, kind);
   t = cudaemu_cur_;
   for (int i = 0; i < 4; i++) {
     uint32_t u = (uint32_t)t->cout[i];
     memcpy(&d[i], &u, 4);
   }
 }
+}  // namespace
+
+void cudaemu_mma_m16n8k16_f32f16(float d[4], const unsigned a[4], const unsigned b[2], const float c[4]) {
+  mma_f32("cudaemu_mma_m16n8k16_f32f16", CUDAEMU_K_MMA_F16, d, a, b, c);
+}
 
 void cudaemu_mma_m16n8k8_f32tf32(float d[4], const unsigned a[4], const unsigned b[2], const float c[4]) {
-  cudaemu_tstate *t = cudaemu_cur_;
-  if (!t) kernel_emu("cudaemu_mma_m16n8k8_f32tf32");
-  for (int i = 0; i < 4; i++) t->cin[i] = a[i];
-  for (int i = 0; i < 2; i++) t->cin[4 + i] = b[i];
-  for (int i = 0; i < 4; i++) {
-    uint32_t u;
-    memcpy(&u, &c[i], 4);
-    t->cin[6 + i] = u;
-  }
-  cudaemu_warp_collective("cudaemu_mma_m16n8k8_f32tf32", 0, 0xffffffffu, CUDAEMU_K_MMA_TF32);
-  t = cudaemu_cur_;
-  for (int i = 0; i < 4; i++) {
-    uint32_t u = (uint32_t)t->cout[i];
-    memcpy(&d[i], &u, 4);
-  }
+  mma_f32("cudaemu_mma_m16n8k8_f32tf32", CUDAEMU_K_MMA_TF32, d, a, b, c);
 }
 
 unsigned cudaemu_cvt_rna_tf32(float x) {
