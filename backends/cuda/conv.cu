@@ -63,15 +63,102 @@ template <int P> struct Tiles {
     };
 };
 
+/* One K step's operands on their way from global memory to the shared tiles: loaded into
+ * registers while the tensor cores (or FFMAs) work on the tile before, stored after it. */
+template <int P> struct Stage {
+    typedef Tiles<P> L;
+    typedef typename Elem<P>::T T;
+    enum {
+        A_ELEMS = L::MMA ? CONV_BK : CONV_BM, /* a row of A's tile */
+        A_ROWS = L::MMA ? CONV_BM : CONV_BK,
+        A_CHUNKS = A_ELEMS * (int)sizeof(T) / 16,
+        A_PER = A_ROWS * A_CHUNKS / CONV_THREADS, /* 16-byte chunks per thread */
+    };
+    static_assert(A_ROWS * A_CHUNKS % CONV_THREADS == 0, "A tile not a whole number of chunks per thread");
+    uint4 a[A_PER];
+    T b[16];
+
+    /* A: 16-byte loads of the padded weight matrix (never out of range) */
+    __device__ __forceinline__ void load_a(const ConvParams &p, int m0, int k0, int tid) {
+        const T *W = (const T *)p.w;
+#pragma unroll
+        for (int u = 0; u < A_PER; u++) {
+            const int c = tid + u * CONV_THREADS, r = c / A_CHUNKS, q = c % A_CHUNKS;
+            const T *src = L::MMA ? W + (size_t)(m0 + r) * p.Kpad + k0 : W + (size_t)(k0 + r) * p.Mpad + m0;
+            a[u] = __ldg((const uint4 *)src + q);
+        }
+    }
+    __device__ __forceinline__ void store_a(T (*As)[L::COLS_A], int tid) const {
+#pragma unroll
+        for (int u = 0; u < A_PER; u++) {
+            const int c = tid + u * CONV_THREADS, r = c / A_CHUNKS, q = c % A_CHUNKS;
+            *((uint4 *)&As[r][0] + q) = a[u];
+        }
+    }
+
+    /* B: this thread's row of the im2col tile (k = k0 + brow; 16 pixels from nb, the first at
+     * (oy_b, ox_b)), gathered from the input segments and converted to the precision */
+    __device__ __forceinline__ void load_b(const ConvParams &p, int k0, int brow, int nb, int oy_b, int ox_b,
+                                           int frame) {
+        const int kg = k0 + brow, N = p.out_h * p.out_w, kk2 = p.k * p.k;
+        const float *src = NULL;
+        const int8_t *qsrc = NULL; /* INT8 hand-off: the input as int8 */
+        int dy = 0, dx = 0;
+        if (kg < p.K) {
+            const int ic = kg / kk2, r = kg - ic * kk2, ky = r / p.k, kx = r - ky * p.k;
+            if (P == PREC_S8 && p.in_q) {
+                qsrc = p.in_q + frame * p.in_q_bstride + (size_t)ic * p.in_h * p.in_w;
+            } else {
+                int s = 0;
+                while (ic >= p.seg_end[s]) s++;
+                const int cs = ic - (s ? p.seg_end[s - 1] : 0);
+                src = p.seg[s] + frame * p.in_bstride + (size_t)cs * p.in_h * p.in_w;
+            }
+            dy = ky * p.dil - p.pad;
+            dx = kx * p.dil - p.pad;
+        }
+        int oy = oy_b, ox = ox_b;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            float v = 0.0f;
+            int q = 0;
+            if ((src || qsrc) && nb + j < N) {
+                const int iy = oy * p.stride + dy, ix = ox * p.stride + dx;
+                if ((unsigned)iy < (unsigned)p.in_h && (unsigned)ix < (unsigned)p.in_w) {
+                    if (src)
+                        v = __ldg(src + (size_t)iy * p.in_w + ix);
+                    else
+                        q = __ldg(qsrc + (size_t)iy * p.in_w + ix);
+                }
+            }
+            if constexpr (P == PREC_S8)
+                b[j] = qsrc ? (int8_t)q : Elem<P>::from(v, p.inv_in_scale);
+            else
+                b[j] = Elem<P>::from(v, p.inv_in_scale);
+            if (++ox == p.out_w) ox = 0, oy++;
+        }
+    }
+    __device__ __forceinline__ void store_b(T (*Bs)[L::COLS_B], int brow, int bcol) const {
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            if constexpr (L::MMA)
+                Bs[bcol + j][brow] = b[j];
+            else
+                Bs[brow][bcol + j] = b[j];
+        }
+    }
+};
+
 template <int P>
 __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
     typedef Tiles<P> L;
     typedef typename L::T T;
-    __shared__ __align__(16) T As[L::ROWS_A][L::COLS_A];
-    __shared__ __align__(16) T Bs[L::ROWS_B][L::COLS_B];
+    /* two of each: the tile computed on, and the next one being stored */
+    __shared__ __align__(16) T As2[2][L::ROWS_A][L::COLS_A];
+    __shared__ __align__(16) T Bs2[2][L::ROWS_B][L::COLS_B];
 
     const int tid = threadIdx.x;
-    const int N = p.out_h * p.out_w, kk2 = p.k * p.k;
+    const int N = p.out_h * p.out_w;
     const int n0 = blockIdx.x * CONV_BN, m0 = blockIdx.y * CONV_BM, frame = blockIdx.z;
 
     /* this thread's part of the B gather: one k row, 16 consecutive pixels */
@@ -89,64 +176,24 @@ __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
             #pragma unroll
             for (int r = 0; r < (L::MMA ? 4 : 1); r++) acc[i][j][r] = 0;
 
-    const T *W = (const T *)p.w;
-    for (int k0 = 0; k0 < p.Kpad; k0 += CONV_BK) {
-        /* A: 16-byte copies of the padded weight matrix (never out of range) */
-        {
-            const int row_elems = L::MMA ? CONV_BK : CONV_BM;
-            const int chunks = row_elems * (int)sizeof(T) / 16, rows = L::MMA ? CONV_BM : CONV_BK;
-            for (int c = tid; c < rows * chunks; c += CONV_THREADS) {
-                const int r = c / chunks, q = c - (c / chunks) * chunks;
-                const T *src = L::MMA ? W + (size_t)(m0 + r) * p.Kpad + k0 : W + (size_t)(k0 + r) * p.Mpad + m0;
-                *((uint4 *)&As[r][0] + q) = __ldg((const uint4 *)src + q);
-            }
+    /* software pipeline: tile t + 1 is loaded into registers while tile t is computed, then
+     * stored into the other buffer; one barrier per K step */
+    Stage<P> st;
+    st.load_a(p, m0, 0, tid);
+    st.load_b(p, 0, brow, nb, oy_b, ox_b, frame);
+    st.store_a(As2[0], tid);
+    st.store_b(Bs2[0], brow, bcol);
+    __syncthreads();
+    const int tiles = p.Kpad / CONV_BK;
+    for (int tile = 0; tile < tiles; tile++) {
+        const int cur = tile & 1;
+        const bool more = tile + 1 < tiles;
+        if (more) {
+            st.load_a(p, m0, (tile + 1) * CONV_BK, tid);
+            st.load_b(p, (tile + 1) * CONV_BK, brow, nb, oy_b, ox_b, frame);
         }
-        /* B: the im2col tile, gathered from the input segments */
-        {
-            const int kg = k0 + brow;
-            const float *src = NULL;
-            const int8_t *qsrc = NULL; /* INT8 hand-off: the input as int8 */
-            int dy = 0, dx = 0;
-            if (kg < p.K) {
-                const int ic = kg / kk2, r = kg - ic * kk2, ky = r / p.k, kx = r - ky * p.k;
-                if (P == PREC_S8 && p.in_q) {
-                    qsrc = p.in_q + frame * p.in_q_bstride + (size_t)ic * p.in_h * p.in_w;
-                } else {
-                    int s = 0;
-                    while (ic >= p.seg_end[s]) s++;
-                    const int cs = ic - (s ? p.seg_end[s - 1] : 0);
-                    src = p.seg[s] + frame * p.in_bstride + (size_t)cs * p.in_h * p.in_w;
-                }
-                dy = ky * p.dil - p.pad;
-                dx = kx * p.dil - p.pad;
-            }
-            int oy = oy_b, ox = ox_b;
-            #pragma unroll
-            for (int j = 0; j < 16; j++) {
-                float v = 0.0f;
-                int q = 0;
-                if ((src || qsrc) && nb + j < N) {
-                    const int iy = oy * p.stride + dy, ix = ox * p.stride + dx;
-                    if ((unsigned)iy < (unsigned)p.in_h && (unsigned)ix < (unsigned)p.in_w) {
-                        if (src)
-                            v = __ldg(src + (size_t)iy * p.in_w + ix);
-                        else
-                            q = __ldg(qsrc + (size_t)iy * p.in_w + ix);
-                    }
-                }
-                T e;
-                if constexpr (P == PREC_S8)
-                    e = qsrc ? (int8_t)q : Elem<P>::from(v, p.inv_in_scale);
-                else
-                    e = Elem<P>::from(v, p.inv_in_scale);
-                if constexpr (L::MMA)
-                    Bs[bcol + j][brow] = e;
-                else
-                    Bs[brow][bcol + j] = e;
-                if (++ox == p.out_w) ox = 0, oy++;
-            }
-        }
-        __syncthreads();
+        T (*As)[L::COLS_A] = As2[cur];
+        T (*Bs)[L::COLS_B] = Bs2[cur];
 
         if constexpr (P == PREC_F32) {
             const int tm = tid / 16, tn = tid % 16;
@@ -193,6 +240,10 @@ __global__ void __launch_bounds__(CONV_THREADS) conv_kernel(ConvParams p) {
                             mma_s8(acc[mi][ni], a[mi], b[ni]);
                     }
             }
+        }
+        if (more) {
+            st.store_a(As2[cur ^ 1], tid);
+            st.store_b(Bs2[cur ^ 1], brow, bcol);
         }
         __syncthreads();
     }
