@@ -222,13 +222,11 @@ bzn_status bzn_backend_ref_create(const bzn_backend_options *opt, bzn_backend **
 bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
 bzn_status bzn_backend_cuda_create(const bzn_backend_options *opt, bzn_backend **out, bzn_error *err);
 
-/* The precisions a backend runs, as a bit set (0 means FP32 and INT8), and their names
- * ("fp32, int8") for messages. */
+/* The precisions a backend runs, as a bit set (0 means FP32 and INT8). */
 #define BZN_PRECISIONS_DEFAULT ((1u << BZN_PRECISION_FP32) | (1u << BZN_PRECISION_INT8))
 static inline unsigned bzn_precision_set(unsigned precisions) {
     return precisions ? precisions : BZN_PRECISIONS_DEFAULT;
 }
-void bzn_precision_list(unsigned precisions, char *buf, size_t len);
 
 /* ---- helpers every backend shares ---- */
 

@@ -53,13 +53,3 @@ int bzn_backend_supports(int i, bzn_precision p) {
     if (i < 0 || i >= bzn_backend_count() || (unsigned)p > 31) return 0;
     return (bzn_precision_set(bzn_backend_registry[i].precisions) >> p) & 1u;
 }
-
-void bzn_precision_list(unsigned precisions, char *buf, size_t len) {
-    const bzn_precision all[] = {BZN_PRECISION_FP32, BZN_PRECISION_TF32, BZN_PRECISION_FP16, BZN_PRECISION_INT8};
-    if (len) buf[0] = 0;
-    for (size_t k = 0, n = 0; k < sizeof all / sizeof *all; k++)
-        if ((bzn_precision_set(precisions) >> all[k]) & 1u) {
-            const size_t used = strlen(buf);
-            snprintf(buf + used, len - used, "%s%s", n++ ? ", " : "", bzn_precision_name(all[k]));
-        }
-}

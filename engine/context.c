@@ -62,6 +62,17 @@ const char *bzn_precision_name(bzn_precision p) {
                                      : "fp32";
 }
 
+/* the names of a backend's precisions, "fp32, int8", for messages */
+static void precision_list(unsigned precisions, char *buf, size_t len) {
+    const bzn_precision all[] = {BZN_PRECISION_FP32, BZN_PRECISION_TF32, BZN_PRECISION_FP16, BZN_PRECISION_INT8};
+    if (len) buf[0] = 0;
+    for (size_t k = 0, n = 0; k < sizeof all / sizeof *all; k++)
+        if ((bzn_precision_set(precisions) >> all[k]) & 1u) {
+            const size_t used = strlen(buf);
+            snprintf(buf + used, len - used, "%s%s", n++ ? ", " : "", bzn_precision_name(all[k]));
+        }
+}
+
 bzn_ctx_options bzn_ctx_default_options(const bzn_model *m) {
     bzn_ctx_options o;
     memset(&o, 0, sizeof o);
@@ -230,7 +241,7 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
         s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "unknown precision %d", (int)o.precision);
     else if (!((bzn_precision_set(backend->precisions) >> o.precision) & 1u)) {
         char has[64];
-        bzn_precision_list(backend->precisions, has, sizeof has);
+        precision_list(backend->precisions, has, sizeof has);
         s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "backend '%s' does not run %s (it runs: %s)", backend->name,
                      bzn_precision_name(o.precision), has);
     }

@@ -495,6 +495,24 @@ START_TEST(precision_of_the_weight_file) {
 END_TEST
 
 /* calibrate shows its progress while it computes the thresholds (after the last frame) */
+/* precisions a backend lacks, and the CUDA backend where this build has it but no GPU answers */
+START_TEST(backend_precisions_and_devices) {
+    ck_assert_int_eq(run("segment -m " MODEL " -s 64 -b cpu -p fp16 -o pp " SAMPLE), 1);
+    ck_assert_msg(strstr(out, "backend 'cpu' does not run fp16 (it runs: fp32, int8)"), "%s", out);
+    ck_assert_int_eq(run("segment -m " MODEL " -s 64 -p bf16 -o pp " SAMPLE), 2);
+    ck_assert_msg(strstr(out, "unknown precision 'bf16' (fp32, tf32, fp16, int8)"), "%s", out);
+    ck_assert_int_eq(run("bench -m " MODEL " --device x"), 2);
+    ck_assert_msg(strstr(out, "invalid --device 'x'"), "%s", out);
+    int has_cuda = 0;
+    for (int i = 0; i < bzn_backend_count(); i++) has_cuda |= !strcmp(bzn_backend_name(i), "cuda");
+    if (!has_cuda) return; /* a build without BLAZENEO_CUDA */
+    const int rc = run("segment -m " MODEL " -s 64 -b cuda -p fp16 -o pc " SAMPLE);
+    if (rc == 0) return; /* a GPU: test_cuda covers it */
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(out, "blazeneo segment: cuda: ") && strstr(out, "CUDA error"), "%s", out);
+}
+END_TEST
+
 START_TEST(calibrate_progress) {
     make_cal1();
     ck_assert_msg(run("calibrate -m " MODEL " -s 64 --images cal1 -o prog.cache") == 0, "%s", out);
@@ -641,6 +659,7 @@ int main(void) {
     tcase_add_test(tc, signal_removes_temporaries);
     tcase_add_test(tc, segment_overlay_options);
     tcase_add_test(tc, precision_of_the_weight_file);
+    tcase_add_test(tc, backend_precisions_and_devices);
     tcase_add_test(tc, calibrate_progress);
     tcase_add_test(tc, skips_say_why);
     tcase_add_test(tc, cosmetics);

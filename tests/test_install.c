@@ -44,7 +44,7 @@ static void sh(const char *fmt, ...) {
     if (rc != 0) {
         char out[4096];
         tu_slurp(log, out, sizeof out);
-        ck_abort_msg("exit %d: %s\n%s", rc, cmd, out);
+        ck_abort_msg("exit %d: %.600s\n%.2400s", rc, cmd, out); /* Check caps a message near 4 KiB */
     }
 }
 
