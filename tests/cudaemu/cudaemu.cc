@@ -594,13 +594,15 @@ inline float tf32_value(uint32_t u) {
   return f;
 }
 
-void complete_mma_tf32(Emu *e, int base) {
-  float A[16][8], B[8][8], C[16][8];
+/* The float mmas' common half: each lane's C fragment (row g + 8*(i>=2), col 2t + (i&1)),
+ * then D = A * B + C summed in k order (the products of f16 or tf32 operands are exact in
+ * fp32), scattered back in the same layout. */
+template <int K>
+void finish_mma_f32(Emu *e, int base, const float (&A)[16][K], const float (&B)[K][8]) {
+  float C[16][8];
   for (int l = 0; l < 32; l++) {
     const uint64_t *in = e->fibers[base + l]->pub.cin;
     int g = l >> 2, t = l & 3;
-    for (int i = 0; i < 4; i++) A[g + 8 * (i & 1)][t + 4 * (i >> 1)] = tf32_value(lo32(in[i]));
-    for (int j = 0; j < 2; j++) B[t + 4 * j][g] = tf32_value(lo32(in[4 + j]));
     for (int i = 0; i < 4; i++) {
       uint32_t u = lo32(in[6 + i]);
       float c;
@@ -614,7 +616,7 @@ void complete_mma_tf32(Emu *e, int base) {
     for (int i = 0; i < 4; i++) {
       int r = g + 8 * (i >= 2), c = t * 2 + (i & 1);
       float acc = C[r][c];
-      for (int k = 0; k < 8; k++) acc = acc + A[r][k] * B[k][c]; /* tf32 products are exact in fp32 */
+      for (int k = 0; k < K; k++) acc = acc + A[r][k] * B[k][c];
       uint32_t u;
       memcpy(&u, &acc, 4);
       out[i] = u;
@@ -622,8 +624,19 @@ void complete_mma_tf32(Emu *e, int base) {
   }
 }
 
+void complete_mma_tf32(Emu *e, int base) {
+  float A[16][8], B[8][8];
+  for (int l = 0; l < 32; l++) {
+    const uint64_t *in = e->fibers[base + l]->pub.cin;
+    int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; i++) A[g + 8 * (i & 1)][t + 4 * (i >> 1)] = tf32_value(lo32(in[i]));
+    for (int j = 0; j < 2; j++) B[t + 4 * j][g] = tf32_value(lo32(in[4 + j]));
+  }
+  finish_mma_f32(e, base, A, B);
+}
+
 void complete_mma_f16(Emu *e, int base) {
-  float A[16][16], B[16][8], C[16][8];
+  float A[16][16], B[16][8];
   for (int l = 0; l < 32; l++) {
     const uint64_t *in = e->fibers[base + l]->pub.cin;
     int g = l >> 2, t = l & 3;
@@ -635,28 +648,8 @@ void complete_mma_f16(Emu *e, int base) {
       unsigned short h = (unsigned short)(lo32(in[4 + (i >> 1)]) >> (16 * (i & 1)));
       B[t * 2 + (i & 1) + 8 * (i >= 2)][g] = cudaemu_h2f_bits(h);
     }
-    for (int i = 0; i < 4; i++) {
-      uint32_t u = lo32(in[6 + i]);
-      float c;
-      memcpy(&c, &u, 4);
-      C[g + 8 * (i >= 2)][t * 2 + (i & 1)] = c;
-    }
   }
-  for (int l = 0; l < 32; l++) {
-    uint64_t *out = e->fibers[base + l]->pub.cout;
-    int g = l >> 2, t = l & 3;
-    for (int i = 0; i < 4; i++) {
-      int r = g + 8 * (i >= 2), c = t * 2 + (i & 1);
-      float acc = C[r][c];
-      for (int k = 0; k < 16; k++) {
-        float p = A[r][k] * B[k][c];  // exact for f16 inputs
-        acc = acc + p;
-      }
-      uint32_t u;
-      memcpy(&u, &acc, 4);
-      out[i] = u;
-    }
-  }
+  finish_mma_f32(e, base, A, B);
 }
 
 void complete_mma_s8(Emu *e, int base) {
