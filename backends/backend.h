@@ -69,6 +69,10 @@ typedef struct bzn_conv_args {
     const int8_t *qweight;
     const float *wscale;
     float in_scale;
+    /* every input value is >= 0 and not NaN, on every frame (it came out of ReLUs, through
+     * pooling or upsampling; engine/graph.h): a promise kernels may use (the CPU's AVX2 INT8
+     * kernel then multiplies q directly, without a sign transfer) */
+    int in_nonneg;
     /* a float convolution's arithmetic: FP32 (0), or, on a backend that lists them, FP16 or
      * TF32: weights and input rounded to half or to TF32, products accumulated in float;
      * `weight` holds the floats either way (weights_prepare makes the rounded form) */

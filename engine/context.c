@@ -144,7 +144,12 @@ static bzn_status build_plan(bzn_ctx *c, bzn_error *err) {
     bzn_backend *be = c->backend;
     c->plan.ops = calloc((size_t)c->g.n_nodes, sizeof *c->plan.ops);
     c->prepared = calloc((size_t)c->g.n_nodes, sizeof *c->prepared);
-    if (!c->plan.ops || !c->prepared) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    unsigned char *nonneg = malloc((size_t)c->g.n_nodes); /* each node's input is >= 0 */
+    if (!c->plan.ops || !c->prepared || !nonneg) {
+        free(nonneg);
+        return bzn_fail(err, BZN_ERR_NOMEM, "out of memory");
+    }
+    bzn_graph_nonneg_inputs(&c->g, nonneg);
     for (int i = 0; i < c->g.n_nodes; i++) {
         const bzn_node *n = &c->g.nodes[i];
         bzn_op *op = &c->plan.ops[c->plan.n_ops];
@@ -156,8 +161,12 @@ static bzn_status build_plan(bzn_ctx *c, bzn_error *err) {
             conv_args(c, n, &form, &op->u.conv); /* its geometry, for the backend's weight form */
             const bzn_precision p = c->q && c->q[i].int8 ? BZN_PRECISION_INT8 : op->u.conv.math;
             bzn_status s = bzn_weights_get(c->model, be, n->conv, p, &op->u.conv, &form, err);
-            if (s != BZN_OK) return s;
+            if (s != BZN_OK) {
+                free(nonneg);
+                return s;
+            }
             conv_args(c, n, &form, &op->u.conv);
+            op->u.conv.in_nonneg = nonneg[i];
             break;
         }
         case BZN_NODE_MAXPOOL:
@@ -175,6 +184,7 @@ static bzn_status build_plan(bzn_ctx *c, bzn_error *err) {
         }
         c->plan.n_ops++;
     }
+    free(nonneg);
     if (c->q && be->conv_qin_bytes && !c->opt.keep_intermediates) {
         bzn_int8_plan_handoffs(&c->g, c->q, handoff_qin_bytes, c);
         for (int i = 0; i < c->g.n_nodes; i++) {

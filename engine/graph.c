@@ -157,3 +157,35 @@ size_t bzn_graph_plan(bzn_graph *g, int keep_all) {
     free(placed);
     return total;
 }
+
+/* whether node j's output is never negative, given whether its input is */
+static int out_nonneg(const bzn_node *n, int in_nonneg) {
+    return n->kind == BZN_NODE_CONV ? n->act != BZN_ACT_NONE : in_nonneg; /* max, bilinear, concat keep signs */
+}
+
+/* whether every slice of v was written, by nodes before `before`, only with values >= 0 */
+static int value_nonneg(const bzn_graph *g, const unsigned char *nonneg, int before, const bzn_value *v) {
+    for (int s = 0; s < v->n; s++) {
+        const bzn_slice *x = &v->seg[s];
+        if (x->buf == g->input_buf) return 0;
+        int written = 0;
+        for (int j = 0; j < before; j++) {
+            const bzn_node *w = &g->nodes[j];
+            if (w->kind == BZN_NODE_CONCAT) continue; /* writes nothing */
+            for (int t = 0; t < w->out.n; t++) {
+                const bzn_slice *y = &w->out.seg[t];
+                const int lo = y->c0 > x->c0 ? y->c0 : x->c0;
+                const int hi = y->c0 + y->c < x->c0 + x->c ? y->c0 + y->c : x->c0 + x->c;
+                if (y->buf != x->buf || lo >= hi) continue;
+                if (!out_nonneg(w, nonneg[j])) return 0;
+                written += hi - lo;
+            }
+        }
+        if (written < x->c) return 0; /* a channel nobody wrote before: not known */
+    }
+    return 1;
+}
+
+void bzn_graph_nonneg_inputs(const bzn_graph *g, unsigned char *nonneg) {
+    for (int i = 0; i < g->n_nodes; i++) nonneg[i] = (unsigned char)value_nonneg(g, nonneg, i, &g->nodes[i].in);
+}

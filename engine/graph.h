@@ -96,5 +96,10 @@ int bzn_value_cat(bzn_value *a, const bzn_value *b);
 bzn_node *bzn_graph_add(bzn_graph *g, bzn_node_kind kind, const char *name);
 /* compute buffer lifetimes and pack them into an arena; returns its size in floats */
 size_t bzn_graph_plan(bzn_graph *g, int keep_all);
+/* nonneg[i] = 1 when every value node i reads is >= 0 and not NaN, whatever the frame: it was
+ * written by convolutions with a ReLU or ReLU6 and by pooling or bilinear upsampling (convex
+ * combinations) of such values; 0 for the network input and anything downstream of a
+ * convolution without activation. A hint for kernels (nonneg has n_nodes entries). */
+void bzn_graph_nonneg_inputs(const bzn_graph *g, unsigned char *nonneg);
 
 #endif

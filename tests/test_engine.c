@@ -396,6 +396,66 @@ START_TEST(int8_handoffs_exact) {
 }
 END_TEST
 
+/* The graph's promise that a node's input is never negative (engine/graph.h; kernels rely on
+ * it) holds on a real run: every tensor written into the input of a node marked so is >= 0,
+ * and most convolutions are marked (all but the first and those after a convolution without
+ * activation). */
+START_TEST(nonneg_inputs_hold) {
+    const int h = 64, w = 96;
+    bzn_graph g;
+    bzn_error e;
+    ck_assert_int_eq(bzn_network_build(&model->wf.config, h, w, 1, &g, &e), BZN_OK);
+    unsigned char *nonneg = malloc((size_t)g.n_nodes);
+    bzn_graph_nonneg_inputs(&g, nonneg);
+    float *x = random_input(h, w, 11);
+    bzn_ctx_options o = bzn_ctx_default_options(model);
+    o.height = h;
+    o.width = w;
+    o.keep_intermediates = 1;
+    o.run_aux = 1; /* as the graph above */
+    bzn_ctx *c;
+    ck_assert_int_eq(bzn_ctx_create(model, &o, &c, &e), BZN_OK);
+    ck_assert_int_eq(bzn_run_tensor(c, x, &e), BZN_OK);
+    ck_assert_int_eq(bzn_ctx_num_layers(c), g.n_nodes);
+    int convs = 0, marked = 0, checked = 0;
+    for (int i = 0; i < g.n_nodes; i++) {
+        const bzn_node *n = &g.nodes[i];
+        bzn_layer_info info;
+        ck_assert_int_eq(bzn_ctx_layer(c, i, &info), BZN_OK);
+        ck_assert_str_eq(info.name, n->name); /* the context's layers are the graph's nodes */
+        if (n->kind == BZN_NODE_CONV) {
+            convs++;
+            marked += nonneg[i];
+        }
+        if (!nonneg[i]) continue;
+        for (int j = 0; j < i; j++) { /* every writer of what node i reads */
+            const bzn_node *wr = &g.nodes[j];
+            int overlaps = 0;
+            for (int s = 0; s < n->in.n; s++)
+                for (int t = 0; t < wr->out.n; t++)
+                    overlaps |= wr->kind != BZN_NODE_CONCAT && n->in.seg[s].buf == wr->out.seg[t].buf &&
+                                n->in.seg[s].c0 < wr->out.seg[t].c0 + wr->out.seg[t].c &&
+                                wr->out.seg[t].c0 < n->in.seg[s].c0 + n->in.seg[s].c;
+            if (!overlaps) continue;
+            const size_t count = (size_t)wr->out.c * wr->out.h * wr->out.w;
+            float *y = malloc(count * sizeof *y);
+            ck_assert_int_eq(bzn_ctx_layer_output(c, j, y, count, &e), BZN_OK);
+            for (size_t k = 0; k < count; k++)
+                ck_assert_msg(y[k] >= 0.0f, "%s reads %s, marked >= 0, but it holds %g", n->name, wr->name, y[k]);
+            free(y);
+            checked++;
+        }
+    }
+    ck_assert_int_eq(nonneg[0], 0); /* the first convolution reads the normalised image */
+    ck_assert_int_ge(marked * 4, convs * 3);
+    fprintf(stderr, "  %d of %d convolutions read only values >= 0 (%d writers checked)\n", marked, convs, checked);
+    bzn_ctx_free(c);
+    free(x);
+    free(nonneg);
+    bzn_graph_free(&g);
+}
+END_TEST
+
 START_TEST(open_from_memory) {
     size_t len;
     uint8_t *buf = tu_read_file(shipped(), &len);
@@ -426,6 +486,7 @@ int main(void) {
     tcase_add_test(tc, bad_sizes);
     tcase_add_test(tc, misuse_before_and_after_run);
     tcase_add_test(tc, memory_plan);
+    tcase_add_test(tc, nonneg_inputs_hold);
     tcase_add_test(tc, determinism_and_threads);
     tcase_add_test(tc, open_from_memory);
     tcase_add_test(tc, no_allocation_per_frame);

@@ -510,7 +510,7 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
         for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
             const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
             bzn_s8_block(j->ctx->s8, kg, qw->a + (size_t)mb * kg * BZN_S8_MR * 4, qw->rowsum + oc0, rows, b,
-                         j->direct ? q->off : q->toff, acc);
+                         j->direct ? q->off : q->toff, a->in_nonneg, acc);
             cpu_qepilogue(j->ctx, a, q, oc0, rows, n0, j->gw, acc);
         }
     }

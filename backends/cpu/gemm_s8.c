@@ -1,4 +1,4 @@
-/* gemm_s8.c - int8 GEMM kernels: reference, AVX2, AVX-512 VNNI (see gemm_s8.h). */
+/* gemm_s8.c - int8 GEMM kernels: reference, AVX2, AVX-VNNI, AVX-512 VNNI (see gemm_s8.h). */
 #include "gemm_s8.h"
 
 #include <string.h>
@@ -6,21 +6,38 @@
 #include "backend.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define BZN_X86 1
 #endif
 
-bzn_s8_kernel bzn_s8_best_kernel(void) {
+int bzn_s8_kernel_runs(bzn_s8_kernel k) {
 #ifdef BZN_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return BZN_S8_VNNI;
-    if (__builtin_cpu_supports("avx2")) return BZN_S8_AVX2;
+    switch (k) {
+    case BZN_S8_REF: return 1;
+    case BZN_S8_AVX2: return __builtin_cpu_supports("avx2");
+    case BZN_S8_AVXVNNI: { /* CPUID.(EAX=7,ECX=1):EAX bit 4 (not every compiler's cpu_supports names it) */
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __builtin_cpu_supports("avx2") && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
+    }
+    case BZN_S8_VNNI: return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+    default: return 0;
+    }
+#else
+    return k == BZN_S8_REF;
 #endif
+}
+
+bzn_s8_kernel bzn_s8_best_kernel(void) {
+    for (int k = BZN_S8_KERNELS - 1; k > BZN_S8_REF; k--)
+        if (bzn_s8_kernel_runs((bzn_s8_kernel)k)) return (bzn_s8_kernel)k;
     return BZN_S8_REF;
 }
 
 const char *bzn_s8_kernel_name(bzn_s8_kernel k) {
-    return k == BZN_S8_VNNI ? "avx512-vnni" : k == BZN_S8_AVX2 ? "avx2" : "reference";
+    static const char *const names[BZN_S8_KERNELS] = {"reference", "avx2", "avx-vnni", "avx512-vnni"};
+    return k >= BZN_S8_REF && k < BZN_S8_KERNELS ? names[k] : "?";
 }
 
 void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum) {
@@ -48,27 +65,80 @@ static void tile_ref(int kg, const size_t *goff, const int8_t *a, const uint8_t 
 }
 
 #ifdef BZN_X86
-__attribute__((target("avx2"))) static void tile_avx2(int kg, const size_t *goff, const int8_t *a, const uint8_t *b,
-                                                       int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+/* One 4 x 8 piece of the tile (4 int32 accumulators: with the 8 columns' q, |q| and the rows'
+ * temporaries the 16 ymm registers hold it; 8 rows at once spill accumulators). q * w over
+ * pairs by vpmaddubsw, which multiplies unsigned by signed bytes: |q| times w * sign(q), or,
+ * when no q is negative (`nonneg`), q itself times w, one instruction less per row. |q| <= 127
+ * keeps every pair's sum within int16: never saturated. */
+__attribute__((target("avx2"))) static inline void piece_avx2(int kg, const size_t *goff, const int8_t *a,
+                                                              const uint8_t *b, int nonneg, __m256i acc[4]) {
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
-    for (int j = 0; j < BZN_S8_NR / 8; j++) { /* 8 columns at a time: 8 rows x 8 int32 accumulators */
-        __m256i acc[BZN_S8_MR];
-        for (int r = 0; r < BZN_S8_MR; r++) acc[r] = _mm256_setzero_si256();
-        for (int g = 0; g < kg; g++) {
-            /* 8 columns x 4 k, back to signed q; |q| <= 127 so maddubs never saturates */
-            const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + goff[g] + j * 32)), flip);
-            const __m256i aq = _mm256_abs_epi8(q);
-            const int8_t *ag = a + (size_t)g * BZN_S8_MR * 4;
-            for (int r = 0; r < BZN_S8_MR; r++) {
-                int32_t w4;
-                memcpy(&w4, ag + r * 4, 4);
-                const __m256i w = _mm256_sign_epi8(_mm256_set1_epi32(w4), q); /* w * sign(q) */
-                const __m256i p16 = _mm256_maddubs_epi16(aq, w);               /* pairs of |q| * w * sign(q) */
-                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(p16, ones));
+    for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_si256();
+    for (int g = 0; g < kg; g++) {
+        const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + goff[g])), flip); /* 8 px x 4 k */
+        const __m256i aq = nonneg ? q : _mm256_abs_epi8(q);
+        const int8_t *ag = a + (size_t)g * BZN_S8_MR * 4;
+        for (int r = 0; r < 4; r++) {
+            int32_t w4;
+            memcpy(&w4, ag + r * 4, 4);
+            __m256i w = _mm256_set1_epi32(w4);
+            if (!nonneg) w = _mm256_sign_epi8(w, q);
+            acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(aq, w), ones));
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void tile_avx2(int kg, const size_t *goff, const int8_t *a, const uint8_t *b,
+                                                       int nonneg, int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+    for (int r0 = 0; r0 < BZN_S8_MR; r0 += 4)
+        for (int j = 0; j < BZN_S8_NR / 8; j++) {
+            __m256i acc[4];
+            if (nonneg) /* two loops, each with its test hoisted */
+                piece_avx2(kg, goff, a + r0 * 4, b + j * 32, 1, acc);
+            else
+                piece_avx2(kg, goff, a + r0 * 4, b + j * 32, 0, acc);
+            for (int r = 0; r < 4; r++) _mm256_storeu_si256((__m256i *)&acc_out[r0 + r][j * 8], acc[r]);
+        }
+}
+
+/* acc += u8 x s8 dot products of 4, VEX-encoded (AVX-VNNI). Inline assembly: the intrinsic
+ * has the accumulator-copy problem described at dpbusd below, and "x" keeps to ymm0-15. */
+__attribute__((target("avx2,avxvnni"))) static inline __m256i dpbusd_vex(__m256i acc, __m256i u8, __m256i s8) {
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u8), "x"(s8));
+    return acc;
+}
+
+/* The tile in four passes of 4 rows x 24 columns: 12 accumulators, 3 loads of B and one
+ * broadcast weight register fill the 16 ymm registers; per k group 12 vpdpbusd. */
+__attribute__((target("avx2,avxvnni"))) static void tile_avxvnni(int kg, const size_t *goff, const int8_t *a,
+                                                                 const uint8_t *b, const int32_t *rowsum128,
+                                                                 int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+    for (int r0 = 0; r0 < BZN_S8_MR; r0 += 4)
+        for (int c0 = 0; c0 < BZN_S8_NR; c0 += 24) {
+            __m256i acc[4][3];
+            for (int r = 0; r < 4; r++)
+                for (int z = 0; z < 3; z++) acc[r][z] = _mm256_setzero_si256();
+            for (int g = 0; g < kg; g++) {
+                const uint8_t *bg = b + goff[g] + 4 * c0;
+                const __m256i b0 = _mm256_loadu_si256((const __m256i *)bg),
+                              b1 = _mm256_loadu_si256((const __m256i *)(bg + 32)),
+                              b2 = _mm256_loadu_si256((const __m256i *)(bg + 64));
+                const int8_t *ag = a + ((size_t)g * BZN_S8_MR + r0) * 4;
+                for (int r = 0; r < 4; r++) {
+                    int32_t w4;
+                    memcpy(&w4, ag + r * 4, 4);
+                    const __m256i w = _mm256_set1_epi32(w4);
+                    acc[r][0] = dpbusd_vex(acc[r][0], b0, w);
+                    acc[r][1] = dpbusd_vex(acc[r][1], b1, w);
+                    acc[r][2] = dpbusd_vex(acc[r][2], b2, w);
+                }
+            }
+            for (int r = 0; r < 4; r++) { /* remove the +128 offset of the activations */
+                const __m256i off = _mm256_set1_epi32(rowsum128[r0 + r]);
+                for (int z = 0; z < 3; z++)
+                    _mm256_storeu_si256((__m256i *)&acc_out[r0 + r][c0 + 8 * z], _mm256_sub_epi32(acc[r][z], off));
             }
         }
-        for (int r = 0; r < BZN_S8_MR; r++) _mm256_storeu_si256((__m256i *)&acc_out[r][j * 8], acc[r]);
-    }
 }
 
 #define BZN_S8_NZ (BZN_S8_NR / 16) /* zmm registers per row of the tile */
@@ -107,18 +177,22 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_vnni(int
 #endif
 
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
-                  const uint8_t *b, const size_t *goff, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+                  const uint8_t *b, const size_t *goff, int b_nonneg, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
     switch (kern) {
 #ifdef BZN_X86
-    case BZN_S8_VNNI: {
+    case BZN_S8_VNNI:
+    case BZN_S8_AVXVNNI: {
         int32_t rs[BZN_S8_MR] = {0}; /* 128 * rowsum: the activations' offset */
         for (int r = 0; r < rows; r++) rs[r] = 128 * rowsum[r];
-        tile_vnni(kg, goff, a_block, b, rs, acc);
+        if (kern == BZN_S8_VNNI)
+            tile_vnni(kg, goff, a_block, b, rs, acc);
+        else
+            tile_avxvnni(kg, goff, a_block, b, rs, acc);
         break;
     }
-    case BZN_S8_AVX2: tile_avx2(kg, goff, a_block, b, acc); break;
+    case BZN_S8_AVX2: tile_avx2(kg, goff, a_block, b, b_nonneg, acc); break;
 #endif
-    default: (void)rows; (void)rowsum; tile_ref(kg, goff, a_block, b, acc); break;
+    default: (void)rows; (void)rowsum; (void)b_nonneg; tile_ref(kg, goff, a_block, b, acc); break;
     }
 }
 

@@ -4,12 +4,15 @@
  *   C[m][n] = sum_k A[m][k] * B[k][n]    A: int8 weights, B: uint8 activations, C: int32
  *
  * Activations are quantized symmetrically (q in -127..127) and stored offset by 128 as
- * uint8 (the form AVX-512 VNNI's vpdpbusd multiplies); the caller removes the offset with
- * 128 * rowsum(A[m]). Three kernels compute exactly the same integers:
+ * uint8 (the form vpdpbusd multiplies); the caller removes the offset with
+ * 128 * rowsum(A[m]). Four kernels compute exactly the same integers:
  *   - a plain C reference,
  *   - AVX2 (vpmaddubsw on |a| and sign-transferred weights, exact: no saturation),
- *   - AVX-512 VNNI (vpdpbusd, 64 multiply-adds per instruction),
- * chosen at run time from what the CPU reports (never assumed at build time).
+ *   - AVX-VNNI (the 256-bit, VEX-encoded vpdpbusd of AVX2-only client CPUs: Alder Lake and
+ *     later Intel cores, AMD Zen 5 client parts; 32 multiply-adds per instruction),
+ *   - AVX-512 VNNI (vpdpbusd on zmm, 64 multiply-adds per instruction),
+ * chosen at run time from what the CPU reports (never assumed at build time). vpdpbusd adds
+ * u8 x s8 products in int32 without intermediate saturation, so it is exact for any input.
  *
  * Layouts (K padded to a multiple of 4, M to 8):
  *   A: [M/8][K/4][8 rows][4 k]   (bzn_s8_pack_a)
@@ -29,11 +32,13 @@
 #define BZN_S8_MR 8  /* rows of A per block */
 #define BZN_S8_NR 48 /* columns of B per tile: 8 x 3 zmm accumulators */
 
-typedef enum { BZN_S8_REF = 0, BZN_S8_AVX2 = 1, BZN_S8_VNNI = 2 } bzn_s8_kernel;
+typedef enum { BZN_S8_REF = 0, BZN_S8_AVX2 = 1, BZN_S8_AVXVNNI = 2, BZN_S8_VNNI = 3, BZN_S8_KERNELS = 4 } bzn_s8_kernel;
 
 static inline int bzn_s8_kpad(int k) { return (k + 3) / 4 * 4; }
 static inline int bzn_s8_mpad(int m) { return (m + BZN_S8_MR - 1) / BZN_S8_MR * BZN_S8_MR; }
 
+/* whether this CPU runs kernel k (an AVX-512 VNNI CPU may lack AVX-VNNI, and the reverse) */
+int bzn_s8_kernel_runs(bzn_s8_kernel k);
 /* the best kernel this CPU runs */
 bzn_s8_kernel bzn_s8_best_kernel(void);
 const char *bzn_s8_kernel_name(bzn_s8_kernel k);
@@ -42,9 +47,12 @@ const char *bzn_s8_kernel_name(bzn_s8_kernel k);
 void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum);
 
 /* One block of C: acc = A rows [8 mb, 8 mb + 8) x (B - 128) over NR columns, exact.
- * a_block = a_packed + mb * kg * 32, rowsum = rowsum + 8 mb, rows = the valid rows (<= 8). */
+ * a_block = a_packed + mb * kg * 32, rowsum = rowsum + 8 mb, rows = the valid rows (<= 8).
+ * b_nonneg: the caller knows every B byte is >= 128 (q >= 0: the input came out of a ReLU),
+ * which spares the AVX2 kernel a sign transfer per row; the others compute the same either
+ * way. With it set and a byte below 128 the AVX2 result is wrong, so it is a promise. */
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
-                  const uint8_t *b, const size_t *goff, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
+                  const uint8_t *b, const size_t *goff, int b_nonneg, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
 
 /* the epilogue: out[i] = act(acc[i] * mult + bias) (AVX-512 with the VNNI kernel) */
 void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out);

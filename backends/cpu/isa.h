@@ -5,8 +5,13 @@
  * paths on a machine that has the better ones):
  *   BZN_ISA=scalar   no kernel of ours: FP32 on im2col + OpenBLAS sgemm, INT8 the plain C GEMM
  *   BZN_ISA=avx2     AVX2 + FMA kernels (FP32 4 x 24 register tile, INT8 vpmaddubsw)
- *   BZN_ISA=avx512   AVX-512F FP32 kernel; INT8 on AVX-512 VNNI where the CPU has it, else AVX2
- * A value the CPU cannot run, or an unknown one, is an error naming what this CPU has.
+ *   BZN_ISA=avxvnni  the AVX2 FP32 kernel; INT8 on AVX-VNNI (256-bit vpdpbusd: Alder Lake and
+ *                    later Intel client cores, AMD Zen 5)
+ *   BZN_ISA=avx512   AVX-512F FP32 kernel; INT8 on AVX-512 VNNI where the CPU has it, else the
+ *                    best of AVX-VNNI and AVX2 it has
+ * The levels are not a strict ladder (an AVX-512 CPU may lack AVX-VNNI): the best is the
+ * highest the CPU runs. A value the CPU cannot run, or an unknown one, is an error naming
+ * what this CPU runs.
  */
 #ifndef BZN_CPU_ISA_H
 #define BZN_CPU_ISA_H
@@ -15,12 +20,14 @@
 #include "gemm_f32.h"
 #include "gemm_s8.h"
 
-typedef enum { BZN_ISA_SCALAR = 0, BZN_ISA_AVX2 = 1, BZN_ISA_AVX512 = 2 } bzn_isa;
+typedef enum { BZN_ISA_SCALAR = 0, BZN_ISA_AVX2 = 1, BZN_ISA_AVXVNNI = 2, BZN_ISA_AVX512 = 3, BZN_ISAS = 4 } bzn_isa;
 
+/* whether this CPU runs isa's kernels */
+int bzn_isa_runs(bzn_isa isa);
 /* the best this CPU runs */
 bzn_isa bzn_isa_best(void);
 const char *bzn_isa_name(bzn_isa isa);
-/* by name ("scalar", "avx2", "avx512"); -1 when unknown */
+/* by name ("scalar", "avx2", "avxvnni", "avx512"); -1 when unknown */
 int bzn_isa_parse(const char *name);
 /* the ISA to run: BZN_ISA when set (checked against the CPU), else the best */
 bzn_status bzn_isa_choose(bzn_isa *isa, bzn_error *err);
