@@ -18,12 +18,19 @@
  *
  * With --layers / --svg a separate pass runs the network alone with the engine's per-layer
  * profiling switched on, so the headline figures are never measured with profiling overhead.
+ *
+ * With --streams N a third timing compares two ways of spending the same threads on many
+ * frames: the one context above (T threads on each frame in turn; images/s from its end to
+ * end mean) against N contexts of T / N threads each, one per stream, all running end to end
+ * at once on their own threads (images/s = frames done / wall time). Several streams share
+ * one model, so its weights are held once.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <glob.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +66,9 @@ static void help(void) {
            "  --layers             per-layer profile: time, share, GMAC and GFLOP/s of every layer in\n"
            "                       execution order, the 10 slowest marked (a separate profiled pass)\n"
            "  --svg FILE           draw the per-layer times as a bar chart (SVG)\n"
+           "  --streams N          throughput: also run N contexts of THREADS / N threads each (at\n"
+           "                       least 1) on N streams of frames at once, end to end, and report\n"
+           "                       their images/s against the one context's (same frames, same run)\n"
            "  --json               one JSON object on stdout instead of the report (with --layers,\n"
            "                       the profile is its \"layers\" array)\n"
            "  -h, --help           this help\n\n"
@@ -297,6 +307,10 @@ typedef struct {
     uint64_t file_bytes, weight_bytes, activation_bytes, scratch_bytes, prepared_bytes;
     double rss_mb;
     int handoffs; /* INT8 convolution outputs passed on as int8 */
+    /* --streams: N contexts x threads_each against the one context */
+    int streams, stream_threads;
+    double one_ips, streams_ips; /* images/s */
+    bench_stats stream;         /* per-frame latency over every stream's frames */
     char cpu[256];
     long nproc;
 } bench_result;
@@ -332,6 +346,10 @@ static void print_json(const bench_result *r, const layer_row *rows, int n_rows)
             (long long)r->params, r->macs / 1e9, (unsigned long long)r->file_bytes,
             (unsigned long long)r->weight_bytes, (unsigned long long)r->activation_bytes,
             (unsigned long long)r->scratch_bytes, (unsigned long long)r->prepared_bytes, r->rss_mb, r->handoffs);
+    if (r->streams)
+        fprintf(f, " \"streams\": {\"n\": %d, \"threads_each\": %d, \"images_per_s\": %.3f, "
+                   "\"one_context_images_per_s\": %.3f, \"median_ms\": %.4f, \"p90_ms\": %.4f},\n",
+                r->streams, r->stream_threads, r->streams_ips, r->one_ips, r->stream.median, r->stream.p90);
     fprintf(f, " \"machine\": {\"cpu\": ");
     cli_json_string(f, r->cpu);
     fprintf(f, ", \"nproc\": %ld}", r->nproc);
@@ -389,6 +407,107 @@ static void print_report(const bench_result *r) {
     if (r->handoffs)
         printf("int8          : %d convolution outputs go to the next convolution as int8 (the rest as float)\n",
                r->handoffs);
+    if (r->streams)
+        printf("throughput    : end to end, images/s\n"
+               "                1 context x %d thread%s, one frame at a time: %9.1f\n"
+               "                %d contexts x %d thread%s, %d streams at once:  %9.1f  (%.2fx; per frame median %.2f ms,\n"
+               "                p90 %.2f ms)\n",
+               r->threads, r->threads == 1 ? "" : "s", r->one_ips, r->streams, r->stream_threads,
+               r->stream_threads == 1 ? "" : "s", r->streams, r->streams_ips, r->streams_ips / r->one_ips,
+               r->stream.median, r->stream.p90);
+}
+
+/* ---- throughput: several streams at once ------------------------------------------------ */
+
+typedef struct {
+    bzn_ctx *ctx;
+    const bzn_image *img;
+    pthread_barrier_t *start;
+    int batch, iters, warmup;
+    double *ms;   /* iters per-run times */
+    double end;   /* when the last run finished (cli_now_ms) */
+    bzn_error e;
+    int failed;
+} stream_job;
+
+/* One stream: warm up, wait for the others, then run its frames end to end as fast as it can. */
+static void *stream_main(void *arg) {
+    stream_job *j = arg;
+    uint8_t *classes = malloc((size_t)j->img->width * j->img->height);
+    bzn_frame *frames = malloc((size_t)j->batch * sizeof *frames);
+    if (!classes || !frames) {
+        cli_fail(&j->e, BZN_ERR_NOMEM, "out of memory");
+        j->failed = 1;
+    }
+    for (int it = -j->warmup; it < j->iters; it++) {
+        if (it == 0) pthread_barrier_wait(j->start); /* every stream warm: start together */
+        if (j->failed) continue;
+        for (int b = 0; b < j->batch; b++)
+            frames[b] = (bzn_frame){j->img->pixels, j->img->width, j->img->height, j->img->width * 3};
+        const double t0 = cli_now_ms();
+        int ok = bzn_run_rgb_batch(j->ctx, frames, j->batch, &j->e) == BZN_OK;
+        for (int b = 0; ok && b < j->batch; b++)
+            ok = bzn_class_map_at(j->ctx, b, classes, j->img->width, j->img->height, &j->e) == BZN_OK;
+        if (!ok) j->failed = 1;
+        else if (it >= 0) j->ms[it] = cli_now_ms() - t0;
+    }
+    j->end = cli_now_ms();
+    free(classes);
+    free(frames);
+    return NULL;
+}
+
+/* --streams: n contexts of `threads` threads each on model m, iters runs each after warmup;
+ * fills r->streams_ips and r->stream; 0, or an exit status after printing the error. */
+static int run_streams(const bzn_model *m, const cli_config *cfg, int n, int threads, int iters, int warmup,
+                       const bzn_image *img, bench_result *r) {
+    cli_config c = *cfg;
+    c.threads = threads;
+    c.quiet = 1; /* the precision note was printed for the first context */
+    stream_job *jobs = calloc((size_t)n, sizeof *jobs);
+    pthread_t *tids = calloc((size_t)n, sizeof *tids);
+    double *all = malloc((size_t)n * iters * sizeof *all);
+    pthread_barrier_t start;
+    int rc = 0, made = 0, started = 0;
+    if (!jobs || !tids || !all) {
+        fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
+        rc = EXIT_FAIL;
+        goto done;
+    }
+    for (; made < n; made++)
+        if ((rc = cli_ctx_create(CMD, m, &c, &jobs[made].ctx)) != 0) goto done;
+    pthread_barrier_init(&start, NULL, (unsigned)n + 1);
+    for (int i = 0; i < n; i++) {
+        jobs[i] = (stream_job){jobs[i].ctx, img, &start, c.batch, iters, warmup, all + (size_t)i * iters, 0, {0}, 0};
+        if (pthread_create(&tids[i], NULL, stream_main, &jobs[i]) != 0) break;
+        started++;
+    }
+    if (started < n) { /* release the ones waiting: the barrier counts n + 1 */
+        fprintf(stderr, "blazeneo %s: cannot start %d stream threads\n", CMD, n);
+        for (int i = started; i < n; i++) pthread_barrier_wait(&start);
+        rc = EXIT_FAIL;
+    }
+    pthread_barrier_wait(&start);
+    const double t0 = cli_now_ms();
+    double end = t0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(tids[i], NULL);
+        if (jobs[i].end > end) end = jobs[i].end;
+        if (jobs[i].failed && !rc) rc = cli_error(CMD, &jobs[i].e);
+    }
+    pthread_barrier_destroy(&start);
+    if (!rc) {
+        r->streams = n;
+        r->stream_threads = bzn_ctx_threads(jobs[0].ctx);
+        r->streams_ips = (double)n * iters * c.batch * 1000.0 / (end - t0);
+        compute_stats(all, n * iters, &r->stream);
+    }
+done:
+    for (int i = 0; jobs && i < made; i++) bzn_ctx_free(jobs[i].ctx);
+    free(jobs);
+    free(tids);
+    free(all);
+    return rc;
 }
 
 /* ---- the command ---------------------------------------------------------------------------- */
@@ -397,12 +516,12 @@ static void print_report(const bench_result *r) {
 typedef struct {
     const char *model, *image, *svg, *backend;
     cli_config pcfg; /* -p, --calib, --keep-fp32 */;
-    int w, h, batch, iters, warmup, threads, layers, json;
+    int w, h, batch, iters, warmup, threads, layers, json, streams;
 } bench_args;
 
 /* The command line into *a: -1 to go on, else the exit status (help, a usage error). */
 static int parse_args(int argc, char **argv, bench_args *a) {
-    enum { OPT_WARMUP = 256, OPT_IMAGE, OPT_LAYERS, OPT_SVG, OPT_JSON };
+    enum { OPT_WARMUP = 256, OPT_IMAGE, OPT_LAYERS, OPT_SVG, OPT_JSON, OPT_STREAMS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},   {"backend", required_argument, 0, 'b'},
         {"size", required_argument, 0, 's'},
@@ -410,6 +529,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         {"warmup", required_argument, 0, OPT_WARMUP}, {"threads", required_argument, 0, 't'},
         {"image", required_argument, 0, OPT_IMAGE}, {"layers", no_argument, 0, OPT_LAYERS},
         {"svg", required_argument, 0, OPT_SVG},    {"json", no_argument, 0, OPT_JSON},
+        {"streams", required_argument, 0, OPT_STREAMS},
         {"help", no_argument, 0, 'h'},             CLI_PRECISION_OPTIONS, {0}};
     *a = (bench_args){.batch = 1, .iters = 20, .warmup = 3};
     int c;
@@ -443,6 +563,10 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         case OPT_LAYERS: a->layers = 1; break;
         case OPT_SVG: a->svg = optarg; break;
         case OPT_JSON: a->json = 1; break;
+        case OPT_STREAMS:
+            if (cli_parse_int(optarg, 1, 64, &a->streams))
+                return cli_usage_error(CMD, "invalid stream count '%s' (1 to 64)", optarg);
+            break;
         case 'h': help(); return EXIT_OK;
         default:
             if (cli_precision_option(CMD, c, optarg, &a->pcfg)) return EXIT_USAGE;
@@ -551,8 +675,17 @@ static int run(const bench_args *a) {
         }
         net_ms[it] = cli_now_ms() - t0;
     }
+    double e2e_total = 0;
+    for (int it = 0; it < iters; it++) e2e_total += e2e_ms[it];
+    r.one_ips = (double)iters * batch * 1000.0 / e2e_total;
     compute_stats(e2e_ms, iters, &r.e2e);
     compute_stats(net_ms, iters, &r.net);
+
+    /* 2b. throughput: the same threads split over a->streams contexts (the one above idles) */
+    if (a->streams) {
+        const int each = r.threads / a->streams > 0 ? r.threads / a->streams : 1;
+        if ((rc = run_streams(m, &pcfg, a->streams, each, iters, warmup, &img, &r)) != 0) goto done;
+    }
 
     /* 3. optional profiled pass: the same number of network-alone runs, timed layer by layer */
     const int profile = layers || svg;

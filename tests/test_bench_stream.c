@@ -226,6 +226,28 @@ START_TEST(bench_svg) {
 }
 END_TEST
 
+/* --streams: N contexts at once, each with its share of the threads, in the report and the JSON */
+START_TEST(bench_streams) {
+    ck_assert_int_eq(run_io(NULL, "streams.json", "bench -m " MODEL " -s 64 -n 3 --warmup 1 -t 2 --streams 2 --json"), 0);
+    char *json = (char *)tu_read_file(tu_path(tmp, "streams.json"), NULL);
+    ck_assert_ptr_nonnull(json);
+    const char *st = strstr(json, "\"streams\"");
+    ck_assert_msg(st, "no streams object in %s", json);
+    double n, each, ips, one, median;
+    ck_assert(json_number(st, "n", &n) && json_number(st, "threads_each", &each));
+    ck_assert(json_number(st, "images_per_s", &ips) && json_number(st, "one_context_images_per_s", &one));
+    ck_assert(json_number(st, "median_ms", &median));
+    ck_assert_int_eq((int)n, 2);
+    ck_assert_int_eq((int)each, 1); /* -t 2 over 2 streams */
+    ck_assert_msg(ips > 0 && one > 0 && median > 0, "images/s %g, one context %g, median %g", ips, one, median);
+    free(json);
+    ck_assert_int_eq(run("bench -m " MODEL " -s 64 -n 2 --warmup 0 -t 1 --streams 3"), 0);
+    ck_assert_msg(strstr(out, "3 contexts x 1 thread, 3 streams at once"), "%s", out);
+    ck_assert_int_eq(run("bench -m " MODEL " --streams 0"), 2);
+    ck_assert_int_eq(run("bench -m " MODEL " --streams 65"), 2);
+}
+END_TEST
+
 START_TEST(bench_usage) {
     ck_assert_int_eq(run("bench --help"), 0);
     ck_assert_ptr_nonnull(strstr(out, "usage: blazeneo bench"));
@@ -432,6 +454,7 @@ int main(void) {
     tcase_add_test(tc, bench_usage);
     tcase_add_test(tc, bench_json);
     tcase_add_test(tc, bench_layers);
+    tcase_add_test(tc, bench_streams);
     tcase_add_test(tc, bench_svg);
     tcase_add_test(tc, stream_usage);
     tcase_add_test(tc, stream_outputs);
