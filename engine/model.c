@@ -78,6 +78,9 @@ static bzn_status finish_open(bzn_model *m, bzn_error *err) {
         m->params_total += m->convs[i].params;
         if (!aux) m->params_main += m->convs[i].params;
     }
+    /* every tensor is checked and folded: the mapped file's pages need not stay resident
+       (an INT8 file's weights, read from the mapping, come back in as they are used) */
+    bzn_wfile_release_pages(&m->wf);
     return BZN_OK;
 }
 

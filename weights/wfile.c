@@ -1,4 +1,5 @@
 /* wfile.c - reading, validating and writing BlazeNeo weight files (see FORMAT.md). */
+#define _DEFAULT_SOURCE /* madvise */
 #include "wfile.h"
 
 #include <errno.h>
@@ -309,6 +310,10 @@ void bzn_wfile_close(bzn_wfile *wf) {
     }
     free(wf->tensors);
     memset(wf, 0, sizeof *wf);
+}
+
+void bzn_wfile_release_pages(bzn_wfile *wf) {
+    if (wf && wf->mapped && wf->base) (void)madvise(wf->base, wf->size, MADV_DONTNEED); /* advice: may fail */
 }
 
 const bzn_wf_tensor *bzn_wfile_find(const bzn_wfile *wf, const char *name) {

@@ -64,6 +64,10 @@ typedef struct {
 bzn_status bzn_wfile_open(const char *path, bzn_wfile *wf, bzn_error *err);
 bzn_status bzn_wfile_open_memory(const void *data, size_t size, bzn_wfile *wf, bzn_error *err);
 void bzn_wfile_close(bzn_wfile *wf);
+/* A mapped file: drop its pages from the process's memory (madvise MADV_DONTNEED) once they
+ * have been read, e.g. folded into float weights; the file still backs the mapping, so a
+ * later read of any tensor faults its pages back in. A copy from memory is left as it is. */
+void bzn_wfile_release_pages(bzn_wfile *wf);
 const bzn_wf_tensor *bzn_wfile_find(const bzn_wfile *wf, const char *name);
 
 /* One tensor to write: data in the given dtype, shape as given. */
