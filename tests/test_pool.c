@@ -1,7 +1,7 @@
 /*
  * test_pool.c - the CPU backend's worker threads (backends/cpu/pool.c): every item of every
  * run is done exactly once, by the thread the static split gives it, whatever the thread and
- * item counts; runs follow each other with no lost wake-up, also after the workers fell
+ * item counts (chunked runs: once, in chunks of whole grains); runs follow each other with no lost wake-up, also after the workers fell
  * asleep; a pool is destroyed cleanly whether its workers spin or sleep. (Run it under
  * ThreadSanitizer too: clang -fsanitize=thread, see the comment at the end.)
  */
@@ -60,6 +60,43 @@ START_TEST(every_item_once) {
 }
 END_TEST
 
+/* chunked runs: every item once, in chunks of whole grains (each starts at a multiple of
+ * the grain; only the last may be shorter), on valid thread ids */
+typedef struct {
+    int n, grain, threads;
+    atomic_int *hits;
+    atomic_int bad;
+} chunk_job;
+
+static void mark_chunk(void *arg, int lo, int hi, int tid) {
+    chunk_job *j = arg;
+    if (lo % j->grain || (hi % j->grain && hi != j->n) || lo >= hi || tid < 0 || tid >= j->threads)
+        atomic_store(&j->bad, 1);
+    for (int i = lo; i < hi; i++) atomic_fetch_add(&j->hits[i], 1);
+}
+
+START_TEST(chunks_every_item_once) {
+    static const int threads[] = {1, 2, 3, 8}, ns[] = {0, 1, 2, 7, 64, 1000, 4099}, grains[] = {1, 2, 3, 16};
+    for (size_t ti = 0; ti < sizeof threads / sizeof *threads; ti++) {
+        bzn_pool *p;
+        ck_assert_int_eq(bzn_pool_create(threads[ti], &p, NULL), BZN_OK);
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+            for (size_t gi = 0; gi < sizeof grains / sizeof *grains; gi++)
+                for (int rep = 0; rep < 20; rep++) {
+                    chunk_job j = {ns[ni], grains[gi], threads[ti], calloc((size_t)ns[ni] + 1, sizeof(atomic_int)), 0};
+                    bzn_pool_run_chunks(p, j.n, j.grain, mark_chunk, &j);
+                    for (int i = 0; i < j.n; i++)
+                        ck_assert_msg(atomic_load(&j.hits[i]) == 1, "%d threads, n %d, grain %d: item %d done %d times",
+                                      j.threads, j.n, j.grain, i, atomic_load(&j.hits[i]));
+                    ck_assert_msg(!atomic_load(&j.bad), "%d threads, n %d, grain %d: a chunk off the grain",
+                                  j.threads, j.n, j.grain);
+                    free(j.hits);
+                }
+        bzn_pool_destroy(p);
+    }
+}
+END_TEST
+
 /* many short runs back to back (workers spinning), then runs after a pause long enough for
  * them to fall asleep on the condition variable */
 START_TEST(back_to_back_and_after_sleep) {
@@ -96,12 +133,15 @@ int main(void) {
     Suite *s = suite_create("pool");
     TCase *tc = tu_case(s, "pool", 300);
     tcase_add_test(tc, every_item_once);
+    tcase_add_test(tc, chunks_every_item_once);
     tcase_add_test(tc, back_to_back_and_after_sleep);
     tcase_add_test(tc, destroy_spinning_or_sleeping);
     return tu_run_suite(s);
 }
 
 /* ThreadSanitizer, by hand (the pool alone; OpenBLAS and Check are not instrumented):
- *   clang -std=c11 -g -O1 -fsanitize=thread -D_POSIX_C_SOURCE=200809L -Iinclude -Iutil -Ibackends/cpu \
- *     -Itests tests/test_pool.c tests/testutil.c backends/cpu/pool.c util/error.c $(pkg-config --cflags --libs check)
+ *   clang -std=c11 -g -O1 -fsanitize=thread -ffunction-sections -Wl,--gc-sections -D_POSIX_C_SOURCE=200809L \
+ *     -Iinclude -Iutil -Ibackends/cpu -Itests tests/test_pool.c tests/testutil.c backends/cpu/pool.c util/error.c \
+ *     $(pkg-config --cflags --libs check libpng) -lm && CK_FORK=no ./a.out
+ * (the unused parts of testutil.c, which call into the library, are dropped by the linker)
  */

@@ -397,7 +397,7 @@ static void quantize_rows(void *arg, int lo, int hi, int tid) {
 
 static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
     planes_job j = {ctx, a, planes};
-    bzn_pool_run(ctx->pool, qgroups(a) * (a->in_h + 2 * a->pad), 0, quantize_rows, &j);
+    bzn_pool_run_chunks(ctx->pool, qgroups(a) * (a->in_h + 2 * a->pad), 1, quantize_rows, &j);
 }
 
 /* the consumer's padding rows and margins of a handed-over output (its planes) */
@@ -542,7 +542,7 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     int msplit = 1;
     const int items = direct ? gemm_items(ctx, tiles, mblocks, &msplit) : tiles;
     qgemm_job j = {ctx, a, planes, (uint8_t *)scratch + tiles_at, kg, mblocks, msplit, direct, gw};
-    bzn_pool_run(ctx->pool, items, 0, qgemm_items, &j);
+    bzn_pool_run_chunks(ctx->pool, items, 1, qgemm_items, &j);
 }
 
 /* ---- FP32 convolution, direct ----------------------------------------------------------- */
@@ -609,7 +609,7 @@ static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void
     fgemm_job j = {ctx, a, (float *)scratch, mblocks, 1};
     const int items = gemm_items(ctx, tiles, mblocks, &j.msplit);
     bzn_pool_run(ctx->pool, a->in_c * hp, items, pad_rows, &j);
-    bzn_pool_run(ctx->pool, items, 0, fgemm_items, &j);
+    bzn_pool_run_chunks(ctx->pool, items, 1, fgemm_items, &j);
 }
 
 /* C[:, cols] = A x B[:, cols] (+ C when accumulate), split by columns over the threads:
@@ -783,7 +783,7 @@ static void maxpool_channels(void *arg, int lo, int hi, int tid) {
 
 static void cpu_maxpool1(void *vctx, const bzn_pool_args *a) {
     const cpu_ctx *ctx = vctx;
-    bzn_pool_run(ctx->pool, a->c, 0, maxpool_channels, (void *)a);
+    bzn_pool_run_chunks(ctx->pool, a->c, 1, maxpool_channels, (void *)a);
 }
 
 /* rows [lo, hi) of the (channel, output row) pairs, in chunks of output columns whose
@@ -826,7 +826,7 @@ static void upsample_rows(void *arg, int lo, int hi, int tid) {
 
 static void cpu_upsample1(void *vctx, const bzn_upsample_args *a) {
     const cpu_ctx *ctx = vctx;
-    bzn_pool_run(ctx->pool, a->c * a->in_h * a->factor, 0, upsample_rows, (void *)a);
+    bzn_pool_run_chunks(ctx->pool, a->c * a->in_h * a->factor, 1, upsample_rows, (void *)a);
 }
 
 /* batches: frame by frame */

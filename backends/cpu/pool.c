@@ -45,6 +45,8 @@ struct bzn_pool {
     bzn_pool_fn fn;
     void *arg;
     int n, nthreads;
+    int grain;        /* 0: static shares; else chunks of grain items from `next` */
+    atomic_int next;  /* the first item not yet handed out (chunked runs) */
     int stop;
     atomic_uint job_gen;  /* bumped once per job (and to stop) */
     atomic_int pending;   /* workers that have not finished the job */
@@ -74,6 +76,13 @@ static void bump(bzn_pool *p, atomic_uint *w) {
 
 static void run_share(bzn_pool *p, int tid) {
     if (tid >= p->nthreads) return;
+    if (p->grain) { /* take chunks until none is left */
+        for (;;) {
+            const int lo = atomic_fetch_add_explicit(&p->next, p->grain, memory_order_relaxed);
+            if (lo >= p->n) return;
+            p->fn(p->arg, lo, lo + p->grain < p->n ? lo + p->grain : p->n, tid);
+        }
+    }
     int lo, hi;
     bzn_split(p->n, p->nthreads, tid, &lo, &hi);
     if (lo < hi) p->fn(p->arg, lo, hi, tid);
@@ -145,6 +154,21 @@ int bzn_pool_cpus(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* the job on t threads (t >= 2): static shares (grain 0) or chunks */
+static void run_job(bzn_pool *p, int n, int t, int grain, bzn_pool_fn fn, void *arg) {
+    p->fn = fn;
+    p->arg = arg;
+    p->n = n;
+    p->nthreads = t;
+    p->grain = grain;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed); /* published by the bump below */
+    atomic_store(&p->pending, p->threads - 1);
+    const unsigned done = atomic_load(&p->done_gen);
+    bump(p, &p->job_gen); /* every worker wakes; those past nthreads only report done */
+    run_share(p, 0);
+    wait_change(p, &p->done_gen, done);
+}
+
 void bzn_pool_run(bzn_pool *p, int n, int max_threads, bzn_pool_fn fn, void *arg) {
     if (n <= 0) return;
     int t = max_threads > 0 && max_threads < p->threads ? max_threads : p->threads;
@@ -153,13 +177,19 @@ void bzn_pool_run(bzn_pool *p, int n, int max_threads, bzn_pool_fn fn, void *arg
         fn(arg, 0, n, 0);
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
-    p->n = n;
-    p->nthreads = t;
-    atomic_store(&p->pending, p->threads - 1);
-    const unsigned done = atomic_load(&p->done_gen);
-    bump(p, &p->job_gen); /* every worker wakes; those past nthreads only report done */
-    run_share(p, 0);
-    wait_change(p, &p->done_gen, done);
+    run_job(p, n, t, 0, fn, arg);
+}
+
+void bzn_pool_run_chunks(bzn_pool *p, int n, int grain, bzn_pool_fn fn, void *arg) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    const int chunks = (n + grain - 1) / grain;
+    const int t = p->threads < chunks ? p->threads : chunks;
+    if (t <= 1) {
+        fn(arg, 0, n, 0);
+        return;
+    }
+    /* about 8 chunks per thread: small enough to even out, large enough to cost nothing */
+    const int per = chunks / (8 * t);
+    run_job(p, n, t, per > 1 ? per * grain : grain, fn, arg);
 }

@@ -27,5 +27,11 @@ int bzn_pool_cpus(void);
 /* Run fn over [0, n) on at most max_threads threads (fewer when n is smaller; 0: all).
  * One thread, or n <= 1: fn runs on the caller alone. Not reentrant: fn must not call it. */
 void bzn_pool_run(bzn_pool *p, int n, int max_threads, bzn_pool_fn fn, void *arg);
+/* Run fn over [0, n) on all threads, in chunks handed out as threads get free: about 8 per
+ * thread, each a multiple of `grain` consecutive items (the last one shorter), fn called once
+ * per chunk with any tid. A thread the OS deschedules (a busy neighbour on its core) then
+ * delays the others by at most a chunk, where a static share would keep the whole frame
+ * waiting for its share. For loops whose items are independent of which thread runs them. */
+void bzn_pool_run_chunks(bzn_pool *p, int n, int grain, bzn_pool_fn fn, void *arg);
 
 #endif

@@ -434,6 +434,6 @@ static void wino_items(void *arg, int lo, int hi, int tid) {
  * so that no block's input is transformed twice. */
 void bzn_wino_conv(bzn_pool *pool, const bzn_wino_plan *p, const bzn_conv_args *a, void *scratch) {
     wino_job j = {p, a, scratch, (float *)scratch + p->shared_floats};
-    bzn_pool_run(pool, a->in_c, 0, p->shared_v ? shared_v_items : strip_items, &j);
-    bzn_pool_run(pool, p->tblocks * p->msplit, 0, wino_items, &j);
+    bzn_pool_run_chunks(pool, a->in_c, 1, p->shared_v ? shared_v_items : strip_items, &j);
+    bzn_pool_run_chunks(pool, p->tblocks * p->msplit, p->msplit, wino_items, &j); /* whole blocks: V once each */
 }
