@@ -451,6 +451,44 @@ START_TEST(s8_gemm_kernels_exact) {
 END_TEST
 
 /* int8 convolution: the CPU backend equals the reference bit for bit */
+/* every kernel's quantize4 is bzn_quantize exactly: ties to even, the clamps, NaN, infinities,
+ * values past the int32 range, channels left out (NULL), every length (vector bodies, tails) */
+START_TEST(s8_quantize4_exact) {
+    static const float special[] = {NAN, -NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 3e9f, -3e9f, 127.5f, -127.5f,
+                                    127.49f, -127.49f, -127.4f, 126.5f, 0.5f, 1.5f, 2.5f, -0.5f, -2.5f, -0.0f,
+                                    1e-40f, 0.49999997f};
+    enum { N = 53 };
+    float ch[4][N];
+    int checked = 0;
+    for (int round = 0; round < 40; round++) {
+        for (int l = 0; l < 4; l++)
+            for (int i = 0; i < N; i++) {
+                const int k = (round * 7 + l * 13 + i * 5) % 64;
+                ch[l][i] = k < (int)(sizeof special / sizeof *special) ? special[k] : frand() * 200.0f;
+            }
+        const float inv = round % 2 ? 1.0f : 0.73f;
+        const float *x[4] = {ch[0], round % 3 ? ch[1] : NULL, ch[2], round % 5 ? ch[3] : NULL};
+        for (int n = 0; n <= N; n += 1 + round % 3)
+            for (int kern = BZN_S8_REF; kern < BZN_S8_KERNELS; kern++) {
+                if (!bzn_s8_kernel_runs((bzn_s8_kernel)kern)) continue;
+                uint8_t got[4 * N + 4];
+                got[4 * n] = 0xA5; /* nothing past n pixels */
+                bzn_s8_quantize4((bzn_s8_kernel)kern, x, n, inv, got);
+                for (int i = 0; i < n; i++)
+                    for (int l = 0; l < 4; l++) {
+                        const int want = x[l] ? bzn_quantize(x[l][i], inv) + 128 : 128;
+                        ck_assert_msg(got[4 * i + l] == want, "%s: x %g (inv %g): %d, not %d",
+                                      bzn_s8_kernel_name((bzn_s8_kernel)kern), x[l] ? x[l][i] : 0.0, inv,
+                                      got[4 * i + l], want);
+                    }
+                ck_assert_int_eq(got[4 * n], 0xA5);
+                checked++;
+            }
+    }
+    fprintf(stderr, "  quantize4: %d checks\n", checked);
+}
+END_TEST
+
 START_TEST(conv_int8_sweep) {
     bzn_backend *ref = make_ref(), *be = make_config(_i);
     static const conv_case cases[] = {
@@ -838,6 +876,7 @@ int main(void) {
     tcase_add_loop_test(tc, conv_blazeneo_shapes, 0, n_host_backends);
     tcase_add_loop_test(tc, pool_and_upsample_sweep, 0, n_configs());
     tcase_add_test(tc, s8_gemm_kernels_exact);
+    tcase_add_test(tc, s8_quantize4_exact);
     tcase_add_test(tc, f32_block_kernels_exact);
     tcase_add_loop_test(tc, conv_int8_sweep, 0, n_configs());
     tcase_add_loop_test(tc, conv_winograd_vs_reference, 0, 2);

@@ -203,26 +203,53 @@ static void quantize4_scalar(const float *const x[4], int i, int n, float inv, u
 }
 
 #ifdef BZN_X86
-/* 8 pixels: each channel quantized in int32 lanes (1..255), then the four shifted into the
- * bytes of one dword per pixel */
+/* 8 pixels (AVX2) or 16 (AVX-512BW) at a time, exactly bzn_quantize: per channel x * inv,
+ * min(127, v) (NaN stays NaN: minps returns its second operand then), rounded to nearest even
+ * (NaN and anything below -2^31 become INT_MIN); the four channels packed with signed
+ * saturation to int16, then int8 (so INT_MIN becomes -128), max -127 (NaN and every v < -127
+ * end at -127, as in bzn_quantize); each 128-bit lane then holds 4 channels x 4 pixels, which
+ * one byte shuffle turns into 4 pixels x 4 channels; xor 0x80 adds the offset 128. */
+__attribute__((target("avx2"))) static __m256i quantize_ch_avx2(const float *x, int i, __m256 inv) {
+    if (!x) return _mm256_setzero_si256();
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_set1_ps(127.0f), _mm256_mul_ps(_mm256_loadu_ps(x + i), inv)));
+}
+
 __attribute__((target("avx2"))) static void quantize4_avx2(const float *const x[4], int n, float inv, uint8_t *dst) {
-    const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-    const __m256i off = _mm256_set1_epi32(128);
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi8(-127), flip = _mm256_set1_epi8((char)0x80);
+    const __m256i order = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, /* per lane */
+                                           0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256i px = _mm256_setzero_si256();
-        for (int l = 0; l < 4; l++) {
-            __m256i q = off;
-            if (x[l]) {
-                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x[l] + i), vinv);
-                v = _mm256_min_ps(_mm256_max_ps(v, lo), hi); /* max(NaN, lo) = lo, like bzn_quantize */
-                q = _mm256_add_epi32(_mm256_cvtps_epi32(v), off); /* round to nearest even */
-            }
-            px = _mm256_or_si256(px, _mm256_sll_epi32(q, _mm_cvtsi32_si128(8 * l)));
-        }
-        _mm256_storeu_si256((__m256i *)(dst + 4 * i), px);
+        const __m256i q01 = _mm256_packs_epi32(quantize_ch_avx2(x[0], i, vinv), quantize_ch_avx2(x[1], i, vinv));
+        const __m256i q23 = _mm256_packs_epi32(quantize_ch_avx2(x[2], i, vinv), quantize_ch_avx2(x[3], i, vinv));
+        const __m256i q = _mm256_max_epi8(_mm256_packs_epi16(q01, q23), lo);
+        _mm256_storeu_si256((__m256i *)(dst + 4 * i), _mm256_xor_si256(_mm256_shuffle_epi8(q, order), flip));
     }
     quantize4_scalar(x, i, n, inv, dst);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static __m512i quantize_ch_avx512(const float *x, int i, __mmask16 k,
+                                                                               __m512 inv) {
+    if (!x) return _mm512_setzero_si512();
+    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(127.0f), _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv)));
+}
+
+/* the last pixels in one masked step (rows of 11 or 22 pixels are mostly tail) */
+__attribute__((target("avx512f,avx512bw"))) static void quantize4_avx512(const float *const x[4], int n, float inv,
+                                                                        uint8_t *dst) {
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i lo = _mm512_set1_epi8(-127), flip = _mm512_set1_epi8((char)0x80);
+    const __m512i order = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    for (int i = 0; i < n; i += 16) {
+        const int rest = n - i;
+        const __mmask16 k = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
+        const __mmask64 bytes = rest >= 16 ? ~(__mmask64)0 : (((__mmask64)1 << (4 * rest)) - 1);
+        const __m512i q01 = _mm512_packs_epi32(quantize_ch_avx512(x[0], i, k, vinv), quantize_ch_avx512(x[1], i, k, vinv));
+        const __m512i q23 = _mm512_packs_epi32(quantize_ch_avx512(x[2], i, k, vinv), quantize_ch_avx512(x[3], i, k, vinv));
+        const __m512i q = _mm512_max_epi8(_mm512_packs_epi16(q01, q23), lo);
+        _mm512_mask_storeu_epi8(dst + 4 * i, bytes, _mm512_xor_si512(_mm512_shuffle_epi8(q, order), flip));
+    }
 }
 #endif
 
@@ -264,6 +291,10 @@ void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult
 
 void bzn_s8_quantize4(bzn_s8_kernel kern, const float *const x[4], int n, float inv_scale, uint8_t *dst) {
 #ifdef BZN_X86
+    if (kern == BZN_S8_VNNI) { /* (AVX-512BW with it) */
+        quantize4_avx512(x, n, inv_scale, dst);
+        return;
+    }
     if (kern >= BZN_S8_AVX2) {
         quantize4_avx2(x, n, inv_scale, dst);
         return;

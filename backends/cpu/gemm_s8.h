@@ -58,8 +58,8 @@ void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32
 void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out);
 
 /* four channels' rows quantized and interleaved, one pixel per dword:
- * dst[4 i + l] = bzn_quantize(x[l][i], inv_scale) + 128, or 128 where x[l] is NULL (AVX2
- * where the kernel allows) */
+ * dst[4 i + l] = bzn_quantize(x[l][i], inv_scale) + 128, or 128 where x[l] is NULL (AVX2 or
+ * AVX-512BW where the kernel allows) */
 void bzn_s8_quantize4(bzn_s8_kernel kern, const float *const x[4], int n, float inv_scale, uint8_t *dst);
 
 #endif
