@@ -235,20 +235,36 @@ static void cpu_epilogue(const cpu_ctx *ctx, const bzn_conv_args *a) {
 }
 
 /* Work items of a convolution's block GEMM: its tiles of NR output pixels, each split into
- * *msplit shares of the 8-row weight blocks when there are few tiles (the small deep layers),
- * so that every thread gets a share. Returns the item count. */
-static int gemm_items(const cpu_ctx *ctx, int tiles, int mblocks, int *msplit) {
-    *msplit = 1;
-    while (tiles * *msplit < 4 * ctx->threads && 2 * *msplit <= mblocks) *msplit *= 2;
-    return tiles * *msplit;
+ * msplit shares of the 8-row weight blocks when there are few tiles (the small deep layers),
+ * so that every thread gets a share. Where B is read in place (stride 1) and there are at most
+ * GROUP_MAX_TILES tiles (the deep 11x11 layers: 3 of 48 pixels), one item takes all of them,
+ * weight blocks outer, so that each block of weights serves every tile while it is in cache
+ * instead of all the weights streaming from memory once per tile (17.8 MB for one 11x11 FP32
+ * layer of 500+ channels). A packed B (strided) is one tile per item, never shared out: it
+ * would be packed again for every share. */
+enum { GROUP_MAX_TILES = 8 };
+typedef struct {
+    int tiles, mblocks;
+    int group;  /* tiles per item */
+    int msplit; /* shares of the weight blocks per item */
+} gemm_split;
+
+/* the split, and the item count */
+static int gemm_split_make(const cpu_ctx *ctx, int tiles, int mblocks, int in_place, gemm_split *s) {
+    *s = (gemm_split){tiles, mblocks, in_place && tiles <= GROUP_MAX_TILES ? tiles : 1, 1};
+    const int groups = (tiles + s->group - 1) / s->group;
+    while (in_place && groups * s->msplit < 4 * ctx->threads && 2 * s->msplit <= mblocks) s->msplit *= 2;
+    return groups * s->msplit;
 }
 
-/* Tiles per item of a stride-1 GEMM whose B is read in place: with few tiles (the deep 11x11
- * layers: 3 of 48 pixels) each block of weights is used for every tile while it is in cache
- * (mb outer, tiles inner), instead of all the weights streaming from memory once per tile
- * (17.8 MB for one 11x11 FP32 layer of 500+ channels). */
-enum { GROUP_MAX_TILES = 8 };
-static int tile_group(int tiles) { return tiles <= GROUP_MAX_TILES ? tiles : 1; }
+/* item's tiles [*t0, *t1) and weight blocks [*mb0, *mb1) */
+static void gemm_item(const gemm_split *s, int item, int *t0, int *t1, int *mb0, int *mb1) {
+    const int share = item % s->msplit;
+    *t0 = item / s->msplit * s->group;
+    *t1 = *t0 + s->group < s->tiles ? *t0 + s->group : s->tiles;
+    *mb0 = share * s->mblocks / s->msplit;
+    *mb1 = (share + 1) * s->mblocks / s->msplit;
+}
 
 /* ---- INT8 convolution ----------------------------------------------------------------- */
 
@@ -489,14 +505,14 @@ static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_
     }
 }
 
-/* The GEMM of an INT8 convolution, items [lo, hi) (gemm_items) */
+/* The GEMM of an INT8 convolution, items [lo, hi) (gemm_split) */
 typedef struct {
     const cpu_ctx *ctx;
     const bzn_conv_args *a;
     const uint8_t *planes;
     uint8_t *tiles; /* strided convolutions: one packed tile per thread */
-    int kg, mblocks, msplit, direct, gw;
-    int ntiles, group; /* tiles, and tiles per item (tile_group; 1 when not direct) */
+    int kg, direct, gw;
+    gemm_split split;
 } qgemm_job;
 
 static void qgemm_items(void *arg, int lo, int hi, int tid) {
@@ -504,17 +520,15 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
     const bzn_conv_args *a = j->a;
     const cpu_qconv *q = a->prepared;
     const cpu_qweights *qw = a->weights;
-    const int kg = j->kg, mblocks = j->mblocks, msplit = j->msplit;
+    const int kg = j->kg;
     /* this thread's packed tile (strided convolutions only: stride 1 has none) */
     uint8_t *bt = j->direct ? NULL : j->tiles + (size_t)tid * align64((size_t)kg * BZN_S8_NR * 4);
     int32_t acc[BZN_S8_MR][BZN_S8_NR];
     for (int item = lo; item < hi; item++) {
-        const int t0 = item / msplit * j->group, share = item % msplit;
-        const int t1 = t0 + j->group < j->ntiles ? t0 + j->group : j->ntiles;
-        if (!j->direct) { /* (group 1) */
-            cpu_pack_tile(a, j->planes, q->off, kg, t0 * BZN_S8_NR, bt);
-        }
-        for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
+        int t0, t1, mb0, mb1;
+        gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
+        if (!j->direct) cpu_pack_tile(a, j->planes, q->off, kg, t0 * BZN_S8_NR, bt); /* its one tile */
+        for (int mb = mb0; mb < mb1; mb++) {
             const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
             for (int t = t0; t < t1; t++) {
                 const int n0 = t * BZN_S8_NR;
@@ -549,11 +563,8 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
         planes_job border = {ctx, a->next, a->out_q};
         bzn_pool_run(ctx->pool, qgroups(a->next) * (a->next->in_h + 2 * a->next->pad), 0, border_rows, &border);
     }
-    /* (stride 1 only: a packed tile would be packed again for every share) */
-    int msplit = 1;
-    const int group = direct ? tile_group(tiles) : 1, groups = (tiles + group - 1) / group;
-    const int items = direct ? gemm_items(ctx, groups, mblocks, &msplit) : tiles;
-    qgemm_job j = {ctx, a, planes, (uint8_t *)scratch + tiles_at, kg, mblocks, msplit, direct, gw, tiles, group};
+    qgemm_job j = {ctx, a, planes, (uint8_t *)scratch + tiles_at, kg, direct, gw, {0}};
+    const int items = gemm_split_make(ctx, tiles, mblocks, direct, &j.split);
     bzn_pool_run_chunks(ctx->pool, items, 1, qgemm_items, &j);
 }
 
@@ -567,8 +578,7 @@ typedef struct {
     const cpu_ctx *ctx;
     const bzn_conv_args *a;
     float *planes;
-    int mblocks, msplit;
-    int ntiles, group; /* tiles, and tiles per item (tile_group) */
+    gemm_split split;
 } fgemm_job;
 
 static void pad_rows(void *arg, int lo, int hi, int tid) { /* the padded copy */
@@ -594,13 +604,13 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
     const fgemm_job *j = arg;
     const bzn_conv_args *a = j->a;
     const cpu_qconv *q = a->prepared;
-    const int K = a->in_c * a->k * a->k, wp = a->in_w + 2 * a->pad, mblocks = j->mblocks, msplit = j->msplit;
+    const int K = a->in_c * a->k * a->k, wp = a->in_w + 2 * a->pad;
     const size_t n = (size_t)a->out_h * a->out_w;
     float acc[BZN_S8_MR][BZN_S8_NR];
     for (int item = lo; item < hi; item++) {
-        const int t0 = item / msplit * j->group, share = item % msplit;
-        const int t1 = t0 + j->group < j->ntiles ? t0 + j->group : j->ntiles;
-        for (int mb = share * mblocks / msplit; mb < (share + 1) * mblocks / msplit; mb++) {
+        int t0, t1, mb0, mb1;
+        gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
+        for (int mb = mb0; mb < mb1; mb++) {
             const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
             const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
             for (int r = 0; r < BZN_S8_MR; r++) w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K;
@@ -623,9 +633,8 @@ static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void
     const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad, tiles = (a->out_h * wp + BZN_S8_NR - 1) / BZN_S8_NR;
     const size_t slack = planes_slack(a, (size_t)a->in_c, sizeof(float));
     memset((uint8_t *)scratch + slack, 0, planes_end(a, (size_t)a->in_c, sizeof(float)) - slack);
-    const int group = tile_group(tiles);
-    fgemm_job j = {ctx, a, (float *)scratch, mblocks, 1, tiles, group};
-    const int items = gemm_items(ctx, (tiles + group - 1) / group, mblocks, &j.msplit);
+    fgemm_job j = {ctx, a, (float *)scratch, {0}};
+    const int items = gemm_split_make(ctx, tiles, mblocks, 1, &j.split);
     bzn_pool_run(ctx->pool, a->in_c * hp, items, pad_rows, &j);
     bzn_pool_run_chunks(ctx->pool, items, 1, fgemm_items, &j);
 }
