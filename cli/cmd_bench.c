@@ -417,12 +417,29 @@ static void print_report(const bench_result *r) {
                r->stream.median, r->stream.p90);
 }
 
+/* One end-to-end run: `batch` copies of the decoded frame through bzn_run_rgb_batch, then each
+ * frame's class map at the frame's size (frames: batch entries, classes: width x height). */
+static bzn_status run_frames(bzn_ctx *ctx, const bzn_image *img, int batch, bzn_frame *frames, uint8_t *classes,
+                             bzn_error *e) {
+    for (int b = 0; b < batch; b++) frames[b] = (bzn_frame){img->pixels, img->width, img->height, img->width * 3};
+    bzn_status s = bzn_run_rgb_batch(ctx, frames, batch, e);
+    for (int b = 0; s == BZN_OK && b < batch; b++) s = bzn_class_map_at(ctx, b, classes, img->width, img->height, e);
+    return s;
+}
+
 /* ---- throughput: several streams at once ------------------------------------------------ */
+
+/* Where the streams wait until every one is warm, then start together. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int ready, go;
+} start_gate;
 
 typedef struct {
     bzn_ctx *ctx;
     const bzn_image *img;
-    pthread_barrier_t *start;
+    start_gate *start;
     int batch, iters, warmup;
     double *ms;   /* iters per-run times */
     double end;   /* when the last run finished (cli_now_ms) */
@@ -440,15 +457,17 @@ static void *stream_main(void *arg) {
         j->failed = 1;
     }
     for (int it = -j->warmup; it < j->iters; it++) {
-        if (it == 0) pthread_barrier_wait(j->start); /* every stream warm: start together */
+        if (it == 0) { /* every stream warm: start together */
+            start_gate *g = j->start;
+            pthread_mutex_lock(&g->mu);
+            g->ready++;
+            pthread_cond_broadcast(&g->cv);
+            while (!g->go) pthread_cond_wait(&g->cv, &g->mu);
+            pthread_mutex_unlock(&g->mu);
+        }
         if (j->failed) continue;
-        for (int b = 0; b < j->batch; b++)
-            frames[b] = (bzn_frame){j->img->pixels, j->img->width, j->img->height, j->img->width * 3};
         const double t0 = cli_now_ms();
-        int ok = bzn_run_rgb_batch(j->ctx, frames, j->batch, &j->e) == BZN_OK;
-        for (int b = 0; ok && b < j->batch; b++)
-            ok = bzn_class_map_at(j->ctx, b, classes, j->img->width, j->img->height, &j->e) == BZN_OK;
-        if (!ok) j->failed = 1;
+        if (run_frames(j->ctx, j->img, j->batch, frames, classes, &j->e) != BZN_OK) j->failed = 1;
         else if (it >= 0) j->ms[it] = cli_now_ms() - t0;
     }
     j->end = cli_now_ms();
@@ -467,7 +486,9 @@ static int run_streams(const bzn_model *m, const cli_config *cfg, int n, int thr
     stream_job *jobs = calloc((size_t)n, sizeof *jobs);
     pthread_t *tids = calloc((size_t)n, sizeof *tids);
     double *all = malloc((size_t)n * iters * sizeof *all);
-    pthread_barrier_t start;
+    start_gate start = {.ready = 0, .go = 0};
+    pthread_mutex_init(&start.mu, NULL);
+    pthread_cond_init(&start.cv, NULL);
     int rc = 0, made = 0, started = 0;
     if (!jobs || !tids || !all) {
         fprintf(stderr, "blazeneo %s: out of memory\n", CMD);
@@ -476,18 +497,20 @@ static int run_streams(const bzn_model *m, const cli_config *cfg, int n, int thr
     }
     for (; made < n; made++)
         if ((rc = cli_ctx_create(CMD, m, &c, &jobs[made].ctx)) != 0) goto done;
-    pthread_barrier_init(&start, NULL, (unsigned)n + 1);
     for (int i = 0; i < n; i++) {
         jobs[i] = (stream_job){jobs[i].ctx, img, &start, c.batch, iters, warmup, all + (size_t)i * iters, 0, {0}, 0};
         if (pthread_create(&tids[i], NULL, stream_main, &jobs[i]) != 0) break;
         started++;
     }
-    if (started < n) { /* release the ones waiting: the barrier counts n + 1 */
+    if (started < n) { /* the ones started still run (and are waited for), but give no figure */
         fprintf(stderr, "blazeneo %s: cannot start %d stream threads\n", CMD, n);
-        for (int i = started; i < n; i++) pthread_barrier_wait(&start);
         rc = EXIT_FAIL;
     }
-    pthread_barrier_wait(&start);
+    pthread_mutex_lock(&start.mu); /* every started stream warm: go */
+    while (start.ready < started) pthread_cond_wait(&start.cv, &start.mu);
+    start.go = 1;
+    pthread_cond_broadcast(&start.cv);
+    pthread_mutex_unlock(&start.mu);
     const double t0 = cli_now_ms();
     double end = t0;
     for (int i = 0; i < started; i++) {
@@ -495,7 +518,6 @@ static int run_streams(const bzn_model *m, const cli_config *cfg, int n, int thr
         if (jobs[i].end > end) end = jobs[i].end;
         if (jobs[i].failed && !rc) rc = cli_error(CMD, &jobs[i].e);
     }
-    pthread_barrier_destroy(&start);
     if (!rc) {
         r->streams = n;
         r->stream_threads = bzn_ctx_threads(jobs[0].ctx);
@@ -504,6 +526,8 @@ static int run_streams(const bzn_model *m, const cli_config *cfg, int n, int thr
     }
 done:
     for (int i = 0; jobs && i < made; i++) bzn_ctx_free(jobs[i].ctx);
+    pthread_cond_destroy(&start.cv);
+    pthread_mutex_destroy(&start.mu);
     free(jobs);
     free(tids);
     free(all);
@@ -645,17 +669,11 @@ static int run(const bench_args *a) {
 
     /* 1. end to end: iterations -warmup..-1 are the warm-up, 0..iters-1 are timed */
     for (int it = -warmup; it < iters; it++) {
-        for (int b = 0; b < batch; b++) frames[b] = (bzn_frame){img.pixels, img.width, img.height, img.width * 3};
         double t0 = cli_now_ms();
-        if (bzn_run_rgb_batch(ctx, frames, batch, &e) != BZN_OK) {
+        if (run_frames(ctx, &img, batch, frames, classes, &e) != BZN_OK) {
             rc = cli_error(CMD, &e);
             goto done;
         }
-        for (int b = 0; b < batch; b++)
-            if (bzn_class_map_at(ctx, b, classes, img.width, img.height, &e) != BZN_OK) {
-                rc = cli_error(CMD, &e);
-                goto done;
-            }
         if (it >= 0) e2e_ms[it] = cli_now_ms() - t0;
     }
 
