@@ -357,7 +357,8 @@ START_TEST(pool_and_upsample_sweep) {
 END_TEST
 
 /* every FP32 direct kernel the CPU runs gives the floats of the definition (one fused
- * multiply-add per term, k in order) exactly, with B's rows scattered (koff reversed) */
+ * multiply-add per term, k in order) exactly, with B's rows scattered (koff reversed), in one
+ * call over K and in two (the second adding to the first: how the backend runs K in chunks) */
 START_TEST(f32_block_kernels_exact) {
     static const int ks[] = {1, 2, 7, 27, 130, 577};
     const bzn_f32_kernel best = bzn_f32_best_kernel();
@@ -370,18 +371,24 @@ START_TEST(f32_block_kernels_exact) {
         for (int k = 0; k < K; k++) koff[k] = (size_t)(K - 1 - k) * row + 3;
         const float *w[BZN_S8_MR];
         for (int r = 0; r < BZN_S8_MR; r++) w[r] = wbuf + (size_t)r * K;
-        for (int kern = BZN_F32_AVX2; kern <= (int)best; kern++) {
-            float acc[BZN_S8_MR][BZN_S8_NR];
-            bzn_f32_block((bzn_f32_kernel)kern, K, b, koff, w, acc);
-            for (int r = 0; r < BZN_S8_MR; r++)
-                for (int j = 0; j < BZN_S8_NR; j++) {
-                    float want = 0;
-                    for (int k = 0; k < K; k++) want = fmaf(w[r][k], b[koff[k] + j], want);
-                    ck_assert_msg(acc[r][j] == want, "%s K%d at (%d,%d): %.9g != %.9g",
-                                  bzn_f32_kernel_name((bzn_f32_kernel)kern), K, r, j, acc[r][j], want);
+        for (int kern = BZN_F32_SGEMM; kern <= (int)best; kern++)
+            for (int k1 = K; k1 >= K / 3 && k1 > 0; k1 = k1 == K ? K / 3 : 0) { /* first chunk: k < k1 */
+                float acc[BZN_S8_MR][BZN_S8_NR];
+                bzn_f32_block((bzn_f32_kernel)kern, k1, b, koff, w, acc, 0);
+                if (k1 < K) {
+                    const float *w2[BZN_S8_MR];
+                    for (int r = 0; r < BZN_S8_MR; r++) w2[r] = w[r] + k1;
+                    bzn_f32_block((bzn_f32_kernel)kern, K - k1, b, koff + k1, w2, acc, 1);
                 }
-            checked++;
-        }
+                for (int r = 0; r < BZN_S8_MR; r++)
+                    for (int j = 0; j < BZN_S8_NR; j++) {
+                        float want = 0;
+                        for (int k = 0; k < K; k++) want = fmaf(w[r][k], b[koff[k] + j], want);
+                        ck_assert_msg(acc[r][j] == want, "%s K%d (chunk %d) at (%d,%d): %.9g != %.9g",
+                                      bzn_f32_kernel_name((bzn_f32_kernel)kern), K, k1, r, j, acc[r][j], want);
+                    }
+                checked++;
+            }
         free(wbuf);
         free(b);
         free(koff);
@@ -394,7 +401,7 @@ END_TEST
 
 /* every int8 GEMM kernel the CPU runs gives exactly the integers of the definition, on
  * every block of C, with B's k-groups scattered (goff in reverse order, with gaps), with and
- * without the promise that B holds no negative q */
+ * without the promise that B holds no negative q, in one call over K and in two chunks */
 START_TEST(s8_gemm_kernels_exact) {
     static const int ms[] = {1, 3, 8, 14, 33}, ns[] = {1, 31, 32, 33, 100}, ks[] = {1, 3, 4, 27, 130, 577};
     const bzn_s8_kernel best = bzn_s8_best_kernel();
@@ -430,8 +437,13 @@ START_TEST(s8_gemm_kernels_exact) {
                         for (int mb = 0; mb < bzn_s8_mpad(m) / BZN_S8_MR; mb++) {
                             int32_t c[BZN_S8_MR][BZN_S8_NR];
                             const int rows = m - mb * BZN_S8_MR < BZN_S8_MR ? m - mb * BZN_S8_MR : BZN_S8_MR;
-                            bzn_s8_block((bzn_s8_kernel)kern, kg, ap + (size_t)mb * kg * BZN_S8_MR * 4,
-                                         rs + mb * BZN_S8_MR, rows, bp + (size_t)t * BZN_S8_NR * 4, goff, nonneg, c);
+                            const int8_t *ab = ap + (size_t)mb * kg * BZN_S8_MR * 4;
+                            const uint8_t *bt = bp + (size_t)t * BZN_S8_NR * 4;
+                            const int g1 = (t + mb) % 2 && kg > 1 ? kg / 2 : kg; /* some blocks in two chunks */
+                            bzn_s8_block((bzn_s8_kernel)kern, g1, ab, rs + mb * BZN_S8_MR, rows, bt, goff, nonneg, c, 0);
+                            if (g1 < kg)
+                                bzn_s8_block((bzn_s8_kernel)kern, kg - g1, ab + (size_t)g1 * BZN_S8_MR * 4,
+                                             rs + mb * BZN_S8_MR, rows, bt, goff + g1, nonneg, c, 1);
                             for (int r = 0; r < rows; r++)
                                 for (int jj = 0; jj < BZN_S8_NR && t * BZN_S8_NR + jj < n; jj++) {
                                     const int i = mb * BZN_S8_MR + r, j = t * BZN_S8_NR + jj;

@@ -266,6 +266,28 @@ static void gemm_item(const gemm_split *s, int item, int *t0, int *t1, int *mb0,
     *mb1 = (share + 1) * s->mblocks / s->msplit;
 }
 
+/* An item's GEMM runs over K in chunks, so that B's rows of a chunk (for all the item's tiles)
+ * stay in the core's L1 cache while up to CHUNK_BLOCKS blocks (weight blocks x tiles) are
+ * accumulated from them, instead of every 8-row weight block streaming the tile's whole B
+ * (K x 48: 442 KB in FP32 for K = 2304) from L2 or further once more. Each block's partial
+ * sums stay in an accumulator array in between (the kernels' `add`). CHUNK_B_BYTES is about
+ * 3/4 of the smallest L1 data cache of the CPUs the kernels run on (32 KB: Zen 2-4, Skylake);
+ * measured on AMD EPYC (Zen 3, AVX2, two processes at once): the FP32 block kernel 10-30%
+ * faster on the slower core. Summing a block over K in chunks adds each element's terms in the
+ * same order as one pass would, so FP32 results are bit-identical. */
+enum { CHUNK_B_BYTES = 24 * 1024, CHUNK_BLOCKS = 8 };
+typedef struct {
+    int blocks; /* weight blocks per batch (each with all the item's tiles) */
+    int k;      /* K (FP32: k; INT8: groups of 4 k) per chunk */
+} gemm_chunks;
+
+/* for an item of `tiles` tiles whose B has `row_bytes` bytes per k (per tile) */
+static gemm_chunks gemm_chunks_make(int tiles, size_t row_bytes) {
+    gemm_chunks c = {CHUNK_BLOCKS / tiles > 0 ? CHUNK_BLOCKS / tiles : 1, (int)(CHUNK_B_BYTES / (row_bytes * tiles))};
+    if (c.k < 16) c.k = 16;
+    return c;
+}
+
 /* ---- INT8 convolution ----------------------------------------------------------------- */
 
 static void cpu_weights_release(void *weights) {
@@ -523,19 +545,32 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
     const int kg = j->kg;
     /* this thread's packed tile (strided convolutions only: stride 1 has none) */
     uint8_t *bt = j->direct ? NULL : j->tiles + (size_t)tid * align64((size_t)kg * BZN_S8_NR * 4);
-    int32_t acc[BZN_S8_MR][BZN_S8_NR];
+    int32_t acc[CHUNK_BLOCKS][BZN_S8_MR][BZN_S8_NR]; /* [weight block of the batch x tile] */
+    const size_t *goff = j->direct ? q->off : q->toff;
     for (int item = lo; item < hi; item++) {
         int t0, t1, mb0, mb1;
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
         if (!j->direct) cpu_pack_tile(a, j->planes, q->off, kg, t0 * BZN_S8_NR, bt); /* its one tile */
-        for (int mb = mb0; mb < mb1; mb++) {
-            const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
-            for (int t = t0; t < t1; t++) {
-                const int n0 = t * BZN_S8_NR;
-                const uint8_t *b = j->direct ? j->planes + (size_t)n0 * 4 : bt;
-                bzn_s8_block(j->ctx->s8, kg, qw->a + (size_t)mb * kg * BZN_S8_MR * 4, qw->rowsum + oc0, rows, b,
-                             j->direct ? q->off : q->toff, a->in_nonneg, acc);
-                cpu_qepilogue(j->ctx, a, q, oc0, rows, n0, j->gw, acc);
+        const int nt = t1 - t0;
+        const gemm_chunks ch = gemm_chunks_make(nt, BZN_S8_NR * 4);
+        for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
+            const int mbe = mbb + ch.blocks < mb1 ? mbb + ch.blocks : mb1;
+            for (int g0 = 0; g0 < kg; g0 += ch.k) {
+                const int gn = kg - g0 < ch.k ? kg - g0 : ch.k;
+                for (int mb = mbb; mb < mbe; mb++) {
+                    const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                    const int8_t *ab = qw->a + ((size_t)mb * kg + g0) * BZN_S8_MR * 4;
+                    for (int t = t0; t < t1; t++) {
+                        const uint8_t *b = j->direct ? j->planes + (size_t)t * BZN_S8_NR * 4 : bt;
+                        bzn_s8_block(j->ctx->s8, gn, ab, qw->rowsum + oc0, rows, b, goff + g0, a->in_nonneg,
+                                     acc[(mb - mbb) * nt + t - t0], g0 > 0);
+                    }
+                }
+            }
+            for (int mb = mbb; mb < mbe; mb++) {
+                const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                for (int t = t0; t < t1; t++)
+                    cpu_qepilogue(j->ctx, a, q, oc0, rows, t * BZN_S8_NR, j->gw, acc[(mb - mbb) * nt + t - t0]);
             }
         }
     }
@@ -606,23 +641,37 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
     const cpu_qconv *q = a->prepared;
     const int K = a->in_c * a->k * a->k, wp = a->in_w + 2 * a->pad;
     const size_t n = (size_t)a->out_h * a->out_w;
-    float acc[BZN_S8_MR][BZN_S8_NR];
+    float acc[CHUNK_BLOCKS][BZN_S8_MR][BZN_S8_NR]; /* [weight block of the batch x tile] */
     for (int item = lo; item < hi; item++) {
         int t0, t1, mb0, mb1;
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
-        for (int mb = mb0; mb < mb1; mb++) {
-            const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
-            const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
-            for (int r = 0; r < BZN_S8_MR; r++) w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K;
-            for (int t = t0; t < t1; t++) {
-                const int n0 = t * BZN_S8_NR;
-                int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
-                const int runs = tile_runs(a, n0, wp, run_j, run_len, run_y, run_x);
-                bzn_f32_block(j->ctx->f32, K, j->planes + n0, q->off, w, acc);
-                for (int r = 0; r < rows; r++)
-                    for (int u = 0; u < runs; u++)
-                        bias_act(a->act, acc[r] + run_j[u], (size_t)run_len[u], a->bias ? a->bias[oc0 + r] : 0.0f,
-                                 a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
+        const int nt = t1 - t0;
+        const gemm_chunks ch = gemm_chunks_make(nt, BZN_S8_NR * sizeof(float));
+        for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
+            const int mbe = mbb + ch.blocks < mb1 ? mbb + ch.blocks : mb1;
+            for (int k0 = 0; k0 < K; k0 += ch.k) {
+                const int kn = K - k0 < ch.k ? K - k0 : ch.k;
+                for (int mb = mbb; mb < mbe; mb++) {
+                    const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                    const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
+                    for (int r = 0; r < BZN_S8_MR; r++)
+                        w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K + k0;
+                    for (int t = t0; t < t1; t++)
+                        bzn_f32_block(j->ctx->f32, kn, j->planes + (size_t)t * BZN_S8_NR, q->off + k0, w,
+                                      acc[(mb - mbb) * nt + t - t0], k0 > 0);
+                }
+            }
+            for (int mb = mbb; mb < mbe; mb++) {
+                const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                for (int t = t0; t < t1; t++) {
+                    int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
+                    const int runs = tile_runs(a, t * BZN_S8_NR, wp, run_j, run_len, run_y, run_x);
+                    const float(*ac)[BZN_S8_NR] = acc[(mb - mbb) * nt + t - t0];
+                    for (int r = 0; r < rows; r++)
+                        for (int u = 0; u < runs; u++)
+                            bias_act(a->act, ac[r] + run_j[u], (size_t)run_len[u], a->bias ? a->bias[oc0 + r] : 0.0f,
+                                     a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
+                }
             }
         }
     }

@@ -27,7 +27,9 @@ typedef enum { BZN_F32_SGEMM = 0, BZN_F32_AVX2 = 1, BZN_F32_AVX512 = 2 } bzn_f32
 /* the best direct kernel this CPU runs (BZN_F32_SGEMM: none) */
 bzn_f32_kernel bzn_f32_best_kernel(void);
 const char *bzn_f32_kernel_name(bzn_f32_kernel k);
+/* add: acc += the sum instead of acc = (one GEMM over K in chunks: the terms of every element
+ * are then added in the same order as in one call over all of K, so the floats are the same) */
 void bzn_f32_block(bzn_f32_kernel kern, int K, const float *b, const size_t *koff, const float *const w[BZN_S8_MR],
-                   float acc[BZN_S8_MR][BZN_S8_NR]);
+                   float acc[BZN_S8_MR][BZN_S8_NR], int add);
 
 #endif

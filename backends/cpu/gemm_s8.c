@@ -55,8 +55,9 @@ void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsu
 }
 
 /* One MR x NR tile of C, plain C: the definition every kernel must reproduce exactly. */
-static void tile_ref(int kg, const size_t *goff, const int8_t *a, const uint8_t *b, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
-    memset(acc, 0, sizeof(int32_t) * BZN_S8_MR * BZN_S8_NR);
+static void tile_ref(int kg, const size_t *goff, const int8_t *a, const uint8_t *b, int add,
+                     int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+    if (!add) memset(acc, 0, sizeof(int32_t) * BZN_S8_MR * BZN_S8_NR);
     for (int g = 0; g < kg; g++)
         for (int r = 0; r < BZN_S8_MR; r++)
             for (int n = 0; n < BZN_S8_NR; n++)
@@ -73,7 +74,6 @@ static void tile_ref(int kg, const size_t *goff, const int8_t *a, const uint8_t 
 __attribute__((target("avx2"))) static inline void piece_avx2(int kg, const size_t *goff, const int8_t *a,
                                                               const uint8_t *b, int nonneg, __m256i acc[4]) {
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
-    for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_si256();
     for (int g = 0; g < kg; g++) {
         const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + goff[g])), flip); /* 8 px x 4 k */
         const __m256i aq = nonneg ? q : _mm256_abs_epi8(q);
@@ -89,10 +89,12 @@ __attribute__((target("avx2"))) static inline void piece_avx2(int kg, const size
 }
 
 __attribute__((target("avx2"))) static void tile_avx2(int kg, const size_t *goff, const int8_t *a, const uint8_t *b,
-                                                       int nonneg, int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+                                                       int nonneg, int add, int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
     for (int r0 = 0; r0 < BZN_S8_MR; r0 += 4)
         for (int j = 0; j < BZN_S8_NR / 8; j++) {
             __m256i acc[4];
+            for (int r = 0; r < 4; r++)
+                acc[r] = add ? _mm256_loadu_si256((const __m256i *)&acc_out[r0 + r][j * 8]) : _mm256_setzero_si256();
             if (nonneg) /* two loops, each with its test hoisted */
                 piece_avx2(kg, goff, a + r0 * 4, b + j * 32, 1, acc);
             else
@@ -111,13 +113,15 @@ __attribute__((target("avx2,avxvnni"))) static inline __m256i dpbusd_vex(__m256i
 /* The tile in four passes of 4 rows x 24 columns: 12 accumulators, 3 loads of B and one
  * broadcast weight register fill the 16 ymm registers; per k group 12 vpdpbusd. */
 __attribute__((target("avx2,avxvnni"))) static void tile_avxvnni(int kg, const size_t *goff, const int8_t *a,
-                                                                 const uint8_t *b, const int32_t *rowsum128,
+                                                                 const uint8_t *b, const int32_t *rowsum128, int add,
                                                                  int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
     for (int r0 = 0; r0 < BZN_S8_MR; r0 += 4)
         for (int c0 = 0; c0 < BZN_S8_NR; c0 += 24) {
             __m256i acc[4][3];
             for (int r = 0; r < 4; r++)
-                for (int z = 0; z < 3; z++) acc[r][z] = _mm256_setzero_si256();
+                for (int z = 0; z < 3; z++)
+                    acc[r][z] = add ? _mm256_loadu_si256((const __m256i *)&acc_out[r0 + r][c0 + 8 * z])
+                                    : _mm256_setzero_si256();
             for (int g = 0; g < kg; g++) {
                 const uint8_t *bg = b + goff[g] + 4 * c0;
                 const __m256i b0 = _mm256_loadu_si256((const __m256i *)bg),
@@ -153,10 +157,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static inline __m512i dpb
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_vnni(int kg, const size_t *goff, const int8_t *a,
                                                                              const uint8_t *b, const int32_t *rowsum128,
-                                                                             int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+                                                                             int add, int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
     __m512i acc[BZN_S8_MR][BZN_S8_NZ]; /* 24 accumulators: enough in flight to hide vpdpbusd's latency */
     for (int r = 0; r < BZN_S8_MR; r++)
-        for (int z = 0; z < BZN_S8_NZ; z++) acc[r][z] = _mm512_setzero_si512();
+        for (int z = 0; z < BZN_S8_NZ; z++)
+            acc[r][z] = add ? _mm512_loadu_si512(&acc_out[r][16 * z]) : _mm512_setzero_si512();
     for (int g = 0; g < kg; g++) {
         const uint8_t *bg = b + goff[g];
         __m512i bz[BZN_S8_NZ]; /* 16 columns x 4 k each */
@@ -177,22 +182,22 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_vnni(int
 #endif
 
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
-                  const uint8_t *b, const size_t *goff, int b_nonneg, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+                  const uint8_t *b, const size_t *goff, int b_nonneg, int32_t acc[BZN_S8_MR][BZN_S8_NR], int add) {
     switch (kern) {
 #ifdef BZN_X86
     case BZN_S8_VNNI:
     case BZN_S8_AVXVNNI: {
-        int32_t rs[BZN_S8_MR] = {0}; /* 128 * rowsum: the activations' offset */
-        for (int r = 0; r < rows; r++) rs[r] = 128 * rowsum[r];
+        int32_t rs[BZN_S8_MR] = {0}; /* 128 * rowsum: the activations' offset, removed once (first chunk) */
+        for (int r = 0; r < rows && !add; r++) rs[r] = 128 * rowsum[r];
         if (kern == BZN_S8_VNNI)
-            tile_vnni(kg, goff, a_block, b, rs, acc);
+            tile_vnni(kg, goff, a_block, b, rs, add, acc);
         else
-            tile_avxvnni(kg, goff, a_block, b, rs, acc);
+            tile_avxvnni(kg, goff, a_block, b, rs, add, acc);
         break;
     }
-    case BZN_S8_AVX2: tile_avx2(kg, goff, a_block, b, b_nonneg, acc); break;
+    case BZN_S8_AVX2: tile_avx2(kg, goff, a_block, b, b_nonneg, add, acc); break;
 #endif
-    default: (void)rows; (void)rowsum; (void)b_nonneg; tile_ref(kg, goff, a_block, b, acc); break;
+    default: (void)rows; (void)rowsum; (void)b_nonneg; tile_ref(kg, goff, a_block, b, add, acc); break;
     }
 }
 

@@ -46,13 +46,14 @@ const char *bzn_s8_kernel_name(bzn_s8_kernel k);
 /* pack A (M x K, row-major) into `packed` (mpad * kpad bytes); rowsum[m] = sum_k A[m][k] */
 void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum);
 
-/* One block of C: acc = A rows [8 mb, 8 mb + 8) x (B - 128) over NR columns, exact.
+/* One block of C: acc = A rows [8 mb, 8 mb + 8) x (B - 128) over NR columns, exact; with
+ * `add`, acc += (a GEMM over K in chunks: rowsum is then not read).
  * a_block = a_packed + mb * kg * 32, rowsum = rowsum + 8 mb, rows = the valid rows (<= 8).
  * b_nonneg: the caller knows every B byte is >= 128 (q >= 0: the input came out of a ReLU),
  * which spares the AVX2 kernel a sign transfer per row; the others compute the same either
  * way. With it set and a byte below 128 the AVX2 result is wrong, so it is a promise. */
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
-                  const uint8_t *b, const size_t *goff, int b_nonneg, int32_t acc[BZN_S8_MR][BZN_S8_NR]);
+                  const uint8_t *b, const size_t *goff, int b_nonneg, int32_t acc[BZN_S8_MR][BZN_S8_NR], int add);
 
 /* the epilogue: out[i] = act(acc[i] * mult + bias) (AVX-512 with the VNNI kernel) */
 void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out);

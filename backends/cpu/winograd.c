@@ -373,7 +373,7 @@ static void block_gemm(const bzn_wino_plan *p, const bzn_conv_args *a, const flo
             for (int r0 = 0; r0 < rows; r0 += MR) {
                 const float *wr[MR]; /* rows past out_c repeat the last (computed, not stored) */
                 for (int r = 0; r < MR; r++) wr[r] = u + (size_t)(r0 + r < rows ? r0 + r : rows - 1) * in_c;
-                bzn_f32_block(p->kern, in_c, vp, p->koff, wr, (float(*)[NB])(c + (size_t)r0 * NB));
+                bzn_f32_block(p->kern, in_c, vp, p->koff, wr, (float(*)[NB])(c + (size_t)r0 * NB), 0);
             }
         }
         for (int r = 0; r < rows; r++)
