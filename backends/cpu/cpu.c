@@ -119,7 +119,13 @@ enum { WINO_OFF = 0, WINO_AUTO = 1, WINO_ALL = 2 };
  * Measured at 352x352 (AMD EPYC, AVX-512, 2 threads, alternating runs): the 3x3 layers from
  * 22x22 up 1.9x faster together (1.8x - 2.4x on the big ones); the 11x11 ones would be slower
  * (one thread: 0.5x - 0.7x); a few tiny 22x22 layers (68 -> 40) break even at 2 threads and
- * gain 1.7x at one. */
+ * gain 1.7x at one.
+ * With the AVX2 kernel, Winograd also needs two blocks of tiles or more: with one (22x22 at
+ * 352), each transformed weight (4x the 3x3 weights: 26 MB for encoder.base.11.layers.15)
+ * serves only that block's tiles, once per frame, and streaming them costs what the fewer
+ * multiply-adds save. Measured on AMD EPYC (Zen 3, AVX2 only, 2 threads, 3 alternating rounds):
+ * the 22x22 3x3 layers of the encoder took 49-53 ms direct against 51-91 ms by Winograd; from
+ * 44x44 up Winograd stays 1.4x-2.4x faster. */
 static int wino_channels_pay(const cpu_ctx *ctx, const bzn_conv_args *a) {
     return ctx->wino == WINO_ALL || (a->in_c >= 8 && a->out_c >= 8);
 }
@@ -127,7 +133,9 @@ static int wino_size_pays(const cpu_ctx *ctx, const bzn_conv_args *a) {
     if (ctx->wino == WINO_ALL) return 1;
     const long direct = ((long)a->out_h * (a->in_w + 2 * a->pad) + BZN_S8_NR - 1) / BZN_S8_NR;
     const long tiles = (long)((a->out_h + 3) / 4) * ((a->out_w + 3) / 4 + 1);
-    return direct >= 8 * ((tiles + BZN_S8_NR - 1) / BZN_S8_NR);
+    const long blocks = (tiles + BZN_S8_NR - 1) / BZN_S8_NR;
+    if (ctx->f32 == BZN_F32_AVX2 && blocks < 2) return 0;
+    return direct >= 8 * blocks;
 }
 
 /* the weights are Winograd's (weights_prepare made them) */
