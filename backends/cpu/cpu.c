@@ -289,6 +289,12 @@ typedef struct {
     int k;      /* K (FP32: k; INT8: groups of 4 k) per chunk */
 } gemm_chunks;
 
+/* the output channels of weight block mb (8, or fewer in the last) */
+static int block_rows(const bzn_conv_args *a, int mb) {
+    return a->out_c - mb * BZN_S8_MR < BZN_S8_MR ? a->out_c - mb * BZN_S8_MR : BZN_S8_MR;
+}
+static int imin(int x, int y) { return x < y ? x : y; }
+
 /* for an item of `tiles` tiles whose B has `row_bytes` bytes per k (per tile) */
 static gemm_chunks gemm_chunks_make(int tiles, size_t row_bytes) {
     gemm_chunks c = {CHUNK_BLOCKS / tiles > 0 ? CHUNK_BLOCKS / tiles : 1, (int)(CHUNK_B_BYTES / (row_bytes * tiles))};
@@ -562,11 +568,11 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
         const int nt = t1 - t0;
         const gemm_chunks ch = gemm_chunks_make(nt, BZN_S8_NR * 4);
         for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
-            const int mbe = mbb + ch.blocks < mb1 ? mbb + ch.blocks : mb1;
+            const int mbe = imin(mbb + ch.blocks, mb1);
             for (int g0 = 0; g0 < kg; g0 += ch.k) {
-                const int gn = kg - g0 < ch.k ? kg - g0 : ch.k;
+                const int gn = imin(kg - g0, ch.k);
                 for (int mb = mbb; mb < mbe; mb++) {
-                    const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                    const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb);
                     const int8_t *ab = qw->a + ((size_t)mb * kg + g0) * BZN_S8_MR * 4;
                     for (int t = t0; t < t1; t++) {
                         const uint8_t *b = j->direct ? j->planes + (size_t)t * BZN_S8_NR * 4 : bt;
@@ -576,7 +582,7 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
                 }
             }
             for (int mb = mbb; mb < mbe; mb++) {
-                const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb);
                 for (int t = t0; t < t1; t++)
                     cpu_qepilogue(j->ctx, a, q, oc0, rows, t * BZN_S8_NR, j->gw, acc[(mb - mbb) * nt + t - t0]);
             }
@@ -656,11 +662,11 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
         const int nt = t1 - t0;
         const gemm_chunks ch = gemm_chunks_make(nt, BZN_S8_NR * sizeof(float));
         for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
-            const int mbe = mbb + ch.blocks < mb1 ? mbb + ch.blocks : mb1;
+            const int mbe = imin(mbb + ch.blocks, mb1);
             for (int k0 = 0; k0 < K; k0 += ch.k) {
-                const int kn = K - k0 < ch.k ? K - k0 : ch.k;
+                const int kn = imin(K - k0, ch.k);
                 for (int mb = mbb; mb < mbe; mb++) {
-                    const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                    const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb);
                     const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
                     for (int r = 0; r < BZN_S8_MR; r++)
                         w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K + k0;
@@ -670,7 +676,7 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
                 }
             }
             for (int mb = mbb; mb < mbe; mb++) {
-                const int oc0 = mb * BZN_S8_MR, rows = a->out_c - oc0 < BZN_S8_MR ? a->out_c - oc0 : BZN_S8_MR;
+                const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb);
                 for (int t = t0; t < t1; t++) {
                     int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
                     const int runs = tile_runs(a, t * BZN_S8_NR, wp, run_j, run_len, run_y, run_x);
