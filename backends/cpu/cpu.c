@@ -280,10 +280,13 @@ static void gemm_item(const gemm_split *s, int item, int *t0, int *t1, int *mb0,
  * (K x 48: 442 KB in FP32 for K = 2304) from L2 or further once more. Each block's partial
  * sums stay in an accumulator array in between (the kernels' `add`). CHUNK_B_BYTES is about
  * 3/4 of the smallest L1 data cache of the CPUs the kernels run on (32 KB: Zen 2-4, Skylake);
- * measured on AMD EPYC (Zen 3, AVX2, two processes at once): the FP32 block kernel 10-30%
- * faster on the slower core. Summing a block over K in chunks adds each element's terms in the
- * same order as one pass would, so FP32 results are bit-identical. */
+ * measured on AMD EPYC (Zen 3, AVX2 only, 2 threads, 3 alternating rounds, BZN_WINOGRAD=0):
+ * the 7 largest direct FP32 3x3 layers 1.3x faster together (encoder.base.8.layers.15 40 ->
+ * 26 ms); INT8, whose B is 4x smaller, about the same. Summing a block over K in chunks adds
+ * each element's terms in the same order as one pass would, so FP32 results are bit-identical.
+ * The accumulators of a batch (blocks x tiles) are at most CHUNK_BLOCKS. */
 enum { CHUNK_B_BYTES = 24 * 1024, CHUNK_BLOCKS = 8 };
+_Static_assert((int)GROUP_MAX_TILES <= (int)CHUNK_BLOCKS, "a batch of one weight block and all its tiles must fit");
 typedef struct {
     int blocks; /* weight blocks per batch (each with all the item's tiles) */
     int k;      /* K (FP32: k; INT8: groups of 4 k) per chunk */

@@ -89,10 +89,10 @@ __attribute__((target("avx2"))) static inline void piece_avx2(int kg, const size
 /* One 4 x 16 piece of the tile where no q is negative (`nonneg`): q itself times w, without
  * the sign transfer, and 8 accumulators, so each broadcast weight serves two vectors of B (the
  * 4 x 8 piece above spends one broadcast, which on Zen 3 takes a vector pipe, per 2 multiplies
- * instead of 4). Measured on AMD EPYC (Zen 3, AVX2 only,
- * 2 threads, 4 alternating rounds): the INT8 network 104-191 ms against 150-177 ms with 4 x 8
- * pieces (medians of 10 runs each; the machine's speed swung by 1.5x). The sign-transferring
- * path needs |q| and q of both vectors and would spill. */
+ * instead of 4). Measured on AMD EPYC (Zen 3, AVX2 only, 2 threads, 4 alternating rounds):
+ * the INT8 network 104-191 ms against 150-177 ms with 4 x 8 pieces (medians of 10 runs each;
+ * the machine's speed swung by 1.5x). The sign-transferring path needs |q| and q of both
+ * vectors and would spill. */
 #define P16_ROW(r, a0, a1)                                                                     \
     do {                                                                                       \
         int32_t w4;                                                                            \
