@@ -366,21 +366,21 @@ START_TEST(f32_block_kernels_exact) {
     for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
         const int K = ks[ki];
         const size_t row = BZN_S8_NR + 5; /* B's rows lie apart, unaligned */
-        float *wbuf = rand_buf((size_t)BZN_S8_MR * K), *b = rand_buf((size_t)K * row + 3);
+        float *wbuf = rand_buf((size_t)BZN_F32_MR * K), *b = rand_buf((size_t)K * row + 3);
         size_t *koff = malloc((size_t)K * sizeof *koff);
         for (int k = 0; k < K; k++) koff[k] = (size_t)(K - 1 - k) * row + 3;
-        const float *w[BZN_S8_MR];
-        for (int r = 0; r < BZN_S8_MR; r++) w[r] = wbuf + (size_t)r * K;
+        const float *w[BZN_F32_MR];
+        for (int r = 0; r < BZN_F32_MR; r++) w[r] = wbuf + (size_t)r * K;
         for (int kern = BZN_F32_SGEMM; kern <= (int)best; kern++)
             for (int k1 = K; k1 >= K / 3 && k1 > 0; k1 = k1 == K ? K / 3 : 0) { /* first chunk: k < k1 */
-                float acc[BZN_S8_MR][BZN_S8_NR];
+                float acc[BZN_F32_MR][BZN_S8_NR];
                 bzn_f32_block((bzn_f32_kernel)kern, k1, b, koff, w, acc, 0);
                 if (k1 < K) {
-                    const float *w2[BZN_S8_MR];
-                    for (int r = 0; r < BZN_S8_MR; r++) w2[r] = w[r] + k1;
+                    const float *w2[BZN_F32_MR];
+                    for (int r = 0; r < BZN_F32_MR; r++) w2[r] = w[r] + k1;
                     bzn_f32_block((bzn_f32_kernel)kern, K - k1, b, koff + k1, w2, acc, 1);
                 }
-                for (int r = 0; r < BZN_S8_MR; r++)
+                for (int r = 0; r < BZN_F32_MR; r++)
                     for (int j = 0; j < BZN_S8_NR; j++) {
                         float want = 0;
                         for (int k = 0; k < K; k++) want = fmaf(w[r][k], b[koff[k] + j], want);
@@ -400,8 +400,9 @@ END_TEST
 /* ---- INT8 ---------------------------------------------------------------------------- */
 
 /* every int8 GEMM kernel the CPU runs gives exactly the integers of the definition, on
- * every block of C, with B's k-groups scattered (goff in reverse order, with gaps), with and
- * without the promise that B holds no negative q, in one call over K and in two chunks */
+ * every block of C, with B's k-groups evenly spaced (as a convolution's channel groups at one
+ * tap) or scattered (goff in reverse order, with gaps), with and without the promise that B
+ * holds no negative q, in one call over K and in two chunks */
 START_TEST(s8_gemm_kernels_exact) {
     static const int ms[] = {1, 3, 8, 14, 33}, ns[] = {1, 31, 32, 33, 100}, ks[] = {1, 3, 4, 27, 130, 577};
     const bzn_s8_kernel best = bzn_s8_best_kernel();
@@ -409,15 +410,16 @@ START_TEST(s8_gemm_kernels_exact) {
     for (size_t mi = 0; mi < 5; mi++)
         for (size_t ni = 0; ni < 5; ni++)
             for (size_t ki = 0; ki < 6; ki++) {
-                const int m = ms[mi], n = ns[ni], k = ks[ki], kp = bzn_s8_kpad(k), kg = kp / 4;
+                const int m = ms[mi], n = ns[ni], k = ks[ki], kg = bzn_s8_kpad(k) / 4;
                 const int tiles = (n + BZN_S8_NR - 1) / BZN_S8_NR, gbytes = tiles * BZN_S8_NR * 4 + 64;
-                int8_t *a = malloc((size_t)m * k), *ap = malloc((size_t)bzn_s8_mpad(m) * kp);
+                const int kgmax = bzn_s8_kg_packed(BZN_S8_AMX, kg); /* the most any packing takes */
+                int8_t *a = malloc((size_t)m * k), *ap = malloc((size_t)bzn_s8_mpad(m) * kgmax * 4);
                 uint8_t *b = malloc((size_t)k * n), *bp = malloc((size_t)kg * gbytes);
                 int32_t *rs = malloc((size_t)m * sizeof *rs);
                 size_t *goff = malloc((size_t)kg * sizeof *goff);
                 for (int i = 0; i < m * k; i++) a[i] = (int8_t)(frand() * 127.5f);
                 /* half the shapes with B >= 128 only, passed as such (the AVX2 kernel's other path) */
-                const int nonneg = (int)((mi + ni + ki) % 2);
+                const int nonneg = (int)((mi + ni + ki) % 2), scattered = (int)((mi + ki) % 2);
                 for (int i = 0; i < k * n; i++) {
                     const float r = frand();
                     b[i] = (uint8_t)(128 + (int)((nonneg ? fabsf(r) : r) * 127.5f));
@@ -426,20 +428,23 @@ START_TEST(s8_gemm_kernels_exact) {
                 a[0] = -127;
                 b[0] = nonneg ? 128 : 1;
                 if (k * n > 1) b[1] = 255;
-                bzn_s8_pack_a(a, m, k, ap, rs);
                 memset(bp, 128, (size_t)kg * gbytes);
-                for (int g = 0; g < kg; g++) goff[g] = (size_t)(kg - 1 - g) * gbytes + 64;
+                for (int g = 0; g < kg; g++) goff[g] = (size_t)(scattered ? kg - 1 - g : g) * gbytes + 64;
                 for (int r = 0; r < k; r++)
                     for (int j = 0; j < n; j++) bp[goff[r / 4] + (size_t)j * 4 + r % 4] = b[(size_t)r * n + j];
                 for (int kern = BZN_S8_REF; kern < BZN_S8_KERNELS; kern++) {
                     if (!bzn_s8_kernel_runs((bzn_s8_kernel)kern)) continue;
+                    const int kgp = bzn_s8_kg_packed((bzn_s8_kernel)kern, kg);
+                    bzn_s8_pack_a((bzn_s8_kernel)kern, a, m, k, ap, rs);
+                    bzn_s8_begin((bzn_s8_kernel)kern);
                     for (int t = 0; t < tiles; t++)
                         for (int mb = 0; mb < bzn_s8_mpad(m) / BZN_S8_MR; mb++) {
                             int32_t c[BZN_S8_MR][BZN_S8_NR];
                             const int rows = m - mb * BZN_S8_MR < BZN_S8_MR ? m - mb * BZN_S8_MR : BZN_S8_MR;
-                            const int8_t *ab = ap + (size_t)mb * kg * BZN_S8_MR * 4;
+                            const int8_t *ab = ap + (size_t)mb * kgp * BZN_S8_MR * 4;
                             const uint8_t *bt = bp + (size_t)t * BZN_S8_NR * 4;
-                            const int g1 = (t + mb) % 2 && kg > 1 ? kg / 2 : kg; /* some blocks in two chunks */
+                            /* some blocks in two chunks (split at a multiple of 16 groups, as AMX needs) */
+                            const int g1 = (t + mb) % 2 && kg > 16 ? kg / 2 / 16 * 16 : kg;
                             bzn_s8_block((bzn_s8_kernel)kern, g1, ab, rs + mb * BZN_S8_MR, rows, bt, goff, nonneg, c, 0);
                             if (g1 < kg)
                                 bzn_s8_block((bzn_s8_kernel)kern, kg - g1, ab + (size_t)g1 * BZN_S8_MR * 4,
@@ -450,10 +455,12 @@ START_TEST(s8_gemm_kernels_exact) {
                                     int32_t want = 0;
                                     for (int x = 0; x < k; x++)
                                         want += (int32_t)a[i * k + x] * ((int32_t)b[(size_t)x * n + j] - 128);
-                                    ck_assert_msg(c[r][jj] == want, "%s m%d n%d k%d at (%d,%d): %d != %d",
-                                                  bzn_s8_kernel_name((bzn_s8_kernel)kern), m, n, k, i, j, c[r][jj], want);
+                                    ck_assert_msg(c[r][jj] == want, "%s m%d n%d k%d%s at (%d,%d): %d != %d",
+                                                  bzn_s8_kernel_name((bzn_s8_kernel)kern), m, n, k,
+                                                  scattered ? " scattered" : "", i, j, c[r][jj], want);
                                 }
                         }
+                    bzn_s8_end((bzn_s8_kernel)kern);
                     checked++;
                 }
                 free(a); free(ap); free(b); free(bp); free(rs); free(goff);

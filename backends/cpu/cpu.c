@@ -32,7 +32,7 @@
 typedef struct {
     int threads;
     bzn_isa isa;        /* the instruction set of the kernels below (isa.h), chosen at run time */
-    bzn_s8_kernel s8;   /* the int8 GEMM kernel */
+    bzn_s8_kernel s8;   /* the int8 GEMM kernel (qkern: AMX runs the stride-1 convolutions only) */
     bzn_f32_kernel f32; /* FP32 stride-1 convolutions' direct kernel (BZN_F32_SGEMM: im2col + sgemm) */
     bzn_pool *pool;     /* the worker threads (pool.h): every parallel loop below runs on them */
     char detail[96];    /* bzn_backend.detail */
@@ -65,13 +65,26 @@ static int cpu_is_pointwise(const bzn_conv_args *a) {
 
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
+/* The int8 kernel of a convolution: the context's, except that AMX, which reads 16 groups
+ * of B as one tile, runs only where they lie evenly spaced in the planes (stride 1); the
+ * strided ones (5 small layers of BlazeNeo) run on AVX-512 VNNI. */
+static bzn_s8_kernel qkern(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    return ctx->s8 == BZN_S8_AMX && a->stride != 1 ? BZN_S8_VNNI : ctx->s8;
+}
+
 /* The INT8 convolution's input: the activations quantized once (uint8, value + 128) into
  * ceil(in_c / 4) groups of 4 channels; each group is a zero-padded hp x wp image whose pixels
  * are the 4 channels' bytes side by side ([group][hp][wp][4], padding and missing channels
  * 128). The GEMM's K runs over (ky, kx, group, channel in group): one group of 4 k at one
- * kernel tap over NR (48) consecutive pixels is 4 NR consecutive bytes of this buffer. */
-static int qgroups(const bzn_conv_args *a) { return (a->in_c + 3) / 4; }
-static int qkg(const bzn_conv_args *a) { return a->k * a->k * qgroups(a); } /* K / 4 */
+ * kernel tap over NR (48) consecutive pixels is 4 NR consecutive bytes of this buffer.
+ * With AMX the groups are counted up to a multiple of 16, so that every 16 groups of K (one
+ * tile) are 16 planes at one tap, a plane apart; those extra planes are never written (their
+ * weights are zero) and the extra work is at most 15 groups per tap. */
+static int qgroups_real(const bzn_conv_args *a) { return (a->in_c + 3) / 4; }
+static int qgroups(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    return bzn_s8_kg_packed(qkern(ctx, a), qgroups_real(a));
+}
+static int qkg(const cpu_ctx *ctx, const bzn_conv_args *a) { return a->k * a->k * qgroups(ctx, a); } /* K / 4 */
 
 /* Padded planes of `bytes` per pixel and channel group: where the slack starts (stride-1
  * tiles run over the padded width and read up to (k-1) d + NR pixels past the last row) and
@@ -85,15 +98,14 @@ static size_t planes_end(const bzn_conv_args *a, size_t groups, size_t bytes) {
 
 /* INT8 scratch: the planes, then one packed tile (kg x 4 NR bytes) per thread for strides
  * above 1. */
-static size_t qconv_scratch(const bzn_conv_args *a, int threads) {
-    const size_t tiles = a->stride == 1 ? 0 : (size_t)threads * align64((size_t)qkg(a) * BZN_S8_NR * 4);
-    return planes_end(a, (size_t)qgroups(a), 4) + tiles;
+static size_t qconv_scratch(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    const size_t tiles = a->stride == 1 ? 0 : (size_t)ctx->threads * align64((size_t)qkg(ctx, a) * BZN_S8_NR * 4);
+    return planes_end(a, (size_t)qgroups(ctx, a), 4) + tiles;
 }
 
 /* INT8 hand-offs: a's input as planes, slack included */
 static size_t cpu_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
-    (void)b;
-    return planes_end(a, (size_t)qgroups(a), 4);
+    return planes_end(a, (size_t)qgroups(b->ctx, a), 4);
 }
 
 static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) {
@@ -151,7 +163,7 @@ static const bzn_wino_plan *wino_plan(const bzn_conv_args *a) {
 static size_t cpu_conv_scratch(bzn_backend *b, const bzn_conv_args *a) {
     const cpu_ctx *ctx = b->ctx;
     if (wino_plan(a)) return bzn_wino_scratch(wino_plan(a));
-    if (a->qweight) return qconv_scratch(a, ctx->threads);
+    if (a->qweight) return qconv_scratch(ctx, a);
     if (cpu_f32_direct(ctx, a)) return planes_end(a, (size_t)a->in_c, sizeof(float)); /* the padded copy */
     if (cpu_is_pointwise(a)) return 0;
     return (size_t)a->in_c * a->k * a->k * a->out_h * a->out_w * sizeof(float);
@@ -292,16 +304,17 @@ typedef struct {
     int k;      /* K (FP32: k; INT8: groups of 4 k) per chunk */
 } gemm_chunks;
 
-/* the output channels of weight block mb (8, or fewer in the last) */
-static int block_rows(const bzn_conv_args *a, int mb) {
-    return a->out_c - mb * BZN_S8_MR < BZN_S8_MR ? a->out_c - mb * BZN_S8_MR : BZN_S8_MR;
+/* the output channels of weight block mb of mr rows (mr, or fewer in the last) */
+static int block_rows(const bzn_conv_args *a, int mb, int mr) {
+    return a->out_c - mb * mr < mr ? a->out_c - mb * mr : mr;
 }
 static int imin(int x, int y) { return x < y ? x : y; }
 
-/* for an item of `tiles` tiles whose B has `row_bytes` bytes per k (per tile) */
+/* for an item of `tiles` tiles whose B has `row_bytes` bytes per k (per tile); chunks of
+ * whole multiples of 16 k (one AMX tile of int8 groups) */
 static gemm_chunks gemm_chunks_make(int tiles, size_t row_bytes) {
     gemm_chunks c = {CHUNK_BLOCKS / tiles > 0 ? CHUNK_BLOCKS / tiles : 1, (int)(CHUNK_B_BYTES / (row_bytes * tiles))};
-    if (c.k < 16) c.k = 16;
+    c.k = c.k < 16 ? 16 : c.k / 16 * 16;
     return c;
 }
 
@@ -334,8 +347,8 @@ static bzn_status cpu_weights_prepare(bzn_backend *b, const bzn_conv_args *a, vo
         if (a->out_h > 0 && (a->stride != 1 || a->dilation != 1 || !wino_size_pays(ctx, a))) return BZN_OK;
         return bzn_wino_weights_make(a, (bzn_wino_weights **)weights, bytes, err);
     }
-    const int kk = a->k * a->k, cg = qgroups(a), K = 4 * qkg(a);
-    const size_t packed = align64((size_t)bzn_s8_mpad(a->out_c) * K);
+    const int kk = a->k * a->k, cg = qgroups(ctx, a), K = 4 * qkg(ctx, a);
+    const size_t packed = align64((size_t)bzn_s8_mpad(a->out_c) * K); /* (K: a multiple of 64 for AMX) */
     cpu_qweights *q = calloc(1, sizeof *q);
     int8_t *w = calloc((size_t)a->out_c * K, 1);
     if (q) {
@@ -352,7 +365,7 @@ static bzn_status cpu_weights_prepare(bzn_backend *b, const bzn_conv_args *a, vo
         for (int c = 0; c < a->in_c; c++)
             for (int t = 0; t < kk; t++)
                 w[(size_t)oc * K + ((size_t)t * cg + c / 4) * 4 + c % 4] = a->qweight[((size_t)oc * a->in_c + c) * kk + t];
-    bzn_s8_pack_a(w, a->out_c, K, q->a, q->rowsum);
+    bzn_s8_pack_a(qkern(ctx, a), w, a->out_c, K, q->a, q->rowsum);
     free(w);
     *weights = q;
     *bytes = packed + (size_t)a->out_c * sizeof *q->rowsum;
@@ -391,9 +404,9 @@ static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void 
         return BZN_OK;
     }
     if (!a->qweight && !cpu_f32_direct(ctx, a)) return BZN_OK; /* sgemm needs nothing */
-    const int kk = a->k * a->k, cg = qgroups(a);
+    const int kk = a->k * a->k, cg = a->qweight ? qgroups(ctx, a) : 0;
     const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
-    const int n_off = a->qweight ? qkg(a) : a->in_c * kk;
+    const int n_off = a->qweight ? qkg(ctx, a) : a->in_c * kk;
     cpu_qconv *q = calloc(1, sizeof *q);
     if (q) {
         q->off = malloc((size_t)n_off * sizeof *q->off);
@@ -459,7 +472,7 @@ static void quantize_rows(void *arg, int lo, int hi, int tid) {
 
 static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
     planes_job j = {ctx, a, planes};
-    bzn_pool_run_chunks(ctx->pool, qgroups(a) * (a->in_h + 2 * a->pad), 1, quantize_rows, &j);
+    bzn_pool_run_chunks(ctx->pool, qgroups_real(a) * (a->in_h + 2 * a->pad), 1, quantize_rows, &j);
 }
 
 /* the consumer's padding rows and margins of a handed-over output (its planes) */
@@ -550,6 +563,7 @@ typedef struct {
     const bzn_conv_args *a;
     const uint8_t *planes;
     uint8_t *tiles; /* strided convolutions: one packed tile per thread */
+    bzn_s8_kernel kern;
     int kg, direct, gw;
     gemm_split split;
 } qgemm_job;
@@ -559,11 +573,12 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
     const bzn_conv_args *a = j->a;
     const cpu_qconv *q = a->prepared;
     const cpu_qweights *qw = a->weights;
-    const int kg = j->kg;
+    const int kg = j->kg, kgp = bzn_s8_kg_packed(j->kern, kg);
     /* this thread's packed tile (strided convolutions only: stride 1 has none) */
     uint8_t *bt = j->direct ? NULL : j->tiles + (size_t)tid * align64((size_t)kg * BZN_S8_NR * 4);
     int32_t acc[CHUNK_BLOCKS][BZN_S8_MR][BZN_S8_NR]; /* [weight block of the batch x tile] */
     const size_t *goff = j->direct ? q->off : q->toff;
+    bzn_s8_begin(j->kern);
     for (int item = lo; item < hi; item++) {
         int t0, t1, mb0, mb1;
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
@@ -575,32 +590,34 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
             for (int g0 = 0; g0 < kg; g0 += ch.k) {
                 const int gn = imin(kg - g0, ch.k);
                 for (int mb = mbb; mb < mbe; mb++) {
-                    const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb);
-                    const int8_t *ab = qw->a + ((size_t)mb * kg + g0) * BZN_S8_MR * 4;
+                    const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb, BZN_S8_MR);
+                    const int8_t *ab = qw->a + ((size_t)mb * kgp + g0) * BZN_S8_MR * 4;
                     for (int t = t0; t < t1; t++) {
                         const uint8_t *b = j->direct ? j->planes + (size_t)t * BZN_S8_NR * 4 : bt;
-                        bzn_s8_block(j->ctx->s8, gn, ab, qw->rowsum + oc0, rows, b, goff + g0, a->in_nonneg,
+                        bzn_s8_block(j->kern, gn, ab, qw->rowsum + oc0, rows, b, goff + g0, a->in_nonneg,
                                      acc[(mb - mbb) * nt + t - t0], g0 > 0);
                     }
                 }
             }
             for (int mb = mbb; mb < mbe; mb++) {
-                const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb);
+                const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb, BZN_S8_MR);
                 for (int t = t0; t < t1; t++)
                     cpu_qepilogue(j->ctx, a, q, oc0, rows, t * BZN_S8_NR, j->gw, acc[(mb - mbb) * nt + t - t0]);
             }
         }
     }
+    bzn_s8_end(j->kern);
 }
 
 /* Quantize the input into the planes, then, tile by tile of NR output pixels: multiply the
  * tile's B (stride 1: read in place from the planes; otherwise gathered into a small tile
- * that stays in cache) by every 8-row block of weights and write the block's outputs. */
+ * that stays in cache) by every 16-row block of weights and write the block's outputs. */
 static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
-    const int kg = qkg(a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
+    const int kg = qkg(ctx, a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
     const int wp = a->in_w + 2 * a->pad, direct = a->stride == 1;
     const int gw = direct ? wp : a->out_w, tiles = (a->out_h * gw + BZN_S8_NR - 1) / BZN_S8_NR;
-    const size_t slack = planes_slack(a, (size_t)qgroups(a), 4), tiles_at = planes_end(a, (size_t)qgroups(a), 4);
+    const size_t groups = (size_t)qgroups(ctx, a);
+    const size_t slack = planes_slack(a, groups, 4), tiles_at = planes_end(a, groups, 4);
     const uint8_t *planes = a->in_q; /* handed over by the convolution before, slack included */
     if (!planes) {
         uint8_t *p = scratch;
@@ -610,12 +627,12 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     }
     /* handing the output over: the consumer's padding and slack first; the tiles fill the rest */
     if (a->out_q) {
-        const size_t ns = planes_slack(a->next, (size_t)qgroups(a->next), 4);
-        memset((uint8_t *)a->out_q + ns, 128, planes_end(a->next, (size_t)qgroups(a->next), 4) - ns);
+        const size_t ngroups = (size_t)qgroups(ctx, a->next), ns = planes_slack(a->next, ngroups, 4);
+        memset((uint8_t *)a->out_q + ns, 128, planes_end(a->next, ngroups, 4) - ns);
         planes_job border = {ctx, a->next, a->out_q};
-        bzn_pool_run(ctx->pool, qgroups(a->next) * (a->next->in_h + 2 * a->next->pad), 0, border_rows, &border);
+        bzn_pool_run(ctx->pool, qgroups_real(a->next) * (a->next->in_h + 2 * a->next->pad), 0, border_rows, &border);
     }
-    qgemm_job j = {ctx, a, planes, (uint8_t *)scratch + tiles_at, kg, direct, gw, {0}};
+    qgemm_job j = {ctx, a, planes, (uint8_t *)scratch + tiles_at, qkern(ctx, a), kg, direct, gw, {0}};
     const int items = gemm_split_make(ctx, tiles, mblocks, direct, &j.split);
     bzn_pool_run_chunks(ctx->pool, items, 1, qgemm_items, &j);
 }
@@ -658,7 +675,7 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
     const cpu_qconv *q = a->prepared;
     const int K = a->in_c * a->k * a->k, wp = a->in_w + 2 * a->pad;
     const size_t n = (size_t)a->out_h * a->out_w;
-    float acc[CHUNK_BLOCKS][BZN_S8_MR][BZN_S8_NR]; /* [weight block of the batch x tile] */
+    float acc[CHUNK_BLOCKS][BZN_F32_MR][BZN_S8_NR]; /* [weight block of the batch x tile] */
     for (int item = lo; item < hi; item++) {
         int t0, t1, mb0, mb1;
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
@@ -669,9 +686,9 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
             for (int k0 = 0; k0 < K; k0 += ch.k) {
                 const int kn = imin(K - k0, ch.k);
                 for (int mb = mbb; mb < mbe; mb++) {
-                    const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb);
-                    const float *w[BZN_S8_MR]; /* rows past out_c repeat the last (computed, not stored) */
-                    for (int r = 0; r < BZN_S8_MR; r++)
+                    const int oc0 = mb * BZN_F32_MR, rows = block_rows(a, mb, BZN_F32_MR);
+                    const float *w[BZN_F32_MR]; /* rows past out_c repeat the last (computed, not stored) */
+                    for (int r = 0; r < BZN_F32_MR; r++)
                         w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K + k0;
                     for (int t = t0; t < t1; t++)
                         bzn_f32_block(j->ctx->f32, kn, j->planes + (size_t)t * BZN_S8_NR, q->off + k0, w,
@@ -679,7 +696,7 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
                 }
             }
             for (int mb = mbb; mb < mbe; mb++) {
-                const int oc0 = mb * BZN_S8_MR, rows = block_rows(a, mb);
+                const int oc0 = mb * BZN_F32_MR, rows = block_rows(a, mb, BZN_F32_MR);
                 for (int t = t0; t < t1; t++) {
                     int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
                     const int runs = tile_runs(a, t * BZN_S8_NR, wp, run_j, run_len, run_y, run_x);
@@ -695,7 +712,7 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
 }
 
 static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
-    const int mblocks = (a->out_c + BZN_S8_MR - 1) / BZN_S8_MR;
+    const int mblocks = (a->out_c + BZN_F32_MR - 1) / BZN_F32_MR;
     const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad, tiles = (a->out_h * wp + BZN_S8_NR - 1) / BZN_S8_NR;
     const size_t slack = planes_slack(a, (size_t)a->in_c, sizeof(float));
     memset((uint8_t *)scratch + slack, 0, planes_end(a, (size_t)a->in_c, sizeof(float)) - slack);

@@ -23,21 +23,21 @@ const char *bzn_f32_kernel_name(bzn_f32_kernel k) {
 #define F32_NZ (BZN_S8_NR / 16) /* zmm registers per row of the tile */
 
 __attribute__((target("avx512f"))) static void f32_block_avx512(int K, const float *b0, const size_t *koff,
-                                                                const float *const w[BZN_S8_MR],
-                                                                float acc_out[BZN_S8_MR][BZN_S8_NR], int add) {
-    __m512 acc[BZN_S8_MR][F32_NZ];
-    for (int r = 0; r < BZN_S8_MR; r++)
+                                                                const float *const w[BZN_F32_MR],
+                                                                float acc_out[BZN_F32_MR][BZN_S8_NR], int add) {
+    __m512 acc[BZN_F32_MR][F32_NZ];
+    for (int r = 0; r < BZN_F32_MR; r++)
         for (int z = 0; z < F32_NZ; z++) acc[r][z] = add ? _mm512_loadu_ps(&acc_out[r][16 * z]) : _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
         const float *b = b0 + koff[k];
         __m512 bz[F32_NZ];
         for (int z = 0; z < F32_NZ; z++) bz[z] = _mm512_loadu_ps(b + 16 * z);
-        for (int r = 0; r < BZN_S8_MR; r++) {
+        for (int r = 0; r < BZN_F32_MR; r++) {
             const __m512 wv = _mm512_set1_ps(w[r][k]);
             for (int z = 0; z < F32_NZ; z++) acc[r][z] = _mm512_fmadd_ps(bz[z], wv, acc[r][z]);
         }
     }
-    for (int r = 0; r < BZN_S8_MR; r++)
+    for (int r = 0; r < BZN_F32_MR; r++)
         for (int z = 0; z < F32_NZ; z++) _mm512_storeu_ps(&acc_out[r][16 * z], acc[r][z]);
 }
 
@@ -54,7 +54,7 @@ __attribute__((target("avx512f"))) static void f32_block_avx512(int K, const flo
     } while (0)
 __attribute__((target("avx2,fma"))) static void f32_sub_avx2(int K, const float *b0, const size_t *koff,
                                                             const float *const w[F32_MR2],
-                                                            float acc_out[BZN_S8_MR][BZN_S8_NR], int r0, int c0, int add) {
+                                                            float acc_out[BZN_F32_MR][BZN_S8_NR], int r0, int c0, int add) {
     float *o0 = &acc_out[r0][c0], *o1 = &acc_out[r0 + 1][c0], *o2 = &acc_out[r0 + 2][c0], *o3 = &acc_out[r0 + 3][c0];
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
     __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
@@ -79,15 +79,15 @@ __attribute__((target("avx2,fma"))) static void f32_sub_avx2(int K, const float 
 }
 #undef F32_ROW
 
-static void f32_block_avx2(int K, const float *b, const size_t *koff, const float *const w[BZN_S8_MR],
-                           float acc[BZN_S8_MR][BZN_S8_NR], int add) {
-    for (int r0 = 0; r0 < BZN_S8_MR; r0 += F32_MR2)
+static void f32_block_avx2(int K, const float *b, const size_t *koff, const float *const w[BZN_F32_MR],
+                           float acc[BZN_F32_MR][BZN_S8_NR], int add) {
+    for (int r0 = 0; r0 < BZN_F32_MR; r0 += F32_MR2)
         for (int c0 = 0; c0 < BZN_S8_NR; c0 += F32_NR2) f32_sub_avx2(K, b + c0, koff, w + r0, acc, r0, c0, add);
 }
 #endif
 
-void bzn_f32_block(bzn_f32_kernel kern, int K, const float *b, const size_t *koff, const float *const w[BZN_S8_MR],
-                   float acc[BZN_S8_MR][BZN_S8_NR], int add) {
+void bzn_f32_block(bzn_f32_kernel kern, int K, const float *b, const size_t *koff, const float *const w[BZN_F32_MR],
+                   float acc[BZN_F32_MR][BZN_S8_NR], int add) {
 #ifdef BZN_X86
     if (kern == BZN_F32_AVX512) {
         f32_block_avx512(K, b, koff, w, acc, add);
@@ -99,7 +99,7 @@ void bzn_f32_block(bzn_f32_kernel kern, int K, const float *b, const size_t *kof
     }
 #endif
     (void)kern; /* not reached by the backend (it runs sgemm), kept as the definition */
-    for (int r = 0; r < BZN_S8_MR; r++)
+    for (int r = 0; r < BZN_F32_MR; r++)
         for (int j = 0; j < BZN_S8_NR; j++) {
             float s = add ? acc[r][j] : 0.0f;
             for (int k = 0; k < K; k++) s = __builtin_fmaf(w[r][k], b[koff[k] + j], s);

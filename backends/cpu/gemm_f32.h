@@ -1,8 +1,8 @@
 /*
  * gemm_f32.h - the block kernel of the CPU backend's direct FP32 convolution.
  *
- * One 8 x NR block of a float GEMM (the tile shape of the int8 kernels, BZN_S8_MR x BZN_S8_NR,
- * so that the convolution code serves both): A's rows are read where they lie (w[r][k],
+ * One 8 x NR block of a float GEMM (NR = BZN_S8_NR columns, as the int8 kernels' tiles, so
+ * that the convolution code serves both): A's rows are read where they lie (w[r][k],
  * r < 8: the convolution's weights, row-major), B's row k is the NR floats at b + koff[k] (a
  * kernel tap of one input channel over NR consecutive pixels of a zero-padded plane):
  *
@@ -22,6 +22,8 @@
 
 #include "gemm_s8.h"
 
+#define BZN_F32_MR 8 /* rows of A per block */
+
 typedef enum { BZN_F32_SGEMM = 0, BZN_F32_AVX2 = 1, BZN_F32_AVX512 = 2 } bzn_f32_kernel;
 
 /* the best direct kernel this CPU runs (BZN_F32_SGEMM: none) */
@@ -29,7 +31,7 @@ bzn_f32_kernel bzn_f32_best_kernel(void);
 const char *bzn_f32_kernel_name(bzn_f32_kernel k);
 /* add: acc += the sum instead of acc = (one GEMM over K in chunks: the terms of every element
  * are then added in the same order as in one call over all of K, so the floats are the same) */
-void bzn_f32_block(bzn_f32_kernel kern, int K, const float *b, const size_t *koff, const float *const w[BZN_S8_MR],
-                   float acc[BZN_S8_MR][BZN_S8_NR], int add);
+void bzn_f32_block(bzn_f32_kernel kern, int K, const float *b, const size_t *koff, const float *const w[BZN_F32_MR],
+                   float acc[BZN_F32_MR][BZN_S8_NR], int add);
 
 #endif

@@ -1,6 +1,8 @@
-/* gemm_s8.c - int8 GEMM kernels: reference, AVX2, AVX-VNNI, AVX-512 VNNI (see gemm_s8.h). */
+/* gemm_s8.c - int8 GEMM kernels: reference, AVX2, AVX-VNNI, AVX-512 VNNI, AMX (see gemm_s8.h). */
+#define _GNU_SOURCE /* syscall */
 #include "gemm_s8.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "backend.h"
@@ -9,6 +11,34 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #define BZN_X86 1
+#endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define BZN_AMX 1
+#endif
+
+#ifdef BZN_AMX
+/* AMX needs the CPU's tiles (CPUID.(EAX=7,ECX=0):EDX bits 24 AMX-TILE, 25 AMX-INT8), the
+ * operating system's saving of them (XCR0 bits 17 and 18) and, on Linux, the process's
+ * permission to use them: asked for once (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA), which
+ * is what makes the first tile instruction not fault. */
+static int amx_ok;
+static void amx_probe(void) {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) || !(d >> 25 & 1)) return;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1)) return; /* OSXSAVE: xgetbv is there */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return;
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    amx_ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+static int amx_runs(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, amx_probe);
+    return amx_ok;
+}
 #endif
 
 int bzn_s8_kernel_runs(bzn_s8_kernel k) {
@@ -22,6 +52,9 @@ int bzn_s8_kernel_runs(bzn_s8_kernel k) {
         return __builtin_cpu_supports("avx2") && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1);
     }
     case BZN_S8_VNNI: return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+#ifdef BZN_AMX
+    case BZN_S8_AMX: return bzn_s8_kernel_runs(BZN_S8_VNNI) && amx_runs(); /* (its epilogues are AVX-512) */
+#endif
     default: return 0;
     }
 #else
@@ -36,18 +69,22 @@ bzn_s8_kernel bzn_s8_best_kernel(void) {
 }
 
 const char *bzn_s8_kernel_name(bzn_s8_kernel k) {
-    static const char *const names[BZN_S8_KERNELS] = {"reference", "avx2", "avx-vnni", "avx512-vnni"};
+    static const char *const names[BZN_S8_KERNELS] = {"reference", "avx2", "avx-vnni", "avx512-vnni", "amx"};
     return k >= BZN_S8_REF && k < BZN_S8_KERNELS ? names[k] : "?";
 }
 
-void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum) {
-    const int kp = bzn_s8_kpad(k), mp = bzn_s8_mpad(m), kg = kp / 4;
-    memset(packed, 0, (size_t)mp * kp);
+void bzn_s8_pack_a(bzn_s8_kernel kern, const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsum) {
+    const int mp = bzn_s8_mpad(m), kg = bzn_s8_kg_packed(kern, bzn_s8_kpad(k) / 4);
+    memset(packed, 0, (size_t)mp * kg * 4);
     for (int r = 0; r < m; r++) {
         int32_t s = 0;
         for (int j = 0; j < k; j++) {
-            const int blk = r / BZN_S8_MR, row = r % BZN_S8_MR, g = j / 4, lane = j % 4;
-            packed[(((size_t)blk * kg + g) * BZN_S8_MR + row) * 4 + lane] = a[(size_t)r * k + j];
+            const size_t blk = (size_t)r / BZN_S8_MR * kg * BZN_S8_MR * 4; /* the block's bytes start */
+            const int row = r % BZN_S8_MR, g = j / 4, lane = j % 4;
+            const size_t at = kern == BZN_S8_AMX /* [K/64][16 rows][64 k] */
+                                  ? blk + ((size_t)(g / BZN_S8_AMX_KG) * BZN_S8_MR + row) * 64 + (g % BZN_S8_AMX_KG) * 4
+                                  : blk + ((size_t)g * BZN_S8_MR + row) * 4; /* [K/4][16 rows][4 k] */
+            packed[at + lane] = a[(size_t)r * k + j];
             s += a[(size_t)r * k + j];
         }
         rowsum[r] = s;
@@ -55,11 +92,11 @@ void bzn_s8_pack_a(const int8_t *a, int m, int k, int8_t *packed, int32_t *rowsu
 }
 
 /* One MR x NR tile of C, plain C: the definition every kernel must reproduce exactly. */
-static void tile_ref(int kg, const size_t *goff, const int8_t *a, const uint8_t *b, int add,
+static void tile_ref(int kg, const size_t *goff, const int8_t *a, const uint8_t *b, int rows, int add,
                      int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
     if (!add) memset(acc, 0, sizeof(int32_t) * BZN_S8_MR * BZN_S8_NR);
     for (int g = 0; g < kg; g++)
-        for (int r = 0; r < BZN_S8_MR; r++)
+        for (int r = 0; r < rows; r++)
             for (int n = 0; n < BZN_S8_NR; n++)
                 for (int l = 0; l < 4; l++)
                     acc[r][n] += (int32_t)a[(g * BZN_S8_MR + r) * 4 + l] * ((int32_t)b[goff[g] + n * 4 + l] - 128);
@@ -128,14 +165,15 @@ __attribute__((target("avx2"))) static void piece16_avx2(int kg, const size_t *g
     _mm256_storeu_si256((__m256i *)o3, a30), _mm256_storeu_si256((__m256i *)(o3 + 8), a31);
 }
 __attribute__((target("avx2"))) static void tile_avx2(int kg, const size_t *goff, const int8_t *a, const uint8_t *b,
-                                                       int nonneg, int add, int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+                                                       int rows, int nonneg, int add,
+                                                       int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
     if (nonneg) {
-        for (int r0 = 0; r0 < BZN_S8_MR; r0 += 4)
+        for (int r0 = 0; r0 < rows; r0 += 4)
             for (int j = 0; j < BZN_S8_NR / 16; j++)
                 piece16_avx2(kg, goff, a + r0 * 4, b + j * 64, &acc_out[r0][j * 16], add);
         return;
     }
-    for (int r0 = 0; r0 < BZN_S8_MR; r0 += 4)
+    for (int r0 = 0; r0 < rows; r0 += 4)
         for (int j = 0; j < BZN_S8_NR / 8; j++) {
             __m256i acc[4];
             for (int r = 0; r < 4; r++)
@@ -152,12 +190,12 @@ __attribute__((target("avx2,avxvnni"))) static inline __m256i dpbusd_vex(__m256i
     return acc;
 }
 
-/* The tile in four passes of 4 rows x 24 columns: 12 accumulators, 3 loads of B and one
+/* The tile in passes of 4 rows x 24 columns: 12 accumulators, 3 loads of B and one
  * broadcast weight register fill the 16 ymm registers; per k group 12 vpdpbusd. */
 __attribute__((target("avx2,avxvnni"))) static void tile_avxvnni(int kg, const size_t *goff, const int8_t *a,
-                                                                 const uint8_t *b, const int32_t *rowsum128, int add,
-                                                                 int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
-    for (int r0 = 0; r0 < BZN_S8_MR; r0 += 4)
+                                                                 const uint8_t *b, const int32_t *rowsum128, int rows,
+                                                                 int add, int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+    for (int r0 = 0; r0 < rows; r0 += 4)
         for (int c0 = 0; c0 < BZN_S8_NR; c0 += 24) {
             __m256i acc[4][3];
             for (int r = 0; r < 4; r++)
@@ -197,49 +235,176 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static inline __m512i dpb
     return acc;
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_vnni(int kg, const size_t *goff, const int8_t *a,
+/* 8 rows of the tile, from row r0 */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void half_vnni(int kg, const size_t *goff, const int8_t *a,
                                                                              const uint8_t *b, const int32_t *rowsum128,
-                                                                             int add, int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
-    __m512i acc[BZN_S8_MR][BZN_S8_NZ]; /* 24 accumulators: enough in flight to hide vpdpbusd's latency */
-    for (int r = 0; r < BZN_S8_MR; r++)
+                                                                             int r0, int add,
+                                                                             int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+    enum { H = 8 };
+    __m512i acc[H][BZN_S8_NZ]; /* 24 accumulators: enough in flight to hide vpdpbusd's latency */
+    for (int r = 0; r < H; r++)
         for (int z = 0; z < BZN_S8_NZ; z++)
-            acc[r][z] = add ? _mm512_loadu_si512(&acc_out[r][16 * z]) : _mm512_setzero_si512();
+            acc[r][z] = add ? _mm512_loadu_si512(&acc_out[r0 + r][16 * z]) : _mm512_setzero_si512();
     for (int g = 0; g < kg; g++) {
         const uint8_t *bg = b + goff[g];
         __m512i bz[BZN_S8_NZ]; /* 16 columns x 4 k each */
         for (int z = 0; z < BZN_S8_NZ; z++) bz[z] = _mm512_loadu_si512(bg + 64 * z);
-        const int8_t *ag = a + (size_t)g * BZN_S8_MR * 4;
-        for (int r = 0; r < BZN_S8_MR; r++) {
+        const int8_t *ag = a + ((size_t)g * BZN_S8_MR + r0) * 4;
+        for (int r = 0; r < H; r++) {
             int32_t w4;
             memcpy(&w4, ag + r * 4, 4);
             const __m512i w = _mm512_set1_epi32(w4);
             for (int z = 0; z < BZN_S8_NZ; z++) acc[r][z] = dpbusd(acc[r][z], bz[z], w);
         }
     }
-    for (int r = 0; r < BZN_S8_MR; r++) { /* remove the +128 offset of the activations */
-        const __m512i off = _mm512_set1_epi32(rowsum128[r]);
-        for (int z = 0; z < BZN_S8_NZ; z++) _mm512_storeu_si512(&acc_out[r][16 * z], _mm512_sub_epi32(acc[r][z], off));
+    for (int r = 0; r < H; r++) { /* remove the +128 offset of the activations */
+        const __m512i off = _mm512_set1_epi32(rowsum128[r0 + r]);
+        for (int z = 0; z < BZN_S8_NZ; z++)
+            _mm512_storeu_si512(&acc_out[r0 + r][16 * z], _mm512_sub_epi32(acc[r][z], off));
     }
 }
+/* the tile in halves of 8 rows (the 32 zmm registers hold 8 x 48 accumulators and B) */
+static void tile_vnni(int kg, const size_t *goff, const int8_t *a, const uint8_t *b, const int32_t *rowsum128,
+                      int rows, int add, int32_t acc_out[BZN_S8_MR][BZN_S8_NR]) {
+    for (int r0 = 0; r0 < rows; r0 += 8) half_vnni(kg, goff, a, b, rowsum128, r0, add, acc_out);
+}
 #endif
+
+#ifdef BZN_AMX
+/* The AMX tiles: 0-2 the block's C (16 rows x 16 columns of int32 each), 3 its A (16 rows x
+ * 16 groups of 4 k), 4-6 B (16 groups x 16 columns x 4 k). A thread's configuration stays
+ * until bzn_s8_end. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+static _Thread_local int amx_configured;
+
+static void amx_configure(void) {
+    amx_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 7; t++) c.rows[t] = 16, c.colsb[t] = 64;
+    /* (not _tile_loadconfig: GCC 12 does not see that it reads the struct, and drops the
+       stores above; the same for the other tile intrinsics below) */
+    __asm__ volatile("ldtilecfg %0" : : "m"(c));
+    amx_configured = 1;
+}
+
+/* The tile instructions as inline assembly that tells the compiler which memory they read
+ * and write ("memory"): GCC 12's intrinsics do not, so it may drop the stores of a buffer
+ * that only a tile load reads, or move loads across a tile store. */
+#define TILE_LOAD(t, base, stride) \
+    __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t : : "r"(base), "r"((long)(stride)) : "memory")
+#define TILE_STORE(t, base, stride) \
+    __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" : : "r"(base), "r"((long)(stride)) : "memory")
+#define TILE_ZERO(t) __asm__ volatile("tilezero %%tmm" #t)
+#define TILE_DPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c) /* c += a (s8) x b (u8) */
+
+/* whether groups g[0..16) lie `stride` (> 0) bytes apart */
+static int evenly_spaced(const size_t *g, long *stride) {
+    if (g[1] <= g[0]) return 0;
+    const size_t s = g[1] - g[0];
+    for (int i = 2; i < BZN_S8_AMX_KG; i++)
+        if (g[i] - g[0] != (size_t)i * s) return 0;
+    *stride = (long)s;
+    return 1;
+}
+
+/* Per 16 groups of k: one tile of A and three of B (48 columns), three tdpbsud (16 x 16 x 64
+ * multiply-adds each, C += A x B with A signed and B unsigned). Where the 16 groups are not
+ * evenly spaced in B, or fewer remain, they are gathered into a tile-shaped buffer first
+ * (missing groups 128: A is zero there). */
+__attribute__((target("avx512f"))) static void tile_amx(int kg, const size_t *goff, const int8_t *a,
+                                                                          const uint8_t *b, const int32_t *rowsum128,
+                                                                          int add, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+    enum { ROW = BZN_S8_NR * 4 }; /* bytes of one group of B and of one row of C */
+    if (!amx_configured) amx_configure();
+    if (add) {
+        TILE_LOAD(0, &acc[0][0], ROW);
+        TILE_LOAD(1, &acc[0][16], ROW);
+        TILE_LOAD(2, &acc[0][32], ROW);
+    } else {
+        TILE_ZERO(0);
+        TILE_ZERO(1);
+        TILE_ZERO(2);
+    }
+    _Alignas(64) uint8_t gathered[BZN_S8_AMX_KG * ROW];
+    for (int g0 = 0; g0 < kg; g0 += BZN_S8_AMX_KG, a += BZN_S8_MR * 64) {
+        const int n = kg - g0 < BZN_S8_AMX_KG ? kg - g0 : BZN_S8_AMX_KG;
+        const uint8_t *bs = gathered;
+        long stride = ROW;
+        if (n == BZN_S8_AMX_KG && evenly_spaced(goff + g0, &stride))
+            bs = b + goff[g0];
+        else {
+            stride = ROW;
+            for (int r = 0; r < n; r++) memcpy(gathered + r * ROW, b + goff[g0 + r], ROW);
+            memset(gathered + n * ROW, 128, (size_t)(BZN_S8_AMX_KG - n) * ROW);
+        }
+        TILE_LOAD(3, a, 64);
+        TILE_LOAD(4, bs, stride);
+        TILE_DPBSUD(0, 3, 4);
+        TILE_LOAD(5, bs + 64, stride);
+        TILE_DPBSUD(1, 3, 5);
+        TILE_LOAD(6, bs + 128, stride);
+        TILE_DPBSUD(2, 3, 6);
+    }
+    TILE_STORE(0, &acc[0][0], ROW);
+    TILE_STORE(1, &acc[0][16], ROW);
+    TILE_STORE(2, &acc[0][32], ROW);
+    if (add) return;
+    for (int r = 0; r < BZN_S8_MR; r++) { /* remove the +128 offset of the activations */
+        const __m512i off = _mm512_set1_epi32(rowsum128[r]);
+        for (int z = 0; z < BZN_S8_NZ; z++)
+            _mm512_storeu_si512(&acc[r][16 * z], _mm512_sub_epi32(_mm512_loadu_si512(&acc[r][16 * z]), off));
+    }
+}
+
+static void amx_release(void) {
+    __asm__ volatile("tilerelease");
+    amx_configured = 0;
+}
+#endif
+
+void bzn_s8_begin(bzn_s8_kernel kern) {
+#ifdef BZN_AMX
+    if (kern == BZN_S8_AMX && !amx_configured) amx_configure();
+#endif
+    (void)kern;
+}
+
+void bzn_s8_end(bzn_s8_kernel kern) {
+#ifdef BZN_AMX
+    if (kern == BZN_S8_AMX && amx_configured) amx_release();
+#endif
+    (void)kern;
+}
 
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
                   const uint8_t *b, const size_t *goff, int b_nonneg, int32_t acc[BZN_S8_MR][BZN_S8_NR], int add) {
     switch (kern) {
 #ifdef BZN_X86
+    case BZN_S8_AMX:
     case BZN_S8_VNNI:
     case BZN_S8_AVXVNNI: {
         int32_t rs[BZN_S8_MR] = {0}; /* 128 * rowsum: the activations' offset, removed once (first chunk) */
         for (int r = 0; r < rows && !add; r++) rs[r] = 128 * rowsum[r];
+#ifdef BZN_AMX
+        if (kern == BZN_S8_AMX) {
+            tile_amx(kg, goff, a_block, b, rs, add, acc);
+            break;
+        }
+#endif
         if (kern == BZN_S8_VNNI)
-            tile_vnni(kg, goff, a_block, b, rs, add, acc);
+            tile_vnni(kg, goff, a_block, b, rs, rows, add, acc);
         else
-            tile_avxvnni(kg, goff, a_block, b, rs, add, acc);
+            tile_avxvnni(kg, goff, a_block, b, rs, rows, add, acc);
         break;
     }
-    case BZN_S8_AVX2: tile_avx2(kg, goff, a_block, b, b_nonneg, add, acc); break;
+    case BZN_S8_AVX2: tile_avx2(kg, goff, a_block, b, rows, b_nonneg, add, acc); break;
 #endif
-    default: (void)rows; (void)rowsum; (void)b_nonneg; tile_ref(kg, goff, a_block, b, add, acc); break;
+    default: (void)rowsum; (void)b_nonneg; tile_ref(kg, goff, a_block, b, rows, add, acc); break;
     }
 }
 
@@ -317,7 +482,7 @@ __attribute__((target("avx512f"))) static void dequantize_avx512(const int32_t *
 
 void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out) {
 #ifdef BZN_X86
-    if (kern == BZN_S8_VNNI) {
+    if (kern >= BZN_S8_VNNI) {
         dequantize_avx512(acc, n, mult, bias, act, out);
         return;
     }
@@ -338,7 +503,7 @@ void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult
 
 void bzn_s8_quantize4(bzn_s8_kernel kern, const float *const x[4], int n, float inv_scale, uint8_t *dst) {
 #ifdef BZN_X86
-    if (kern == BZN_S8_VNNI) { /* (AVX-512BW with it) */
+    if (kern >= BZN_S8_VNNI) { /* (AVX-512BW with them) */
         quantize4_avx512(x, n, inv_scale, dst);
         return;
     }

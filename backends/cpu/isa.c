@@ -6,7 +6,7 @@
 
 #include "error.h"
 
-static const char *const isa_names[BZN_ISAS] = {"scalar", "avx2", "avxvnni", "avx512"};
+static const char *const isa_names[BZN_ISAS] = {"scalar", "avx2", "avxvnni", "avx512", "amx"};
 
 int bzn_isa_runs(bzn_isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -17,6 +17,7 @@ int bzn_isa_runs(bzn_isa isa) {
     case BZN_ISA_AVX2: return avx2;
     case BZN_ISA_AVXVNNI: return avx2 && bzn_s8_kernel_runs(BZN_S8_AVXVNNI);
     case BZN_ISA_AVX512: return __builtin_cpu_supports("avx512f") && avx2;
+    case BZN_ISA_AMX: return bzn_isa_runs(BZN_ISA_AVX512) && bzn_s8_kernel_runs(BZN_S8_AMX);
     default: return 0;
     }
 #else
@@ -54,8 +55,8 @@ bzn_status bzn_isa_choose(bzn_isa *isa, bzn_error *err) {
     runs_list(runs, sizeof runs);
     const int w = bzn_isa_parse(want);
     if (w < 0)
-        return bzn_fail(err, BZN_ERR_ARG, "BZN_ISA=%s: expected scalar, avx2, avxvnni or avx512 (this CPU runs %s)", want,
-                        runs);
+        return bzn_fail(err, BZN_ERR_ARG, "BZN_ISA=%s: expected scalar, avx2, avxvnni, avx512 or amx (this CPU runs %s)",
+                        want, runs);
     if (!bzn_isa_runs((bzn_isa)w))
         return bzn_fail(err, BZN_ERR_UNSUPPORTED, "BZN_ISA=%s: this CPU lacks it (it runs %s)", want, runs);
     *isa = (bzn_isa)w;
@@ -64,7 +65,8 @@ bzn_status bzn_isa_choose(bzn_isa *isa, bzn_error *err) {
 
 /* the best int8 kernel the CPU runs, at most the one isa names */
 bzn_s8_kernel bzn_isa_s8_kernel(bzn_isa isa) {
-    const bzn_s8_kernel cap = isa == BZN_ISA_AVX512    ? BZN_S8_VNNI
+    const bzn_s8_kernel cap = isa == BZN_ISA_AMX       ? BZN_S8_AMX
+                              : isa == BZN_ISA_AVX512  ? BZN_S8_VNNI
                               : isa == BZN_ISA_AVXVNNI ? BZN_S8_AVXVNNI
                               : isa == BZN_ISA_AVX2    ? BZN_S8_AVX2
                                                        : BZN_S8_REF;
@@ -75,6 +77,6 @@ bzn_s8_kernel bzn_isa_s8_kernel(bzn_isa isa) {
 
 bzn_f32_kernel bzn_isa_f32_kernel(bzn_isa isa) {
     const bzn_f32_kernel best = bzn_f32_best_kernel();
-    const bzn_f32_kernel cap = isa == BZN_ISA_AVX512 ? BZN_F32_AVX512 : isa != BZN_ISA_SCALAR ? BZN_F32_AVX2 : BZN_F32_SGEMM;
+    const bzn_f32_kernel cap = isa >= BZN_ISA_AVX512 ? BZN_F32_AVX512 : isa != BZN_ISA_SCALAR ? BZN_F32_AVX2 : BZN_F32_SGEMM;
     return best < cap ? best : cap;
 }

@@ -38,7 +38,7 @@
 #endif
 
 #define NB BZN_S8_NR  /* tiles per block: the block kernel's 48 columns */
-#define MR BZN_S8_MR  /* output channels per block kernel call: its 8 rows */
+#define MR BZN_F32_MR  /* output channels per block kernel call: its 8 rows */
 #define GROUP 32      /* output channels whose 36 GEMM blocks are kept for the output transform */
 #define LQ 64         /* the input transform's rows: NB + 1 tiles, rounded up to whole vectors */
 
