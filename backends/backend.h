@@ -138,7 +138,9 @@ struct bzn_backend {
     void *ctx;
     int host_memory; /* 1: alloc'd memory is the host's, read and written in place */
     int threads;     /* the host threads it uses (reported by bzn_ctx_threads) */
-    int device;      /* which device (prepared weights are shared per backend and device) */
+    int device;      /* which device (prepared weights are shared per backend, device and form) */
+    int weights_form; /* which form its prepared weights take where that depends on its settings
+                         (the CPU backend: the kernels' instruction set and the Winograd setting) */
     const char *detail; /* what it runs on, for reports (the CPU: its kernels' instruction set);
                            may be NULL */
     unsigned precisions; /* the precisions it runs, bit (1u << bzn_precision) each; 0: FP32 and INT8 */

@@ -10,7 +10,7 @@
 #include "error.h"
 
 const bzn_backend_entry bzn_backend_registry[] = {
-    {"cpu", "own AVX-512/AVX2 kernels and OpenBLAS on the host's cores", 0, bzn_backend_cpu_create},
+    {"cpu", "own AMX/AVX-512/AVX2 kernels and OpenBLAS on the host's cores", 0, bzn_backend_cpu_create},
     {"ref", "plain C loops, one thread: the oracle the other backends are tested against", 0, bzn_backend_ref_create},
 #ifdef BZN_HAVE_CUDA /* BLAZENEO_CUDA: backends/cuda */
     {"cuda", "hand-written CUDA kernels on an NVIDIA GPU (FP32; TF32, FP16, INT8 tensor cores)",

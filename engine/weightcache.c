@@ -18,7 +18,7 @@ typedef struct {
 
 struct bzn_weight_cache {
     char backend[32];
-    int device;
+    int device, form;
     void (*release)(void *weights);
     conv_forms *convs; /* one per m->convs */
     struct bzn_weight_cache *next;
@@ -40,7 +40,7 @@ static void quantize_weights(const bzn_conv_weights *cw, int8_t *qweight, float 
 
 static struct bzn_weight_cache *find_cache(bzn_model *m, const bzn_backend *b, bzn_error *err) {
     for (struct bzn_weight_cache *c = m->caches; c; c = c->next)
-        if (!strcmp(c->backend, b->name) && c->device == b->device) return c;
+        if (!strcmp(c->backend, b->name) && c->device == b->device && c->form == b->weights_form) return c;
     struct bzn_weight_cache *c = calloc(1, sizeof *c);
     if (c) c->convs = calloc((size_t)m->n_convs, sizeof *c->convs);
     if (!c || !c->convs) {
@@ -50,6 +50,7 @@ static struct bzn_weight_cache *find_cache(bzn_model *m, const bzn_backend *b, b
     }
     snprintf(c->backend, sizeof c->backend, "%s", b->name);
     c->device = b->device;
+    c->form = b->weights_form;
     c->release = b->weights_release;
     c->next = m->caches;
     m->caches = c;

@@ -97,7 +97,7 @@ static const char *PY_JSON_CHECK =
     "# FP32 runs the model's folded weights, plus Winograd's transforms of the 3x3 ones it runs\n"
     "# (36 floats for 9, so at most 4x the weights)\n"
     "assert 0 <= d['prepared_weight_bytes'] <= 4 * d['weight_bytes']\n"
-    "assert d['backend_detail'].split()[0] in ('scalar', 'avx2', 'avx512'), d['backend_detail']\n"
+    "assert d['backend_detail'].split()[0] in ('scalar', 'avx2', 'avxvnni', 'avx512', 'amx'), d['backend_detail']\n"
     "assert d['backend'] == 'cpu' and d['precision'] == 'fp32', (d['backend'], d['precision'])\n"
     "assert d['size'] == '64x64' and d['width'] == 64 and d['height'] == 64\n"
     "assert d['batch'] == int(sys.argv[2]) and d['iters'] == 3\n"

@@ -66,8 +66,9 @@ static int cpu_is_pointwise(const bzn_conv_args *a) {
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 /* The int8 kernel of a convolution: the context's, except that AMX, which reads 16 groups
- * of B as one tile, runs only where they lie evenly spaced in the planes (stride 1); the
- * strided ones (5 small layers of BlazeNeo) run on AVX-512 VNNI. */
+ * of B as one tile, runs only where B is read in place from the planes (stride 1: the groups
+ * at one tap lie evenly spaced); the strided ones (5 small layers of BlazeNeo, whose B is
+ * gathered pixel by pixel) run on AVX-512 VNNI. */
 static bzn_s8_kernel qkern(const cpu_ctx *ctx, const bzn_conv_args *a) {
     return ctx->s8 == BZN_S8_AMX && a->stride != 1 ? BZN_S8_VNNI : ctx->s8;
 }
@@ -76,15 +77,11 @@ static bzn_s8_kernel qkern(const cpu_ctx *ctx, const bzn_conv_args *a) {
  * ceil(in_c / 4) groups of 4 channels; each group is a zero-padded hp x wp image whose pixels
  * are the 4 channels' bytes side by side ([group][hp][wp][4], padding and missing channels
  * 128). The GEMM's K runs over (ky, kx, group, channel in group): one group of 4 k at one
- * kernel tap over NR (48) consecutive pixels is 4 NR consecutive bytes of this buffer.
- * With AMX the groups are counted up to a multiple of 16, so that every 16 groups of K (one
- * tile) are 16 planes at one tap, a plane apart; those extra planes are never written (their
- * weights are zero) and the extra work is at most 15 groups per tap. */
-static int qgroups_real(const bzn_conv_args *a) { return (a->in_c + 3) / 4; }
-static int qgroups(const cpu_ctx *ctx, const bzn_conv_args *a) {
-    return bzn_s8_kg_packed(qkern(ctx, a), qgroups_real(a));
-}
-static int qkg(const cpu_ctx *ctx, const bzn_conv_args *a) { return a->k * a->k * qgroups(ctx, a); } /* K / 4 */
+ * kernel tap over NR (48) consecutive pixels is 4 NR consecutive bytes of this buffer, and
+ * the groups at one tap lie a plane apart (so that AMX reads 16 of them as one tile where
+ * they do not straddle two taps). */
+static int qgroups(const bzn_conv_args *a) { return (a->in_c + 3) / 4; }
+static int qkg(const bzn_conv_args *a) { return a->k * a->k * qgroups(a); } /* K / 4 */
 
 /* Padded planes of `bytes` per pixel and channel group: where the slack starts (stride-1
  * tiles run over the padded width and read up to (k-1) d + NR pixels past the last row) and
@@ -98,14 +95,15 @@ static size_t planes_end(const bzn_conv_args *a, size_t groups, size_t bytes) {
 
 /* INT8 scratch: the planes, then one packed tile (kg x 4 NR bytes) per thread for strides
  * above 1. */
-static size_t qconv_scratch(const cpu_ctx *ctx, const bzn_conv_args *a) {
-    const size_t tiles = a->stride == 1 ? 0 : (size_t)ctx->threads * align64((size_t)qkg(ctx, a) * BZN_S8_NR * 4);
-    return planes_end(a, (size_t)qgroups(ctx, a), 4) + tiles;
+static size_t qconv_scratch(const bzn_conv_args *a, int threads) {
+    const size_t tiles = a->stride == 1 ? 0 : (size_t)threads * align64((size_t)qkg(a) * BZN_S8_NR * 4);
+    return planes_end(a, (size_t)qgroups(a), 4) + tiles;
 }
 
 /* INT8 hand-offs: a's input as planes, slack included */
 static size_t cpu_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
-    return planes_end(a, (size_t)qgroups(b->ctx, a), 4);
+    (void)b;
+    return planes_end(a, (size_t)qgroups(a), 4);
 }
 
 static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) {
@@ -163,7 +161,7 @@ static const bzn_wino_plan *wino_plan(const bzn_conv_args *a) {
 static size_t cpu_conv_scratch(bzn_backend *b, const bzn_conv_args *a) {
     const cpu_ctx *ctx = b->ctx;
     if (wino_plan(a)) return bzn_wino_scratch(wino_plan(a));
-    if (a->qweight) return qconv_scratch(ctx, a);
+    if (a->qweight) return qconv_scratch(a, ctx->threads);
     if (cpu_f32_direct(ctx, a)) return planes_end(a, (size_t)a->in_c, sizeof(float)); /* the padded copy */
     if (cpu_is_pointwise(a)) return 0;
     return (size_t)a->in_c * a->k * a->k * a->out_h * a->out_w * sizeof(float);
@@ -255,7 +253,7 @@ static void cpu_epilogue(const cpu_ctx *ctx, const bzn_conv_args *a) {
 }
 
 /* Work items of a convolution's block GEMM: its tiles of NR output pixels, each split into
- * msplit shares of the 8-row weight blocks when there are few tiles (the small deep layers),
+ * msplit shares of the weight blocks (FP32 8 rows, INT8 16) when there are few tiles (the small deep layers),
  * so that every thread gets a share. Where B is read in place (stride 1) and there are at most
  * GROUP_MAX_TILES tiles (the deep 11x11 layers: 3 of 48 pixels), one item takes all of them,
  * weight blocks outer, so that each block of weights serves every tile while it is in cache
@@ -288,7 +286,7 @@ static void gemm_item(const gemm_split *s, int item, int *t0, int *t1, int *mb0,
 
 /* An item's GEMM runs over K in chunks, so that B's rows of a chunk (for all the item's tiles)
  * stay in the core's L1 cache while up to CHUNK_BLOCKS blocks (weight blocks x tiles) are
- * accumulated from them, instead of every 8-row weight block streaming the tile's whole B
+ * accumulated from them, instead of every weight block streaming the tile's whole B
  * (K x 48: 442 KB in FP32 for K = 2304) from L2 or further once more. Each block's partial
  * sums stay in an accumulator array in between (the kernels' `add`). CHUNK_B_BYTES is about
  * 3/4 of the smallest L1 data cache of the CPUs the kernels run on (32 KB: Zen 2-4, Skylake);
@@ -347,8 +345,8 @@ static bzn_status cpu_weights_prepare(bzn_backend *b, const bzn_conv_args *a, vo
         if (a->out_h > 0 && (a->stride != 1 || a->dilation != 1 || !wino_size_pays(ctx, a))) return BZN_OK;
         return bzn_wino_weights_make(a, (bzn_wino_weights **)weights, bytes, err);
     }
-    const int kk = a->k * a->k, cg = qgroups(ctx, a), K = 4 * qkg(ctx, a);
-    const size_t packed = align64((size_t)bzn_s8_mpad(a->out_c) * K); /* (K: a multiple of 64 for AMX) */
+    const int kk = a->k * a->k, cg = qgroups(a), K = 4 * qkg(a);
+    const size_t packed = align64((size_t)bzn_s8_mpad(a->out_c) * 4 * bzn_s8_kg_packed(qkern(ctx, a), K / 4));
     cpu_qweights *q = calloc(1, sizeof *q);
     int8_t *w = calloc((size_t)a->out_c * K, 1);
     if (q) {
@@ -404,9 +402,9 @@ static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void 
         return BZN_OK;
     }
     if (!a->qweight && !cpu_f32_direct(ctx, a)) return BZN_OK; /* sgemm needs nothing */
-    const int kk = a->k * a->k, cg = a->qweight ? qgroups(ctx, a) : 0;
+    const int kk = a->k * a->k, cg = qgroups(a);
     const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
-    const int n_off = a->qweight ? qkg(ctx, a) : a->in_c * kk;
+    const int n_off = a->qweight ? qkg(a) : a->in_c * kk;
     cpu_qconv *q = calloc(1, sizeof *q);
     if (q) {
         q->off = malloc((size_t)n_off * sizeof *q->off);
@@ -472,7 +470,7 @@ static void quantize_rows(void *arg, int lo, int hi, int tid) {
 
 static void cpu_quantize_planes(const cpu_ctx *ctx, const bzn_conv_args *a, uint8_t *planes) {
     planes_job j = {ctx, a, planes};
-    bzn_pool_run_chunks(ctx->pool, qgroups_real(a) * (a->in_h + 2 * a->pad), 1, quantize_rows, &j);
+    bzn_pool_run_chunks(ctx->pool, qgroups(a) * (a->in_h + 2 * a->pad), 1, quantize_rows, &j);
 }
 
 /* the consumer's padding rows and margins of a handed-over output (its planes) */
@@ -525,7 +523,7 @@ static int tile_runs(const bzn_conv_args *a, int n0, int gw, int run_j[], int ru
 /* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C whose
  * columns are pixels n0 .. n0 + NR - 1 of a grid `gw` wide (the padded width for stride 1:
  * the columns past out_w are dropped). With an INT8 hand-off the values go, quantized with
- * the consumer's scale, into the consumer's planes instead: the block's 8 channels are two
+ * the consumer's scale, into the consumer's planes instead: the block's 16 channels are four
  * of its groups of 4, quantized and interleaved exactly as the consumer would. */
 static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0,
                           int gw, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
@@ -613,11 +611,10 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
  * tile's B (stride 1: read in place from the planes; otherwise gathered into a small tile
  * that stays in cache) by every 16-row block of weights and write the block's outputs. */
 static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
-    const int kg = qkg(ctx, a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
+    const int kg = qkg(a), mblocks = bzn_s8_mpad(a->out_c) / BZN_S8_MR;
     const int wp = a->in_w + 2 * a->pad, direct = a->stride == 1;
     const int gw = direct ? wp : a->out_w, tiles = (a->out_h * gw + BZN_S8_NR - 1) / BZN_S8_NR;
-    const size_t groups = (size_t)qgroups(ctx, a);
-    const size_t slack = planes_slack(a, groups, 4), tiles_at = planes_end(a, groups, 4);
+    const size_t slack = planes_slack(a, (size_t)qgroups(a), 4), tiles_at = planes_end(a, (size_t)qgroups(a), 4);
     const uint8_t *planes = a->in_q; /* handed over by the convolution before, slack included */
     if (!planes) {
         uint8_t *p = scratch;
@@ -627,10 +624,10 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
     }
     /* handing the output over: the consumer's padding and slack first; the tiles fill the rest */
     if (a->out_q) {
-        const size_t ngroups = (size_t)qgroups(ctx, a->next), ns = planes_slack(a->next, ngroups, 4);
-        memset((uint8_t *)a->out_q + ns, 128, planes_end(a->next, ngroups, 4) - ns);
+        const size_t ns = planes_slack(a->next, (size_t)qgroups(a->next), 4);
+        memset((uint8_t *)a->out_q + ns, 128, planes_end(a->next, (size_t)qgroups(a->next), 4) - ns);
         planes_job border = {ctx, a->next, a->out_q};
-        bzn_pool_run(ctx->pool, qgroups_real(a->next) * (a->next->in_h + 2 * a->next->pad), 0, border_rows, &border);
+        bzn_pool_run(ctx->pool, qgroups(a->next) * (a->next->in_h + 2 * a->next->pad), 0, border_rows, &border);
     }
     qgemm_job j = {ctx, a, planes, (uint8_t *)scratch + tiles_at, qkern(ctx, a), kg, direct, gw, {0}};
     const int items = gemm_split_make(ctx, tiles, mblocks, direct, &j.split);
@@ -1026,6 +1023,7 @@ bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **
              ctx->isa != bzn_isa_best() ? " (lowered by BZN_ISA)" : "",
              ctx->wino == WINO_OFF ? "off" : ctx->wino == WINO_ALL ? "on every 3x3" : "where it pays");
     b->name = "cpu";
+    b->weights_form = (int)ctx->isa * 4 + ctx->wino; /* (INT8 packing and Winograd's kernels follow both) */
     b->detail = ctx->detail;
     b->ctx = ctx;
     b->host_memory = 1;

@@ -299,8 +299,8 @@ static void amx_configure(void) {
     __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #t : : "r"(base), "r"((long)(stride)) : "memory")
 #define TILE_STORE(t, base, stride) \
     __asm__ volatile("tilestored %%tmm" #t ", (%0,%1,1)" : : "r"(base), "r"((long)(stride)) : "memory")
-#define TILE_ZERO(t) __asm__ volatile("tilezero %%tmm" #t)
-#define TILE_DPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c) /* c += a (s8) x b (u8) */
+#define TILE_ZERO(t) __asm__ volatile("tilezero %%tmm" #t : :)
+#define TILE_DPBSUD(c, a, b) __asm__ volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c : :) /* c += a (s8) x b (u8) */
 
 /* whether groups g[0..16) lie `stride` (> 0) bytes apart */
 static int evenly_spaced(const size_t *g, long *stride) {
@@ -369,7 +369,7 @@ static void amx_release(void) {
 
 void bzn_s8_begin(bzn_s8_kernel kern) {
 #ifdef BZN_AMX
-    if (kern == BZN_S8_AMX && !amx_configured) amx_configure();
+    if (kern == BZN_S8_AMX && !amx_configured && amx_runs()) amx_configure();
 #endif
     (void)kern;
 }
