@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -37,6 +38,7 @@ typedef struct {
     bzn_pool *pool;     /* the worker threads (pool.h): every parallel loop below runs on them */
     char detail[96];    /* bzn_backend.detail */
     int wino;           /* Winograd F(4,3) for 3x3 stride-1 convolutions (winograd.h): WINO_* */
+    size_t l2_bytes;    /* the L2 cache of a core (0: unknown), for the GEMMs' chunks of K */
     bzn_host_clock clock;
 } cpu_ctx;
 
@@ -130,12 +132,14 @@ enum { WINO_OFF = 0, WINO_AUTO = 1, WINO_ALL = 2 };
  * 22x22 up 1.9x faster together (1.8x - 2.4x on the big ones); the 11x11 ones would be slower
  * (one thread: 0.5x - 0.7x); a few tiny 22x22 layers (68 -> 40) break even at 2 threads and
  * gain 1.7x at one.
- * With the AVX2 kernel, Winograd also needs two blocks of tiles or more: with one (22x22 at
- * 352), each transformed weight (4x the 3x3 weights: 26 MB for encoder.base.11.layers.15)
- * serves only that block's tiles, once per frame, and streaming them costs what the fewer
- * multiply-adds save. Measured on AMD EPYC (Zen 3, AVX2 only, 2 threads, 3 alternating rounds):
- * the 22x22 3x3 layers of the encoder took 49-53 ms direct against 51-91 ms by Winograd; from
- * 44x44 up Winograd stays 1.4x-2.4x faster. */
+ * With a direct kernel (AVX2 or AVX-512), Winograd also needs two blocks of tiles or more:
+ * with one (22x22 at 352), each transformed weight (4x the 3x3 weights: 26 MB for
+ * encoder.base.11.layers.15) serves only that block's tiles, once per frame, and streaming
+ * them costs what the fewer multiply-adds save. Measured on AMD EPYC (Zen 3, AVX2 only, 2
+ * threads, 3 alternating rounds): the 22x22 3x3 layers of the encoder took 49-53 ms direct
+ * against 51-91 ms by Winograd; on an Intel Xeon (AVX-512, 2 MB L2 per core, 2 threads, the
+ * direct GEMM in one pass over K): 17.7 ms direct against 25.1 ms by Winograd. From 44x44 up
+ * Winograd stays faster on both (1.3x-2.4x). */
 static int wino_channels_pay(const cpu_ctx *ctx, const bzn_conv_args *a) {
     return ctx->wino == WINO_ALL || (a->in_c >= 8 && a->out_c >= 8);
 }
@@ -144,7 +148,7 @@ static int wino_size_pays(const cpu_ctx *ctx, const bzn_conv_args *a) {
     const long direct = ((long)a->out_h * (a->in_w + 2 * a->pad) + BZN_S8_NR - 1) / BZN_S8_NR;
     const long tiles = (long)((a->out_h + 3) / 4) * ((a->out_w + 3) / 4 + 1);
     const long blocks = (tiles + BZN_S8_NR - 1) / BZN_S8_NR;
-    if (ctx->f32 == BZN_F32_AVX2 && blocks < 2) return 0;
+    if (ctx->f32 != BZN_F32_SGEMM && blocks < 2) return 0;
     return direct >= 8 * blocks;
 }
 
@@ -284,10 +288,14 @@ static void gemm_item(const gemm_split *s, int item, int *t0, int *t1, int *mb0,
     *mb1 = (share + 1) * s->mblocks / s->msplit;
 }
 
-/* An item's GEMM runs over K in chunks, so that B's rows of a chunk (for all the item's tiles)
- * stay in the core's L1 cache while up to CHUNK_BLOCKS blocks (weight blocks x tiles) are
- * accumulated from them, instead of every weight block streaming the tile's whole B
- * (K x 48: 442 KB in FP32 for K = 2304) from L2 or further once more. Each block's partial
+/* Where an item's B (K rows for all its tiles) would not stay in half the core's L2 cache,
+ * its GEMM runs over K in chunks, so that B's rows of a chunk stay in the core's L1 cache
+ * while up to CHUNK_BLOCKS blocks (weight blocks x tiles) are accumulated from them, instead
+ * of every weight block streaming the tile's whole B (K x 48: 442 KB in FP32 for K = 2304)
+ * from L3 or memory once more. Where it stays in L2, one pass over K does better: measured on
+ * an Intel Xeon with AVX-512 and AMX (2 MB L2 per core, one thread, the FP32 kernel alone on
+ * encoder.base.11.layers.15, K = 6660), 93 GMAC/s in one pass against 75 in chunks of 128 k
+ * (each chunk stores and reloads the accumulators and restarts B's prefetch). Each block's partial
  * sums stay in an accumulator array in between (the kernels' `add`). CHUNK_B_BYTES is about
  * 3/4 of the smallest L1 data cache of the CPUs the kernels run on (32 KB: Zen 2-4, Skylake);
  * measured on AMD EPYC (Zen 3, AVX2 only, 2 threads, 3 alternating rounds, BZN_WINOGRAD=0):
@@ -308,11 +316,13 @@ static int block_rows(const bzn_conv_args *a, int mb, int mr) {
 }
 static int imin(int x, int y) { return x < y ? x : y; }
 
-/* for an item of `tiles` tiles whose B has `row_bytes` bytes per k (per tile); chunks of
- * whole multiples of 16 k (one AMX tile of int8 groups) */
-static gemm_chunks gemm_chunks_make(int tiles, size_t row_bytes) {
+/* for an item of `tiles` tiles whose B has K rows of `row_bytes` bytes (per tile), on a core
+ * of `l2` bytes of L2 cache (0: unknown); chunks of K are whole multiples of `kmult` k (INT8
+ * on AMX: 16 groups, one tile) */
+static gemm_chunks gemm_chunks_make(int tiles, int K, size_t row_bytes, size_t l2, int kmult) {
     gemm_chunks c = {CHUNK_BLOCKS / tiles > 0 ? CHUNK_BLOCKS / tiles : 1, (int)(CHUNK_B_BYTES / (row_bytes * tiles))};
-    c.k = c.k < 16 ? 16 : c.k / 16 * 16;
+    if ((size_t)K * row_bytes * tiles <= l2) c.k = K;
+    c.k = c.k < 16 ? 16 : c.k / kmult * kmult;
     return c;
 }
 
@@ -582,7 +592,8 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
         if (!j->direct) cpu_pack_tile(a, j->planes, q->off, kg, t0 * BZN_S8_NR, bt); /* its one tile */
         const int nt = t1 - t0;
-        const gemm_chunks ch = gemm_chunks_make(nt, BZN_S8_NR * 4);
+        const gemm_chunks ch =
+            gemm_chunks_make(nt, kg, BZN_S8_NR * 4, j->ctx->l2_bytes, j->kern == BZN_S8_AMX ? BZN_S8_AMX_KG : 1);
         for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
             const int mbe = imin(mbb + ch.blocks, mb1);
             for (int g0 = 0; g0 < kg; g0 += ch.k) {
@@ -677,7 +688,7 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
         int t0, t1, mb0, mb1;
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
         const int nt = t1 - t0;
-        const gemm_chunks ch = gemm_chunks_make(nt, BZN_S8_NR * sizeof(float));
+        const gemm_chunks ch = gemm_chunks_make(nt, K, BZN_S8_NR * sizeof(float), j->ctx->l2_bytes, 1);
         for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
             const int mbe = imin(mbb + ch.blocks, mb1);
             for (int k0 = 0; k0 < K; k0 += ch.k) {
@@ -1017,6 +1028,10 @@ bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **
         return st;
     }
     ctx->s8 = bzn_isa_s8_kernel(ctx->isa);
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    ctx->l2_bytes = l2 > 0 ? (size_t)l2 : 0;
+#endif
     ctx->f32 = bzn_isa_f32_kernel(ctx->isa);
     snprintf(ctx->detail, sizeof ctx->detail, "%s kernels: FP32 %s, INT8 %s%s; Winograd %s", bzn_isa_name(ctx->isa),
              bzn_f32_kernel_name(ctx->f32), bzn_s8_kernel_name(ctx->s8),
