@@ -325,10 +325,12 @@ __attribute__((target("avx512f"))) static void tile_amx(int kg, const size_t *go
         TILE_LOAD(0, &acc[0][0], ROW);
         TILE_LOAD(1, &acc[0][16], ROW);
         TILE_LOAD(2, &acc[0][32], ROW);
-    } else {
-        TILE_ZERO(0);
-        TILE_ZERO(1);
-        TILE_ZERO(2);
+    } else { /* C starts at -128 rowsum: the activations' offset, removed up front */
+        _Alignas(64) int32_t off[BZN_S8_MR][16];
+        for (int r = 0; r < BZN_S8_MR; r++) _mm512_store_si512(off[r], _mm512_set1_epi32(-rowsum128[r]));
+        TILE_LOAD(0, off, 64);
+        TILE_LOAD(1, off, 64);
+        TILE_LOAD(2, off, 64);
     }
     _Alignas(64) uint8_t gathered[BZN_S8_AMX_KG * ROW];
     for (int g0 = 0; g0 < kg; g0 += BZN_S8_AMX_KG, a += BZN_S8_MR * 64) {
@@ -353,12 +355,6 @@ __attribute__((target("avx512f"))) static void tile_amx(int kg, const size_t *go
     TILE_STORE(0, &acc[0][0], ROW);
     TILE_STORE(1, &acc[0][16], ROW);
     TILE_STORE(2, &acc[0][32], ROW);
-    if (add) return;
-    for (int r = 0; r < BZN_S8_MR; r++) { /* remove the +128 offset of the activations */
-        const __m512i off = _mm512_set1_epi32(rowsum128[r]);
-        for (int z = 0; z < BZN_S8_NZ; z++)
-            _mm512_storeu_si512(&acc[r][16 * z], _mm512_sub_epi32(_mm512_loadu_si512(&acc[r][16 * z]), off));
-    }
 }
 
 static void amx_release(void) {
