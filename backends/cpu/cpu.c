@@ -142,14 +142,12 @@ enum { WINO_OFF = 0, WINO_AUTO = 1, WINO_ALL = 2 };
  * 22x22 up 1.9x faster together (1.8x - 2.4x on the big ones); the 11x11 ones would be slower
  * (one thread: 0.5x - 0.7x); a few tiny 22x22 layers (68 -> 40) break even at 2 threads and
  * gain 1.7x at one.
- * With a direct kernel (AVX2 or AVX-512), Winograd also needs two blocks of tiles or more:
- * with one (22x22 at 352), each transformed weight (4x the 3x3 weights: 26 MB for
- * encoder.base.11.layers.15) serves only that block's tiles, once per frame, and streaming
- * them costs what the fewer multiply-adds save. Measured on AMD EPYC (Zen 3, AVX2 only, 2
- * threads, 3 alternating rounds): the 22x22 3x3 layers of the encoder took 49-53 ms direct
- * against 51-91 ms by Winograd; on an Intel Xeon (AVX-512, 2 MB L2 per core, 2 threads, the
- * direct GEMM in one pass over K): 17.7 ms direct against 25.1 ms by Winograd. From 44x44 up
- * Winograd stays faster on both (1.3x-2.4x). */
+ * One block of tiles (22x22 at 352) pays too since its GEMMs run by position (winograd.c,
+ * "shared V": each transformed weight and V read once): on an Intel Xeon (2 threads) the
+ * 22x22 3x3 layers took 11.5 ms by Winograd against 18.3 ms direct with the AVX-512 kernels,
+ * 17.6 against 28.6 ms with the AVX2 ones (BZN_ISA=avx2). (Before, by output channel, each
+ * share read the block's V once per 32 channels, and on AMD EPYC Zen 3 with AVX2 the same
+ * layers were slower by Winograd, 51-91 against 49-53 ms; not measured there since.) */
 static int wino_channels_pay(const cpu_ctx *ctx, const bzn_conv_args *a) {
     return ctx->wino == WINO_ALL || (a->in_c >= 8 && a->out_c >= 8);
 }
@@ -158,7 +156,6 @@ static int wino_size_pays(const cpu_ctx *ctx, const bzn_conv_args *a) {
     const long direct = ((long)a->out_h * (a->in_w + 2 * a->pad) + BZN_S8_NR - 1) / BZN_S8_NR;
     const long tiles = (long)((a->out_h + 3) / 4) * ((a->out_w + 3) / 4 + 1);
     const long blocks = (tiles + BZN_S8_NR - 1) / BZN_S8_NR;
-    if (ctx->f32 != BZN_F32_SGEMM && blocks < 2) return 0;
     return direct >= 8 * blocks;
 }
 
