@@ -295,21 +295,25 @@ static void gemm_item(const gemm_split *s, int item, int *t0, int *t1, int *mb0,
     *mb1 = (share + 1) * s->mblocks / s->msplit;
 }
 
-/* Where an item's B (K rows for all its tiles) would not stay in half the core's L2 cache,
- * its GEMM runs over K in chunks, so that B's rows of a chunk stay in the core's L1 cache
- * while up to CHUNK_BLOCKS blocks (weight blocks x tiles) are accumulated from them, instead
- * of every weight block streaming the tile's whole B (K x 48: 442 KB in FP32 for K = 2304)
- * from L3 or memory once more. Where it stays in L2, one pass over K does better: measured on
- * an Intel Xeon with AVX-512 and AMX (2 MB L2 per core, one thread, the FP32 kernel alone on
- * encoder.base.11.layers.15, K = 6660), 93 GMAC/s in one pass against 75 in chunks of 128 k
- * (each chunk stores and reloads the accumulators and restarts B's prefetch). Each block's partial
- * sums stay in an accumulator array in between (the kernels' `add`). CHUNK_B_BYTES is about
- * 3/4 of the smallest L1 data cache of the CPUs the kernels run on (32 KB: Zen 2-4, Skylake);
- * measured on AMD EPYC (Zen 3, AVX2 only, 2 threads, 3 alternating rounds, BZN_WINOGRAD=0):
- * the 7 largest direct FP32 3x3 layers 1.3x faster together (encoder.base.8.layers.15 40 ->
- * 26 ms); INT8, whose B is 4x smaller, about the same. Summing a block over K in chunks adds
- * each element's terms in the same order as one pass would, so FP32 results are bit-identical.
- * The accumulators of a batch (blocks x tiles) are at most CHUNK_BLOCKS. */
+/* An item's GEMM runs over K in chunks, so that B's rows of a chunk (for all the item's tiles)
+ * stay in cache while up to CHUNK_BLOCKS blocks (weight blocks x tiles) are accumulated from
+ * them, instead of every weight block streaming the tile's whole B (K x 48: 442 KB in FP32 for
+ * K = 2304) from further out once more. Each block's partial sums stay in an accumulator array
+ * in between (the kernels' `add`). Where the core's L2 cache is large (1 MB or more), a chunk
+ * fills half of it; else CHUNK_B_BYTES, about 3/4 of the smallest L1 data cache of the CPUs
+ * the kernels run on (32 KB: Zen 2-4, Skylake). Each chunk stores and reloads the
+ * accumulators and restarts B's prefetch, so on a large L2 the longer chunks win:
+ *  - AMD EPYC (Zen 3, AVX2 only, 512 KB L2, 2 threads, 3 alternating rounds,
+ *    BZN_WINOGRAD=0): L1 chunks made the 7 largest direct FP32 3x3 layers 1.3x faster
+ *    together (encoder.base.8.layers.15 40 -> 26 ms); INT8, whose B is 4x smaller, about the
+ *    same;
+ *  - Intel Xeon (AVX-512, 2 MB L2; one thread, the FP32 kernel alone on
+ *    encoder.base.11.layers.15, K = 6660): 93 GMAC/s in one pass against 75 in L1 chunks; in
+ *    the network the 11x11 layers (three tiles per item: L1 chunks of 42 k) took 7.4 against
+ *    7.9 ms per frame.
+ * Summing a block over K in chunks adds each element's terms in the same order as one pass
+ * would, so FP32 results are bit-identical. The accumulators of a batch (blocks x tiles) are
+ * at most CHUNK_BLOCKS. */
 enum { CHUNK_B_BYTES = 24 * 1024, CHUNK_BLOCKS = 8 };
 _Static_assert((int)GROUP_MAX_TILES <= (int)CHUNK_BLOCKS, "a batch of one weight block and all its tiles must fit");
 typedef struct {
@@ -327,8 +331,9 @@ static int imin(int x, int y) { return x < y ? x : y; }
  * of `l2` bytes of L2 cache (0: unknown); chunks of K are whole multiples of `kmult` k (INT8
  * on AMX: 16 groups, one tile) */
 static gemm_chunks gemm_chunks_make(int tiles, int K, size_t row_bytes, size_t l2, int kmult) {
-    gemm_chunks c = {CHUNK_BLOCKS / tiles > 0 ? CHUNK_BLOCKS / tiles : 1, (int)(CHUNK_B_BYTES / (row_bytes * tiles))};
-    if ((size_t)K * row_bytes * tiles <= l2) c.k = K;
+    const size_t budget = l2 >= ((size_t)1 << 20) ? l2 / 2 : CHUNK_B_BYTES;
+    const size_t k = budget / (row_bytes * tiles);
+    gemm_chunks c = {CHUNK_BLOCKS / tiles > 0 ? CHUNK_BLOCKS / tiles : 1, k < (size_t)K ? (int)k : K};
     c.k = c.k < 16 ? 16 : c.k / kmult * kmult;
     return c;
 }
