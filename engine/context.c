@@ -40,6 +40,7 @@ struct bzn_ctx {
     float *host_input;     /* batch x 3 x H x W, normalised */
     float *host_out[2];    /* main and aux logits, batch x C x H x W (NULL: not run) */
     uint8_t *resized;      /* one frame resized to the input size, RGB */
+    float norm[3][256];    /* per channel and byte value: (v / 255 - mean) / std, the network input */
     uint8_t *aux8;         /* the aux head's probability at the input size, 0..255 (NULL: not run) */
     bzn_resizer *resizer;  /* the resize's plans and buffers, kept while frames keep their size */
     bzn_parallel par;      /* the backend's host threads, for the engine's own loops (resize, class map) */
@@ -215,6 +216,8 @@ static bzn_status build_plan(bzn_ctx *c, bzn_error *err) {
 
 /* ---- creating ----------------------------------------------------------------------------- */
 
+static void make_norm_table(bzn_ctx *c); /* (with the preprocessing, below) */
+
 bzn_status bzn_ctx_create(const bzn_model *m, const bzn_ctx_options *opt, bzn_ctx **out, bzn_error *err) {
     if (!m || !out) return bzn_fail(err, BZN_ERR_ARG, "NULL model or output pointer");
     *out = NULL;
@@ -296,6 +299,7 @@ bzn_status bzn_ctx_create_on(const bzn_model *m, const bzn_ctx_options *opt, bzn
         bzn_ctx_free(c);
         return s;
     }
+    make_norm_table(c);
     c->opt.scales = NULL; /* used only while creating: the caller may free them now */
     c->opt.n_scales = 0;
     c->opt.keep_fp32 = NULL;
@@ -494,18 +498,43 @@ bzn_status bzn_run_tensor(bzn_ctx *c, const float *input, bzn_error *err) {
     return run_frames(c, c->opt.batch, err);
 }
 
-/* torchvision's ToTensor then Normalize: (v / 255 - mean) / std, HWC -> CHW */
+/* torchvision's ToTensor then Normalize, (v / 255 - mean) / std, for each of the 256 values
+ * of each channel (the table's floats are the expression's, so looking them up changes
+ * nothing) */
+static void make_norm_table(bzn_ctx *c) {
+    const bzn_wf_config *cfg = &c->model->wf.config;
+    for (int ch = 0; ch < 3; ch++)
+        for (int v = 0; v < 256; v++) c->norm[ch][v] = ((float)v / 255.0f - cfg->mean[ch]) / cfg->std[ch];
+}
+
+typedef struct {
+    const bzn_ctx *c;
+    float *x;
+    size_t plane;
+    int parts;
+} norm_job;
+
+static void norm_part(void *arg, int part) {
+    const norm_job *j = arg;
+    int lo, hi;
+    bzn_split((int)j->plane, j->parts, part, &lo, &hi);
+    const uint8_t *rgb = j->c->resized;
+    float *r = j->x, *g = r + j->plane, *b = g + j->plane;
+    for (int i = lo; i < hi; i++) {
+        r[i] = j->c->norm[0][rgb[3 * i]];
+        g[i] = j->c->norm[1][rgb[3 * i + 1]];
+        b[i] = j->c->norm[2][rgb[3 * i + 2]];
+    }
+}
+
+/* the frame resized (PIL's bilinear), then normalised, HWC -> CHW */
 static bzn_status preprocess(bzn_ctx *c, const bzn_frame *fr, float *x, bzn_error *err) {
     const int H = c->g.height, W = c->g.width;
     bzn_status s = bzn_resizer_run(c->resizer, fr->rgb, fr->width, fr->height, fr->stride, 3, c->resized, W, H,
                                    &c->par, err);
     if (s != BZN_OK) return s;
-    const bzn_wf_config *cfg = &c->model->wf.config;
-    const size_t plane = (size_t)H * W;
-    for (int ch = 0; ch < 3; ch++) {
-        const float mean = cfg->mean[ch], sd = cfg->std[ch];
-        for (size_t i = 0; i < plane; i++) x[ch * plane + i] = ((float)c->resized[3 * i + ch] / 255.0f - mean) / sd;
-    }
+    norm_job j = {c, x, (size_t)H * W, c->par.threads > 1 ? 4 * c->par.threads : 1};
+    bzn_parallel_for(&c->par, j.parts, norm_part, &j);
     return BZN_OK;
 }
 

@@ -18,6 +18,8 @@ typedef struct {
     int *count;
     int32_t *weight;
     int ksize;
+    int16_t *wide3; /* horizontal, 3 channels, AVX2 (resize.c): per output and channel its weights
+                       as byte lanes, split into 11-bit halves; NULL: the plain loop */
 } bzn_resize_axis;
 /* 0, or -1 when out of memory or the factor is absurd */
 int bzn_resize_plan(int in_size, int out_size, bzn_resize_axis *p);
