@@ -673,11 +673,16 @@ static void classmap_part(void *arg, int part) {
     int have = -1; /* the source row in `row` */
     for (int y = lo; y < hi; y++) {
         const int iy = j->rows[y];
+        uint8_t *o = j->out + (size_t)y * j->width;
+        if (iy == have && y > lo) { /* the same source row as the row above: a copy of it */
+            memcpy(o, o - j->width, (size_t)j->width);
+            continue;
+        }
         if (iy != have) { /* each source row is classified once for the output rows that use it */
             for (int i = 0; i < j->W; i++) row[i] = classify(j->x, j->plane, j->C, (size_t)iy * j->W + i);
             have = iy;
         }
-        for (int xx = 0; xx < j->width; xx++) j->out[(size_t)y * j->width + xx] = row[j->cols[xx]];
+        for (int xx = 0; xx < j->width; xx++) o[xx] = row[j->cols[xx]];
     }
 }
 
