@@ -118,8 +118,12 @@ static size_t cpu_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
     return planes_end(a, (size_t)qgroups(a), 4);
 }
 
+/* FP32 convolutions run on the direct kernel wherever there is one (strides above 1 on
+ * packed tiles: encoder.base.0, 3 -> 32 channels at stride 2, took 1.17 ms by im2col + sgemm
+ * with K = 27 on an Intel Xeon, 2 threads, and 0.81 ms so) */
 static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) {
-    return ctx->f32 != BZN_F32_SGEMM && a->stride == 1;
+    (void)a;
+    return ctx->f32 != BZN_F32_SGEMM;
 }
 
 /* ---- Winograd (winograd.h) --------------------------------------------------------------
@@ -173,7 +177,9 @@ static size_t cpu_conv_scratch(bzn_backend *b, const bzn_conv_args *a) {
     const cpu_ctx *ctx = b->ctx;
     if (wino_plan(a)) return bzn_wino_scratch(wino_plan(a));
     if (a->qweight) return qconv_scratch(ctx, a);
-    if (cpu_f32_direct(ctx, a)) return planes_end(a, (size_t)a->in_c, sizeof(float)); /* the padded copy */
+    if (cpu_f32_direct(ctx, a)) /* the padded copy; strides above 1 one packed tile per thread too */
+        return planes_end(a, (size_t)a->in_c, sizeof(float)) +
+               (a->stride == 1 ? 0 : (size_t)ctx->threads * align64((size_t)a->in_c * a->k * a->k * BZN_S8_NR * 4));
     if (cpu_is_pointwise(a)) return 0;
     return (size_t)a->in_c * a->k * a->k * a->out_h * a->out_w * sizeof(float);
 }
@@ -433,9 +439,12 @@ static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void 
         if (a->qweight) {
             q->toff = qpacked(ctx, a) ? malloc((size_t)n_off * sizeof *q->toff) : NULL;
             q->mult = malloc((size_t)a->out_c * sizeof *q->mult);
+        } else if (a->stride != 1) { /* FP32: a packed tile */
+            q->toff = malloc((size_t)n_off * sizeof *q->toff);
         }
     }
-    if (!q || !q->off || (a->qweight && ((qpacked(ctx, a) && !q->toff) || !q->mult))) {
+    const int need_toff = a->qweight ? qpacked(ctx, a) : a->stride != 1;
+    if (!q || !q->off || (need_toff && !q->toff) || (a->qweight && !q->mult)) {
         cpu_conv_release(b, q);
         return bzn_fail(err, BZN_ERR_NOMEM, "out of memory preparing a convolution");
     }
@@ -443,7 +452,7 @@ static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void 
         /* the channel (group), tap row and tap column of k */
         const int c = a->qweight ? k % cg : k / kk, t = a->qweight ? k / cg : k % kk, ky = t / a->k, kx = t % a->k;
         q->off[k] = ((size_t)c * hp * wp + (size_t)ky * a->dilation * wp + (size_t)kx * a->dilation) * (a->qweight ? 4 : 1);
-        if (q->toff) q->toff[k] = (size_t)k * BZN_S8_NR * 4;
+        if (q->toff) q->toff[k] = (size_t)k * BZN_S8_NR * (a->qweight ? 4 : 1); /* INT8: bytes; FP32: floats */
     }
     for (int oc = 0; a->qweight && oc < a->out_c; oc++) q->mult[oc] = a->in_scale * a->wscale[oc];
     *prepared = q;
@@ -502,10 +511,12 @@ static void border_rows(void *arg, int lo, int hi, int tid) {
     for (int row = lo; row < hi; row++) cpu_plane_border(j->a, j->planes, row);
 }
 
-/* A tile of NR output pixels for strides above 1: each k-group's 4 bytes per pixel gathered
- * from the planes (columns past n are zeros, 128). */
-static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const size_t *poff, int kg, int n0,
-                          uint8_t *bt) {
+/* A tile of NR output pixels for strides above 1: each k's 4 bytes per pixel (INT8: a group
+ * of 4 channels; FP32: one float) gathered from the planes, at poff[k] x `scale` bytes
+ * (INT8 1: its offsets are bytes; FP32 4: floats); columns past n are `zero` bytes (INT8 128,
+ * FP32 0: 0.0f). */
+static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const size_t *poff, size_t scale, int kg,
+                          int n0, uint8_t zero, uint8_t *bt) {
     const int n = a->out_h * a->out_w, s = a->stride, wp = a->in_w + 2 * a->pad;
     size_t src[BZN_S8_NR];
     int cols = 0;
@@ -514,10 +525,10 @@ static void cpu_pack_tile(const bzn_conv_args *a, const uint8_t *planes, const s
         src[cols] = ((size_t)oy * s * wp + (size_t)ox * s) * 4;
     }
     for (int g = 0; g < kg; g++) {
-        const uint8_t *x = planes + poff[g];
+        const uint8_t *x = planes + poff[g] * scale;
         uint8_t *d = bt + (size_t)g * BZN_S8_NR * 4;
         for (int j = 0; j < cols; j++) memcpy(d + 4 * j, x + src[j], 4);
-        memset(d + 4 * cols, 128, (size_t)(BZN_S8_NR - cols) * 4);
+        memset(d + 4 * cols, zero, (size_t)(BZN_S8_NR - cols) * 4);
     }
 }
 
@@ -604,7 +615,7 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
         const int nt = t1 - t0;
         const int pack = j->packed && (!j->direct || (nt == 1 && mb1 - mb0 >= AMX_PACK_BLOCKS));
         const size_t *goff = pack ? q->toff : q->off;
-        if (pack && !j->direct) cpu_pack_tile(a, j->planes, q->off, kg, t0 * BZN_S8_NR, bt); /* its one tile */
+        if (pack && !j->direct) cpu_pack_tile(a, j->planes, q->off, 1, kg, t0 * BZN_S8_NR, 128, bt); /* its one tile */
         if (pack && j->direct) /* 48 pixels of each group, contiguous in the planes */
             for (int g = 0; g < kg; g++)
                 memcpy(bt + (size_t)g * BZN_S8_NR * 4, j->planes + (size_t)t0 * BZN_S8_NR * 4 + q->off[g], BZN_S8_NR * 4);
@@ -663,10 +674,11 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
 
 /* ---- FP32 convolution, direct ----------------------------------------------------------- */
 
-/* Stride 1 with a direct kernel (AVX2 or AVX-512): the input is copied into zero-padded
- * planes, and the GEMM reads its B in place, tile by tile of NR pixels over the padded grid
- * (as the INT8 convolution does), with the weights read where they lie; bias and activation
- * are applied to each 8 x NR block. */
+/* With a direct kernel (AVX2 or AVX-512): the input is copied into zero-padded planes, and
+ * the GEMM reads its B in place, tile by tile of NR pixels over the padded grid (stride 1),
+ * or from a tile packed pixel by pixel out of the planes (strides above 1), as the INT8
+ * convolution does, with the weights read where they lie; bias and activation are applied
+ * to each 8 x NR block. */
 typedef struct {
     const cpu_ctx *ctx;
     const bzn_conv_args *a;
@@ -693,17 +705,23 @@ static void pad_rows(void *arg, int lo, int hi, int tid) { /* the padded copy */
 }
 
 static void fgemm_items(void *arg, int lo, int hi, int tid) {
-    (void)tid;
     const fgemm_job *j = arg;
     const bzn_conv_args *a = j->a;
     const cpu_qconv *q = a->prepared;
-    const int K = a->in_c * a->k * a->k, wp = a->in_w + 2 * a->pad;
+    const int K = a->in_c * a->k * a->k, direct = a->stride == 1;
+    const int gw = direct ? a->in_w + 2 * a->pad : a->out_w; /* the grid the tiles run over */
     const size_t n = (size_t)a->out_h * a->out_w;
     float acc[CHUNK_BLOCKS][BZN_F32_MR][BZN_S8_NR]; /* [weight block of the batch x tile] */
+    /* strides above 1: this thread's packed tile, after the padded copy */
+    float *bt = direct ? NULL
+                       : (float *)((uint8_t *)j->planes + planes_end(a, (size_t)a->in_c, sizeof(float)) +
+                                   (size_t)tid * align64((size_t)K * BZN_S8_NR * 4));
+    const size_t *koff = direct ? q->off : q->toff;
     for (int item = lo; item < hi; item++) {
         int t0, t1, mb0, mb1;
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
         const int nt = t1 - t0;
+        if (!direct) cpu_pack_tile(a, (const uint8_t *)j->planes, q->off, sizeof(float), K, t0 * BZN_S8_NR, 0, (uint8_t *)bt);
         const gemm_chunks ch = gemm_chunks_make(nt, K, BZN_S8_NR * sizeof(float), j->ctx->l2_bytes, 1);
         for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
             const int mbe = imin(mbb + ch.blocks, mb1);
@@ -715,7 +733,7 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
                     for (int r = 0; r < BZN_F32_MR; r++)
                         w[r] = a->weight + (size_t)(oc0 + (r < rows ? r : rows - 1)) * K + k0;
                     for (int t = t0; t < t1; t++)
-                        bzn_f32_block(j->ctx->f32, kn, j->planes + (size_t)t * BZN_S8_NR, q->off + k0, w,
+                        bzn_f32_block(j->ctx->f32, kn, direct ? j->planes + (size_t)t * BZN_S8_NR : bt, koff + k0, w,
                                       acc[(mb - mbb) * nt + t - t0], k0 > 0);
                 }
             }
@@ -723,7 +741,7 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
                 const int oc0 = mb * BZN_F32_MR, rows = block_rows(a, mb, BZN_F32_MR);
                 for (int t = t0; t < t1; t++) {
                     int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
-                    const int runs = tile_runs(a, t * BZN_S8_NR, wp, run_j, run_len, run_y, run_x);
+                    const int runs = tile_runs(a, t * BZN_S8_NR, gw, run_j, run_len, run_y, run_x);
                     const float(*ac)[BZN_S8_NR] = acc[(mb - mbb) * nt + t - t0];
                     for (int r = 0; r < rows; r++)
                         for (int u = 0; u < runs; u++)
@@ -736,12 +754,13 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
 }
 
 static void cpu_conv_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
-    const int mblocks = (a->out_c + BZN_F32_MR - 1) / BZN_F32_MR;
-    const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad, tiles = (a->out_h * wp + BZN_S8_NR - 1) / BZN_S8_NR;
+    const int mblocks = (a->out_c + BZN_F32_MR - 1) / BZN_F32_MR, direct = a->stride == 1;
+    const int hp = a->in_h + 2 * a->pad, wp = a->in_w + 2 * a->pad, gw = direct ? wp : a->out_w;
+    const int tiles = (a->out_h * gw + BZN_S8_NR - 1) / BZN_S8_NR;
     const size_t slack = planes_slack(a, (size_t)a->in_c, sizeof(float));
     memset((uint8_t *)scratch + slack, 0, planes_end(a, (size_t)a->in_c, sizeof(float)) - slack);
     fgemm_job j = {ctx, a, (float *)scratch, {0}};
-    const int items = gemm_split_make(ctx, tiles, mblocks, 1, &j.split);
+    const int items = gemm_split_make(ctx, tiles, mblocks, direct, &j.split);
     bzn_pool_run(ctx->pool, a->in_c * hp, items, pad_rows, &j);
     bzn_pool_run_chunks(ctx->pool, items, 1, fgemm_items, &j);
 }
