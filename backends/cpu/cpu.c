@@ -69,8 +69,8 @@ static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 /* The int8 kernel of a convolution: the context's, except that AMX, which reads 16 groups
  * of B as one tile, runs only where B is read in place from the planes (stride 1: the groups
- * at one tap lie evenly spaced); the strided ones (5 small layers of BlazeNeo, whose B is
- * gathered pixel by pixel) run on AVX-512 VNNI. */
+ * at one tap lie evenly spaced); the strided ones (BlazeNeo's first convolution, 3 input
+ * channels, whose B is gathered pixel by pixel) run on AVX-512 VNNI. */
 static bzn_s8_kernel qkern(const cpu_ctx *ctx, const bzn_conv_args *a) {
     return ctx->s8 == BZN_S8_AMX && a->stride != 1 ? BZN_S8_VNNI : ctx->s8;
 }
