@@ -270,8 +270,8 @@ static void cpu_epilogue(const cpu_ctx *ctx, const bzn_conv_args *a) {
 }
 
 /* Work items of a convolution's block GEMM: its tiles of NR output pixels, each split into
- * msplit shares of the weight blocks (FP32 8 rows, INT8 16) when there are few tiles (the small deep layers),
- * so that every thread gets a share. Where B is read in place (stride 1) and there are at most
+ * msplit shares of the weight blocks (FP32 8 rows, INT8 16) when there are few tiles (the
+ * small deep layers), so that every thread gets a share. Where B is read in place (stride 1) and there are at most
  * GROUP_MAX_TILES tiles (the deep 11x11 layers: 3 of 48 pixels), one item takes all of them,
  * weight blocks outer, so that each block of weights serves every tile while it is in cache
  * instead of all the weights streaming from memory once per tile (17.8 MB for one 11x11 FP32
@@ -593,7 +593,7 @@ typedef struct {
     const cpu_ctx *ctx;
     const bzn_conv_args *a;
     const uint8_t *planes;
-    uint8_t *tiles; /* strided convolutions: one packed tile per thread */
+    uint8_t *tiles; /* where B may be packed (qpacked): one tile per thread */
     bzn_s8_kernel kern;
     int kg, direct, packed, gw; /* packed: qpacked */
     gemm_split split;
@@ -615,10 +615,12 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
         const int nt = t1 - t0;
         const int pack = j->packed && (!j->direct || (nt == 1 && mb1 - mb0 >= AMX_PACK_BLOCKS));
         const size_t *goff = pack ? q->toff : q->off;
-        if (pack && !j->direct) cpu_pack_tile(a, j->planes, q->off, 1, kg, t0 * BZN_S8_NR, 128, bt); /* its one tile */
+        if (pack && !j->direct) /* its one tile */
+            cpu_pack_tile(a, j->planes, q->off, 1, kg, t0 * BZN_S8_NR, 128, bt);
         if (pack && j->direct) /* 48 pixels of each group, contiguous in the planes */
             for (int g = 0; g < kg; g++)
-                memcpy(bt + (size_t)g * BZN_S8_NR * 4, j->planes + (size_t)t0 * BZN_S8_NR * 4 + q->off[g], BZN_S8_NR * 4);
+                memcpy(bt + (size_t)g * BZN_S8_NR * 4, j->planes + (size_t)t0 * BZN_S8_NR * 4 + q->off[g],
+                       BZN_S8_NR * 4);
         const gemm_chunks ch =
             gemm_chunks_make(nt, kg, BZN_S8_NR * 4, j->ctx->l2_bytes, j->kern == BZN_S8_AMX ? BZN_S8_AMX_KG : 1);
         for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
@@ -721,7 +723,8 @@ static void fgemm_items(void *arg, int lo, int hi, int tid) {
         int t0, t1, mb0, mb1;
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
         const int nt = t1 - t0;
-        if (!direct) cpu_pack_tile(a, (const uint8_t *)j->planes, q->off, sizeof(float), K, t0 * BZN_S8_NR, 0, (uint8_t *)bt);
+        if (!direct)
+            cpu_pack_tile(a, (const uint8_t *)j->planes, q->off, sizeof(float), K, t0 * BZN_S8_NR, 0, (uint8_t *)bt);
         const gemm_chunks ch = gemm_chunks_make(nt, K, BZN_S8_NR * sizeof(float), j->ctx->l2_bytes, 1);
         for (int mbb = mb0; mbb < mb1; mbb += ch.blocks) {
             const int mbe = imin(mbb + ch.blocks, mb1);
