@@ -436,7 +436,6 @@ START_TEST(s8_gemm_kernels_exact) {
                     if (!bzn_s8_kernel_runs((bzn_s8_kernel)kern)) continue;
                     const int kgp = bzn_s8_kg_packed((bzn_s8_kernel)kern, kg);
                     bzn_s8_pack_a((bzn_s8_kernel)kern, a, m, k, ap, rs);
-                    bzn_s8_begin((bzn_s8_kernel)kern);
                     for (int t = 0; t < tiles; t++)
                         for (int mb = 0; mb < bzn_s8_mpad(m) / BZN_S8_MR; mb++) {
                             int32_t c[BZN_S8_MR][BZN_S8_NR];

@@ -121,8 +121,7 @@ static size_t cpu_conv_qin_bytes(bzn_backend *b, const bzn_conv_args *a) {
 /* FP32 convolutions run on the direct kernel wherever there is one (strides above 1 on
  * packed tiles: encoder.base.0, 3 -> 32 channels at stride 2, took 1.17 ms by im2col + sgemm
  * with K = 27 on an Intel Xeon, 2 threads, and 0.81 ms so) */
-static int cpu_f32_direct(const cpu_ctx *ctx, const bzn_conv_args *a) {
-    (void)a;
+static int cpu_f32_direct(const cpu_ctx *ctx) {
     return ctx->f32 != BZN_F32_SGEMM;
 }
 
@@ -177,7 +176,7 @@ static size_t cpu_conv_scratch(bzn_backend *b, const bzn_conv_args *a) {
     const cpu_ctx *ctx = b->ctx;
     if (wino_plan(a)) return bzn_wino_scratch(wino_plan(a));
     if (a->qweight) return qconv_scratch(ctx, a);
-    if (cpu_f32_direct(ctx, a)) /* the padded copy; strides above 1 one packed tile per thread too */
+    if (cpu_f32_direct(ctx)) /* the padded copy; strides above 1 one packed tile per thread too */
         return planes_end(a, (size_t)a->in_c, sizeof(float)) +
                (a->stride == 1 ? 0 : (size_t)ctx->threads * align64((size_t)a->in_c * a->k * a->k * BZN_S8_NR * 4));
     if (cpu_is_pointwise(a)) return 0;
@@ -429,7 +428,7 @@ static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void 
         *prepared = q;
         return BZN_OK;
     }
-    if (!a->qweight && !cpu_f32_direct(ctx, a)) return BZN_OK; /* sgemm needs nothing */
+    if (!a->qweight && !cpu_f32_direct(ctx)) return BZN_OK; /* sgemm needs nothing */
     const int kk = a->k * a->k, cg = qgroups(a);
     const size_t hp = (size_t)a->in_h + 2 * a->pad, wp = (size_t)a->in_w + 2 * a->pad;
     const int n_off = a->qweight ? qkg(a) : a->in_c * kk;
@@ -608,7 +607,6 @@ static void qgemm_items(void *arg, int lo, int hi, int tid) {
     /* this thread's packed tile (where B may be packed) */
     uint8_t *bt = j->packed ? j->tiles + (size_t)tid * align64((size_t)kg * BZN_S8_NR * 4) : NULL;
     int32_t acc[CHUNK_BLOCKS][BZN_S8_MR][BZN_S8_NR]; /* [weight block of the batch x tile] */
-    bzn_s8_begin(j->kern);
     for (int item = lo; item < hi; item++) {
         int t0, t1, mb0, mb1;
         gemm_item(&j->split, item, &t0, &t1, &mb0, &mb1);
@@ -803,7 +801,7 @@ static void cpu_conv1(void *vctx, const bzn_conv_args *a, void *scratch) {
         bzn_wino_conv(ctx->pool, wino_plan(a), a, scratch);
         return;
     }
-    if (cpu_f32_direct(ctx, a)) {
+    if (cpu_f32_direct(ctx)) {
         cpu_conv_f32_direct(ctx, a, scratch);
         return;
     }

@@ -363,13 +363,6 @@ static void amx_release(void) {
 }
 #endif
 
-void bzn_s8_begin(bzn_s8_kernel kern) {
-#ifdef BZN_AMX
-    if (kern == BZN_S8_AMX && !amx_configured && amx_runs()) amx_configure();
-#endif
-    (void)kern;
-}
-
 void bzn_s8_end(bzn_s8_kernel kern) {
 #ifdef BZN_AMX
     if (kern == BZN_S8_AMX && amx_configured) amx_release();

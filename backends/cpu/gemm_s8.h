@@ -71,17 +71,15 @@ void bzn_s8_pack_a(bzn_s8_kernel kern, const int8_t *a, int m, int k, int8_t *pa
  * (a multiple of 16 for AMX), rowsum = rowsum + 16 mb.
  * AMX reads 16 groups of B as one tile where they are equally spaced (a convolution's
  * channel groups at one kernel tap, or a packed tile), and gathers them otherwise (and for
- * a last partial tile). It needs the tile configuration of bzn_s8_begin on this thread.
+ * a last partial tile). It configures the thread's tiles at its first call.
  * b_nonneg: the caller knows every B byte is >= 128 (q >= 0: the input came out of a ReLU),
  * which spares the AVX2 kernel a sign transfer per row; the others compute the same either
  * way. With it set and a byte below 128 the AVX2 result is wrong, so it is a promise. */
 void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32_t *rowsum, int rows,
                   const uint8_t *b, const size_t *goff, int b_nonneg, int32_t acc[BZN_S8_MR][BZN_S8_NR], int add);
 
-/* Before a thread's first bzn_s8_block with kern (AMX: configure the tiles) and after its
- * last (AMX: release them, so that the thread's saved state is small again); nothing for
- * the other kernels. */
-void bzn_s8_begin(bzn_s8_kernel kern);
+/* After a thread's last bzn_s8_block with kern (AMX: release the tiles, so that the thread's
+ * saved state is small again); nothing for the other kernels. */
 void bzn_s8_end(bzn_s8_kernel kern);
 
 /* the epilogue: out[i] = act(acc[i] * mult + bias) (AVX-512 with the VNNI and AMX kernels) */
