@@ -29,6 +29,7 @@
 #include "isa.h"
 #include "pool.h"
 #include "winograd.h"
+#include "winograd_s8.h"
 
 typedef struct {
     int threads;
@@ -59,6 +60,7 @@ typedef struct {
     size_t *toff;   /* INT8, stride > 1: g * 4 NR bytes */
     float *mult;    /* INT8: in_scale * wscale[oc] */
     bzn_wino_plan *wino; /* FP32 by Winograd (then nothing else is set) */
+    bzn_wino_s8_plan *wino8; /* INT8 by Winograd (then mult is set too) */
 } cpu_qconv;
 
 static int cpu_is_pointwise(const bzn_conv_args *a) {
@@ -162,6 +164,14 @@ static int wino_size_pays(const cpu_ctx *ctx, const bzn_conv_args *a) {
     return direct >= 8 * blocks;
 }
 
+/* INT8 by Winograd (winograd_s8.h): on the AVX2 kernel (the AVX-512 VNNI and AMX ones do 2x and
+ * 60x more int8 multiply-adds per instruction; AVX-VNNI 2x), where the FP32 rule says it pays
+ * and the sums are provably exact */
+static int wino8_pays(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    if (ctx->s8 != BZN_S8_AVX2 || ctx->wino == WINO_OFF || !bzn_wino_s8_ok(a) || !wino_channels_pay(ctx, a)) return 0;
+    return a->out_h <= 0 || (a->stride == 1 && a->dilation == 1 && wino_size_pays(ctx, a));
+}
+
 /* the weights are Winograd's (weights_prepare made them) */
 static int wino_weights(const bzn_conv_args *a) {
     return a->weights && *(const uint32_t *)a->weights == BZN_WINO_TAG;
@@ -172,9 +182,15 @@ static const bzn_wino_plan *wino_plan(const bzn_conv_args *a) {
     return a->prepared && !a->qweight ? ((const cpu_qconv *)a->prepared)->wino : NULL;
 }
 
+/* this context runs the INT8 convolution by Winograd: its weights are Winograd's */
+static const bzn_wino_s8_plan *wino8_plan(const bzn_conv_args *a) {
+    return a->prepared && a->qweight ? ((const cpu_qconv *)a->prepared)->wino8 : NULL;
+}
+
 static size_t cpu_conv_scratch(bzn_backend *b, const bzn_conv_args *a) {
     const cpu_ctx *ctx = b->ctx;
     if (wino_plan(a)) return bzn_wino_scratch(wino_plan(a));
+    if (wino8_plan(a)) return planes_end(a, (size_t)qgroups(a), 4) + bzn_wino_s8_scratch(wino8_plan(a));
     if (a->qweight) return qconv_scratch(ctx, a);
     if (cpu_f32_direct(ctx)) /* the padded copy; strides above 1 one packed tile per thread too */
         return planes_end(a, (size_t)a->in_c, sizeof(float)) +
@@ -348,8 +364,12 @@ static gemm_chunks gemm_chunks_make(int tiles, int K, size_t row_bytes, size_t l
 static void cpu_weights_release(void *weights) {
     cpu_qweights *w = weights;
     if (!w) return;
-    if (w->tag == BZN_WINO_TAG) { /* both structs start with the tag */
+    if (w->tag == BZN_WINO_TAG) { /* the structs start with the tag */
         bzn_wino_weights_free(weights);
+        return;
+    }
+    if (w->tag == BZN_WINO_S8_TAG) {
+        bzn_wino_s8_weights_free(weights);
         return;
     }
     free(w->a);
@@ -372,6 +392,7 @@ static bzn_status cpu_weights_prepare(bzn_backend *b, const bzn_conv_args *a, vo
         if (a->out_h > 0 && (a->stride != 1 || a->dilation != 1 || !wino_size_pays(ctx, a))) return BZN_OK;
         return bzn_wino_weights_make(a, (bzn_wino_weights **)weights, bytes, err);
     }
+    if (wino8_pays(ctx, a)) return bzn_wino_s8_weights_make(a, (bzn_wino_s8_weights **)weights, bytes, err);
     const int kk = a->k * a->k, cg = qgroups(a), K = 4 * qkg(a);
     const size_t packed = align64((size_t)bzn_s8_mpad(a->out_c) * 4 * bzn_s8_kg_packed(qkern(ctx, a), K / 4));
     cpu_qweights *q = calloc(1, sizeof *q);
@@ -402,6 +423,7 @@ static void cpu_conv_release(bzn_backend *b, void *prepared) {
     cpu_qconv *q = prepared;
     if (!q) return;
     bzn_wino_plan_free(q->wino);
+    bzn_wino_s8_plan_free(q->wino8);
     free(q->off);
     free(q->toff);
     free(q->mult);
@@ -425,6 +447,19 @@ static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void 
             free(q);
             return s;
         }
+        *prepared = q;
+        return BZN_OK;
+    }
+    if (a->qweight && a->weights && *(const uint32_t *)a->weights == BZN_WINO_S8_TAG) {
+        cpu_qconv *q = calloc(1, sizeof *q);
+        if (q) q->mult = malloc((size_t)a->out_c * sizeof *q->mult);
+        bzn_status s = q && q->mult ? bzn_wino_s8_plan_make(a, ctx->threads, &q->wino8, err)
+                                    : bzn_fail(err, BZN_ERR_NOMEM, "out of memory preparing a convolution");
+        if (s != BZN_OK) {
+            cpu_conv_release(b, q);
+            return s;
+        }
+        for (int oc = 0; oc < a->out_c; oc++) q->mult[oc] = a->in_scale * a->wscale[oc];
         *prepared = q;
         return BZN_OK;
     }
@@ -552,39 +587,59 @@ static int tile_runs(const bzn_conv_args *a, int n0, int gw, int run_j[], int ru
     return runs;
 }
 
-/* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for one block of C whose
- * columns are pixels n0 .. n0 + NR - 1 of a grid `gw` wide (the padded width for stride 1:
- * the columns past out_w are dropped). With an INT8 hand-off the values go, quantized with
- * the consumer's scale, into the consumer's planes instead: the block's 16 channels are four
- * of its groups of 4, quantized and interleaved exactly as the consumer would. */
-static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0,
-                          int gw, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
-    const size_t n = (size_t)a->out_h * a->out_w;
-    int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
-    const int runs = tile_runs(a, n0, gw, run_j, run_len, run_y, run_x);
+/* out[oc][oy][ox] = act(acc * in_scale * wscale[oc] + bias[oc]) for `rows` (<= 16) output
+ * channels from oc0 over n output pixels of one row from (oy, ox), acc[r][0 .. n) being
+ * channel oc0 + r's sums. With an INT8 hand-off the values go, quantized with the
+ * consumer's scale, into the consumer's planes instead: groups of 4 channels (oc0 is a
+ * multiple of 4), quantized and interleaved exactly as the consumer would. */
+static void q_store_run(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows,
+                        const int32_t *const acc[], int n, int oy, int ox) {
     if (!a->out_q) {
+        const size_t hw = (size_t)a->out_h * a->out_w;
         for (int r = 0; r < rows; r++)
-            for (int u = 0; u < runs; u++)
-                bzn_s8_dequantize(ctx->s8, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r],
-                                  a->bias ? a->bias[oc0 + r] : 0.0f, a->act,
-                                  a->out + (size_t)(oc0 + r) * n + (size_t)run_y[u] * a->out_w + run_x[u]);
+            bzn_s8_dequantize(ctx->s8, acc[r], n, q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f, a->act,
+                              a->out + (size_t)(oc0 + r) * hw + (size_t)oy * a->out_w + ox);
         return;
     }
     const bzn_conv_args *nx = a->next;
     const int pn = nx->pad, wpn = nx->in_w + 2 * pn, hpn = nx->in_h + 2 * pn;
     const float inv = 1.0f / nx->in_scale;
-    for (int u = 0; u < runs; u++) {
+    for (int j0 = 0; j0 < n; j0 += BZN_S8_NR) { /* NR pixels at a time */
+        const int len = imin(n - j0, BZN_S8_NR);
         float v[BZN_S8_MR][BZN_S8_NR];
         for (int r = 0; r < rows; r++)
-            bzn_s8_dequantize(ctx->s8, acc[r] + run_j[u], run_len[u], q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f,
-                              a->act, v[r]);
-        for (int g = 0; g < BZN_S8_MR / 4 && 4 * g < rows; g++) {
+            bzn_s8_dequantize(ctx->s8, acc[r] + j0, len, q->mult[oc0 + r], a->bias ? a->bias[oc0 + r] : 0.0f, a->act,
+                              v[r]);
+        for (int g = 0; 4 * g < rows; g++) {
             const float *x[4];
             for (int l = 0; l < 4; l++) x[l] = 4 * g + l < rows ? v[4 * g + l] : NULL;
-            const size_t px = (size_t)(oc0 / 4 + g) * hpn * wpn + (size_t)(run_y[u] + pn) * wpn + run_x[u] + pn;
-            bzn_s8_quantize4(ctx->s8, x, run_len[u], inv, (uint8_t *)a->out_q + px * 4);
+            const size_t px = (size_t)(oc0 / 4 + g) * hpn * wpn + (size_t)(oy + pn) * wpn + ox + j0 + pn;
+            bzn_s8_quantize4(ctx->s8, x, len, inv, (uint8_t *)a->out_q + px * 4);
         }
     }
+}
+
+/* the epilogue of one block of C whose columns are pixels n0 .. n0 + NR - 1 of a grid `gw`
+ * wide (the padded width for stride 1: the columns past out_w are dropped), by runs */
+static void cpu_qepilogue(const cpu_ctx *ctx, const bzn_conv_args *a, const cpu_qconv *q, int oc0, int rows, int n0,
+                          int gw, int32_t acc[BZN_S8_MR][BZN_S8_NR]) {
+    int run_j[BZN_S8_NR], run_len[BZN_S8_NR], run_y[BZN_S8_NR], run_x[BZN_S8_NR];
+    const int runs = tile_runs(a, n0, gw, run_j, run_len, run_y, run_x);
+    for (int u = 0; u < runs; u++) {
+        const int32_t *rows_at[BZN_S8_MR];
+        for (int r = 0; r < rows; r++) rows_at[r] = acc[r] + run_j[u];
+        q_store_run(ctx, a, q, oc0, rows, rows_at, run_len[u], run_y[u], run_x[u]);
+    }
+}
+
+/* Winograd's store (winograd_s8.h) */
+typedef struct {
+    const cpu_ctx *ctx;
+    const bzn_conv_args *a;
+} wino8_store_job;
+static void wino8_store(void *arg, int oc0, int rows, const int32_t *const acc[4], int n, int oy, int ox) {
+    const wino8_store_job *s = arg;
+    q_store_run(s->ctx, s->a, s->a->prepared, oc0, rows, acc, n, oy, ox);
 }
 
 /* The GEMM of an INT8 convolution, items [lo, hi) (gemm_split) */
@@ -666,6 +721,11 @@ static void cpu_conv_int8(cpu_ctx *ctx, const bzn_conv_args *a, void *scratch) {
         memset((uint8_t *)a->out_q + ns, 128, planes_end(a->next, (size_t)qgroups(a->next), 4) - ns);
         planes_job border = {ctx, a->next, a->out_q};
         bzn_pool_run(ctx->pool, qgroups(a->next) * (a->next->in_h + 2 * a->next->pad), 0, border_rows, &border);
+    }
+    if (wino8_plan(a)) {
+        wino8_store_job st = {ctx, a};
+        bzn_wino_s8_conv(ctx->pool, wino8_plan(a), a, planes, (uint8_t *)scratch + tiles_at, wino8_store, &st);
+        return;
     }
     qgemm_job j = {ctx, a, planes, (uint8_t *)scratch + tiles_at, qkern(ctx, a), kg, direct, qpacked(ctx, a), gw, {0}};
     const int items = gemm_split_make(ctx, tiles, mblocks, direct, &j.split);

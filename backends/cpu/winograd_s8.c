@@ -1,0 +1,466 @@
+/* winograd_s8.c - INT8 3x3 stride-1 convolutions by an exact integer Winograd F(4x4, 3x3)
+ * (see winograd_s8.h for the arithmetic and why it is exact).
+ *
+ * The tiles are winograd.c's: output tile (ty, t) covers output rows 4 ty .. 4 ty + 3,
+ * columns 4 t .. 4 t + 3 and reads padded rows 4 ty .. 4 ty + 5, columns 4 t .. 4 t + 5;
+ * tile m = ty (tiles_x + 1) + t (one dummy per tile row, computed and dropped), so that a
+ * block of NB consecutive tiles is NB consecutive columns of every array below.
+ *  1. Strips, every input channel once (all threads, by channel): S[c][r][p][m] = q at padded
+ *     row 4 ty + r, column 4 t + p of tile m = ty (tiles_x + 1) + t, as int16 (q = byte -
+ *     128; zeros past the image). Row i of tile m is strip i (i < 4), or strip i - 4 at tile
+ *     m + tiles_x + 1 (i = 4, 5); its columns are phases 0..3 at m, phases 0, 1 at m + 1.
+ *  2. Work items (block of NB tiles, share of the output channels), each on the thread's own
+ *     scratch: the block's V for every input channel pair (down: Q[i][p][k] = (B^T d)[i] for
+ *     column 4 k + p; across: V[6 i + j][k] = (B^T q)[j], two channels interleaved); then,
+ *     GROUP output channels at a time, the 36 GEMMs M'[ij] = U'[ij] x V[ij] and the output
+ *     transforms, 4 channels at a time handed to the caller's store.
+ */
+#include "winograd_s8.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gemm_s8.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BZN_X86 1
+#define AVX2 __attribute__((target("avx2")))
+#else
+#define AVX2
+#endif
+
+#define NB 48    /* tiles per block */
+#define LQ 64    /* tiles the down pass covers: NB + 1, rounded up */
+#define GROUP 16 /* output channels whose M' is kept for the output transforms */
+#define POS 36
+
+static int imin(int x, int y) { return x < y ? x : y; }
+
+/* ---- the weights, once per model ------------------------------------------------------- */
+
+int bzn_wino_s8_ok(const bzn_conv_args *a) {
+    if (!a->qweight || a->k != 3 || a->stride > 1 || a->dilation > 1) return 0;
+    for (int oc = 0; oc < a->out_c; oc++) { /* |Y| <= 128 sum |w| < 2^25 (winograd_s8.h) */
+        const int8_t *w = a->qweight + (size_t)oc * a->in_c * 9;
+        long s = 0;
+        for (int i = 0; i < a->in_c * 9; i++) s += w[i] < 0 ? -w[i] : w[i];
+        if (s >= (1L << 18)) return 0;
+    }
+    return 1;
+}
+
+void bzn_wino_s8_weights_free(bzn_wino_s8_weights *w) {
+    if (!w) return;
+    free(w->u);
+    free(w);
+}
+
+bzn_status bzn_wino_s8_weights_make(const bzn_conv_args *a, bzn_wino_s8_weights **out, size_t *bytes,
+                                    bzn_error *err) {
+    static const int G[6][3] = {{1, 0, 0}, {-1, -1, -1}, {-1, 1, -1}, {1, 2, 4}, {1, -2, 4}, {0, 0, 1}}; /* G' */
+    *out = NULL;
+    bzn_wino_s8_weights *w = calloc(1, sizeof *w);
+    const int oc_pad = (a->out_c + 3) / 4 * 4, pairs = (a->in_c + 1) / 2;
+    const size_t n = (size_t)POS * oc_pad * pairs * 2;
+    if (w) w->u = calloc(n, sizeof *w->u);
+    if (!w || !w->u) {
+        bzn_wino_s8_weights_free(w);
+        return bzn_fail(err, BZN_ERR_NOMEM, "out of memory transforming 3x3 int8 weights for Winograd");
+    }
+    w->tag = BZN_WINO_S8_TAG;
+    w->in_c = a->in_c, w->out_c = a->out_c, w->oc_pad = oc_pad, w->pairs = pairs;
+    for (int oc = 0; oc < a->out_c; oc++)
+        for (int c = 0; c < a->in_c; c++) {
+            const int8_t *g = a->qweight + ((size_t)oc * a->in_c + c) * 9; /* g[ky][kx] */
+            int gg[6][3];                                                  /* G' g */
+            for (int i = 0; i < 6; i++)
+                for (int x = 0; x < 3; x++) gg[i][x] = G[i][0] * g[x] + G[i][1] * g[3 + x] + G[i][2] * g[6 + x];
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 6; j++)
+                    w->u[(((size_t)(6 * i + j) * oc_pad + oc) * pairs + c / 2) * 2 + c % 2] =
+                        (int16_t)(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
+        }
+    *out = w;
+    *bytes = n * sizeof *w->u;
+    return BZN_OK;
+}
+
+/* ---- the plan, per context ------------------------------------------------------------- */
+
+struct bzn_wino_s8_plan {
+    int threads, in_c;
+    int in_h, in_w, pad, hp, wp;
+    int tiles_y, tiles_x, tx1; /* tx1 = tiles_x + 1: tiles per tile row, the dummy included */
+    int tblocks, quads;        /* blocks of NB tiles; groups of 4 output channels */
+    int msplit;                /* shares of the output channels per block */
+    int shared_v;              /* every block's V made first, by all threads (few blocks) */
+    size_t mlen;               /* int16 per strip S[c][r][p] */
+    size_t vlen;               /* int16 of one block's V: 36 pairs NB 2 */
+    size_t shared_bytes;       /* the strips, and with shared_v every block's V */
+    size_t thread_bytes;       /* per thread: V (private), M', Q, the output rows */
+};
+
+#define M_INTS ((size_t)POS * GROUP * NB)
+#define Q_INT16 ((size_t)2 * 24 * LQ)    /* two channels' Q[6 i][4 p][LQ] */
+#define Y_INTS ((size_t)4 * 4 * 4 * NB) /* four channels' output rows [4][4 y][4 NB] */
+
+void bzn_wino_s8_plan_free(bzn_wino_s8_plan *p) { free(p); }
+
+static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+bzn_status bzn_wino_s8_plan_make(const bzn_conv_args *a, int threads, bzn_wino_s8_plan **out, bzn_error *err) {
+    *out = NULL;
+    bzn_wino_s8_plan *p = calloc(1, sizeof *p);
+    if (!p) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory preparing an INT8 Winograd convolution");
+    p->threads = threads;
+    p->in_c = a->in_c;
+    p->in_h = a->in_h, p->in_w = a->in_w, p->pad = a->pad;
+    p->hp = a->in_h + 2 * a->pad, p->wp = a->in_w + 2 * a->pad;
+    p->tiles_y = (a->out_h + 3) / 4, p->tiles_x = (a->out_w + 3) / 4, p->tx1 = p->tiles_x + 1;
+    p->tblocks = (p->tiles_y * p->tx1 + NB - 1) / NB;
+    p->quads = (a->out_c + 3) / 4;
+    p->msplit = 1;
+    while (p->tblocks * p->msplit < 4 * threads && 2 * p->msplit <= p->quads) p->msplit *= 2;
+    /* the last block's down pass reads up to tile m0 + LQ - 1 (+ tx1 for rows 4, 5) */
+    p->mlen = ((size_t)(p->tblocks - 1) * NB + LQ + p->tx1 + 15) / 16 * 16;
+    p->vlen = (size_t)POS * ((a->in_c + 1) / 2) * NB * 2;
+    /* few blocks and several threads: the shares of one block run on different threads, and
+       each would transform the block's input again; so every block's V comes first */
+    p->shared_v = threads > 1 && p->msplit > 1;
+    const size_t strips = align64((size_t)a->in_c * 16 * p->mlen * 2), v = align64(p->vlen * 2);
+    p->shared_bytes = strips + (p->shared_v ? (size_t)p->tblocks * v : 0);
+    p->thread_bytes = (p->shared_v ? 0 : v) + align64(M_INTS * 4) + align64(Q_INT16 * 2) + align64(Y_INTS * 4);
+    *out = p;
+    return BZN_OK;
+}
+
+static size_t strips_bytes(const bzn_wino_s8_plan *p) { return align64((size_t)p->in_c * 16 * p->mlen * 2); }
+
+size_t bzn_wino_s8_scratch(const bzn_wino_s8_plan *p) {
+    return p->shared_bytes + (size_t)p->threads * p->thread_bytes;
+}
+
+/* The loops below write arrays that never overlap the ones they read (as in winograd.c) */
+#if defined(__GNUC__) && !defined(__clang__)
+#define IVDEP _Pragma("GCC ivdep")
+#else
+#define IVDEP
+#endif
+
+/* ---- the transforms --------------------------------------------------------------------- */
+
+/* B^T d for a column d0..d5 (winograd.h), in int16: |d| <= 128 gives at most 1280 after one
+ * pass and 12800 after two */
+#define BT6(d0, d1, d2, d3, d4, d5, o0, o1, o2, o3, o4, o5) \
+    do {                                                   \
+        o0 = (int16_t)(4 * d0 - 5 * d2 + d4);              \
+        o1 = (int16_t)((d3 + d4) - 4 * (d1 + d2));         \
+        o2 = (int16_t)((d4 - d3) + 4 * (d1 - d2));         \
+        o3 = (int16_t)((d4 - d2) + 2 * (d3 - d1));         \
+        o4 = (int16_t)((d4 - d2) - 2 * (d3 - d1));         \
+        o5 = (int16_t)(4 * d1 - 5 * d3 + d5);              \
+    } while (0)
+
+/* Step 1 for channel c: its 16 strips S[r][p] (s: 16 mlen int16) from the planes. */
+static void fill_strips(const bzn_wino_s8_plan *p, const uint8_t *planes, int c, int16_t *s) {
+    const uint8_t *plane = planes + (size_t)(c / 4) * p->hp * p->wp * 4 + c % 4;
+    const int tx1 = p->tx1;
+    memset(s, 0, (size_t)16 * p->mlen * sizeof *s);
+    for (int ty = 0; ty <= p->tiles_y; ty++)
+        for (int r = 0; r < 4; r++) {
+            const int py = 4 * ty + r; /* padded row */
+            if (py >= p->hp) continue;
+            const uint8_t *row = plane + (size_t)py * p->wp * 4;
+            int16_t *d = s + (size_t)r * 4 * p->mlen + (size_t)ty * tx1;
+            for (int x = 0; x < p->wp; x++) d[(size_t)(x % 4) * p->mlen + x / 4] = (int16_t)(row[4 * x] - 128);
+        }
+}
+
+/* Down, one channel of one block: Q[i][ph][k] = (B^T d)[i], d = column 4 (m0 + k) + ph of the
+ * tile rows, k < LQ. x[i][ph] = strip row i's phase ph at the block's first tile. */
+AVX2 static void down_block(const int16_t *const x[6][4], int16_t *q) {
+    for (int ph = 0; ph < 4; ph++) {
+        const int16_t *x0 = x[0][ph], *x1 = x[1][ph], *x2 = x[2][ph], *x3 = x[3][ph], *x4 = x[4][ph], *x5 = x[5][ph];
+        int16_t *q0 = q + (size_t)ph * LQ, *q1 = q0 + 4 * LQ, *q2 = q1 + 4 * LQ, *q3 = q2 + 4 * LQ, *q4 = q3 + 4 * LQ,
+                *q5 = q4 + 4 * LQ;
+        IVDEP
+        for (int k = 0; k < LQ; k++) {
+            const int d0 = x0[k], d1 = x1[k], d2 = x2[k], d3 = x3[k], d4 = x4[k], d5 = x5[k];
+            BT6(d0, d1, d2, d3, d4, d5, q0[k], q1[k], q2[k], q3[k], q4[k], q5[k]);
+        }
+    }
+}
+
+/* Across, a pair of channels (qa, qb: their Q) into V: v[(6 i + j) ps + 2 k + h] = (B^T q)[j]
+ * of channel h's row i, tile k; q = Q[i][0..3][k], Q[i][0][k + 1], Q[i][1][k + 1]. */
+#ifdef BZN_X86
+AVX2 static inline void bt6_v(__m256i d0, __m256i d1, __m256i d2, __m256i d3, __m256i d4, __m256i d5, __m256i o[6]) {
+    const __m256i d42 = _mm256_sub_epi16(d4, d2), d31 = _mm256_slli_epi16(_mm256_sub_epi16(d3, d1), 1);
+    o[0] = _mm256_add_epi16(_mm256_sub_epi16(_mm256_slli_epi16(d0, 2), _mm256_add_epi16(_mm256_slli_epi16(d2, 2), d2)), d4);
+    o[1] = _mm256_sub_epi16(_mm256_add_epi16(d3, d4), _mm256_slli_epi16(_mm256_add_epi16(d1, d2), 2));
+    o[2] = _mm256_add_epi16(_mm256_sub_epi16(d4, d3), _mm256_slli_epi16(_mm256_sub_epi16(d1, d2), 2));
+    o[3] = _mm256_add_epi16(d42, d31);
+    o[4] = _mm256_sub_epi16(d42, d31);
+    o[5] = _mm256_add_epi16(_mm256_sub_epi16(_mm256_slli_epi16(d1, 2), _mm256_add_epi16(_mm256_slli_epi16(d3, 2), d3)), d5);
+}
+AVX2 static void across_pair(const int16_t *qa, const int16_t *qb, int16_t *v, size_t ps) {
+    for (int i = 0; i < 6; i++) {
+        const int16_t *a = qa + (size_t)4 * i * LQ, *b = qb + (size_t)4 * i * LQ;
+        for (int k = 0; k < NB; k += 16) {
+#define LD(q, ph, o) _mm256_loadu_si256((const __m256i *)((q) + (ph) * LQ + k + (o)))
+            __m256i oa[6], ob[6];
+            bt6_v(LD(a, 0, 0), LD(a, 1, 0), LD(a, 2, 0), LD(a, 3, 0), LD(a, 0, 1), LD(a, 1, 1), oa);
+            bt6_v(LD(b, 0, 0), LD(b, 1, 0), LD(b, 2, 0), LD(b, 3, 0), LD(b, 0, 1), LD(b, 1, 1), ob);
+#undef LD
+            for (int j = 0; j < 6; j++) { /* interleave the pair: tiles k .. k + 7, then k + 8 .. k + 15 */
+                const __m256i lo = _mm256_unpacklo_epi16(oa[j], ob[j]), hi = _mm256_unpackhi_epi16(oa[j], ob[j]);
+                int16_t *d = v + (size_t)(6 * i + j) * ps + 2 * k;
+                _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(lo, hi, 0x20));
+                _mm256_storeu_si256((__m256i *)(d + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+            }
+        }
+    }
+}
+#else
+static void across_pair(const int16_t *qa, const int16_t *qb, int16_t *v, size_t ps) {
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 6; i++) {
+            const int16_t *q0 = (h ? qb : qa) + (size_t)4 * i * LQ, *q1 = q0 + LQ, *q2 = q1 + LQ, *q3 = q2 + LQ;
+            for (int k = 0; k < NB; k++) {
+                int16_t o[6];
+                const int d0 = q0[k], d1 = q1[k], d2 = q2[k], d3 = q3[k], d4 = q0[k + 1], d5 = q1[k + 1];
+                BT6(d0, d1, d2, d3, d4, d5, o[0], o[1], o[2], o[3], o[4], o[5]);
+                for (int j = 0; j < 6; j++) v[(size_t)(6 * i + j) * ps + 2 * k + h] = o[j];
+            }
+        }
+}
+#endif
+
+/* ---- the GEMM: 4 output channels x NB tiles of M'[ij] ---------------------------------- */
+
+/* c[r][t] = sum over pairs of u_r[pair] . v[pair][t] (int16 pairs, int32 sums that wrap) */
+#ifdef BZN_X86
+AVX2 static void gemm4(int pairs, const int16_t *const u[4], const int16_t *v, int32_t *c) {
+    for (int h = 0; h < NB; h += 24) {
+        __m256i acc[4][3];
+        for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_si256();
+        for (int pr = 0; pr < pairs; pr++) {
+            const int16_t *vp = v + (size_t)pr * 2 * NB + 2 * h;
+            const __m256i b0 = _mm256_loadu_si256((const __m256i *)vp);
+            const __m256i b1 = _mm256_loadu_si256((const __m256i *)(vp + 16));
+            const __m256i b2 = _mm256_loadu_si256((const __m256i *)(vp + 32));
+            for (int r = 0; r < 4; r++) {
+                int32_t w2;
+                memcpy(&w2, u[r] + 2 * pr, 4);
+                const __m256i w = _mm256_set1_epi32(w2);
+                acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(w, b0));
+                acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(w, b1));
+                acc[r][2] = _mm256_add_epi32(acc[r][2], _mm256_madd_epi16(w, b2));
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            for (int x = 0; x < 3; x++) _mm256_storeu_si256((__m256i *)(c + (size_t)r * NB + h + 8 * x), acc[r][x]);
+    }
+}
+#else
+static void gemm4(int pairs, const int16_t *const u[4], const int16_t *v, int32_t *c) {
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < NB; t++) {
+            uint32_t s = 0;
+            for (int pr = 0; pr < pairs; pr++)
+                s += (uint32_t)((int32_t)u[r][2 * pr] * v[(size_t)pr * 2 * NB + 2 * t] +
+                                (int32_t)u[r][2 * pr + 1] * v[(size_t)pr * 2 * NB + 2 * t + 1]);
+            c[(size_t)r * NB + t] = (int32_t)s;
+        }
+}
+#endif
+
+/* ---- the output transform -------------------------------------------------------------- */
+
+/* A^T m for a column m0..m5 (winograd.h), modulo 2^32 */
+#define AT4(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)   \
+    do {                                              \
+        const uint32_t p12 = m1 + m2, n12 = m1 - m2;  \
+        const uint32_t p34 = m3 + m4, n34 = m3 - m4;  \
+        o0 = m0 + p12 + p34;                          \
+        o1 = n12 + 2u * n34;                          \
+        o2 = p12 + 4u * p34;                          \
+        o3 = n12 + 8u * n34 + m5;                     \
+    } while (0)
+
+/* Y from 576 Y mod 2^32 (winograd_s8.h): Y mod 2^26, sign-extended */
+static inline int32_t recover(uint32_t y576) {
+    const uint32_t y = ((y576 >> 6) * 0x38e38e39u) & 0x3ffffffu;
+    return (int32_t)(y ^ 0x2000000u) - 0x2000000;
+}
+
+/* One output channel over the block: m[(6 i + j) ps + t] = M'[i][j] of tile t, into
+ * y[row][4 t + x] (4 rows of 4 NB). Down first (S[r][j][t], the F scaling on the way), then
+ * across. */
+AVX2 static void out_block(const int32_t *m, size_t ps, int32_t *y) {
+    static const uint32_t f6[6] = {6, 4, 4, 1, 1, 24};
+    uint32_t S[4][6][NB];
+    for (int j = 0; j < 6; j++) {
+        uint32_t f[6];
+        for (int i = 0; i < 6; i++) f[i] = f6[i] * f6[j];
+        const int32_t *c0 = m + (size_t)j * ps, *c1 = c0 + 6 * ps, *c2 = c1 + 6 * ps, *c3 = c2 + 6 * ps,
+                      *c4 = c3 + 6 * ps, *c5 = c4 + 6 * ps;
+        for (int t = 0; t < NB; t++) {
+            const uint32_t m0 = f[0] * (uint32_t)c0[t], m1 = f[1] * (uint32_t)c1[t], m2 = f[2] * (uint32_t)c2[t];
+            const uint32_t m3 = f[3] * (uint32_t)c3[t], m4 = f[4] * (uint32_t)c4[t], m5 = f[5] * (uint32_t)c5[t];
+            AT4(m0, m1, m2, m3, m4, m5, S[0][j][t], S[1][j][t], S[2][j][t], S[3][j][t]);
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < NB; t++) {
+            uint32_t o0, o1, o2, o3;
+            AT4(S[r][0][t], S[r][1][t], S[r][2][t], S[r][3][t], S[r][4][t], S[r][5][t], o0, o1, o2, o3);
+            int32_t *d = y + (size_t)r * 4 * NB + 4 * t;
+            d[0] = recover(o0), d[1] = recover(o1), d[2] = recover(o2), d[3] = recover(o3);
+        }
+}
+
+/* ---- one frame ------------------------------------------------------------------------- */
+
+typedef struct {
+    const bzn_wino_s8_plan *p;
+    const bzn_conv_args *a;
+    const uint8_t *planes;
+    uint8_t *scratch;
+    bzn_wino_s8_store_fn store;
+    void *store_arg;
+} job;
+
+static void strip_items(void *arg, int lo, int hi, int tid) {
+    (void)tid;
+    const job *j = arg;
+    for (int c = lo; c < hi; c++) fill_strips(j->p, j->planes, c, (int16_t *)j->scratch + (size_t)c * 16 * j->p->mlen);
+}
+
+/* block tb's V (v), channel pairs [pr0, pr1) (q: Q_INT16) */
+static void block_v(const job *j, int tb, int pr0, int pr1, int16_t *q, int16_t *v) {
+    const bzn_wino_s8_plan *p = j->p;
+    const int in_c = p->in_c, pairs = (in_c + 1) / 2;
+    const size_t ps = (size_t)pairs * NB * 2, m0 = (size_t)tb * NB;
+    const int16_t *strips = (const int16_t *)j->scratch;
+    for (int pr = pr0; pr < pr1; pr++) {
+        for (int h = 0; h < 2; h++) {
+            int16_t *qh = q + (size_t)h * 24 * LQ;
+            const int c = 2 * pr + h;
+            if (c >= in_c) { /* the odd channel's partner: zeros */
+                memset(qh, 0, (size_t)24 * LQ * sizeof *qh);
+                continue;
+            }
+            const int16_t *s = strips + (size_t)c * 16 * p->mlen, *x[6][4];
+            for (int ph = 0; ph < 4; ph++) {
+                for (int i = 0; i < 4; i++) x[i][ph] = s + ((size_t)i * 4 + ph) * p->mlen + m0;
+                x[4][ph] = x[0][ph] + p->tx1, x[5][ph] = x[1][ph] + p->tx1; /* the next tile row's rows 0, 1 */
+            }
+            down_block(x, qh);
+        }
+        across_pair(q, q + (size_t)24 * LQ, v + (size_t)pr * 2 * NB, ps);
+    }
+}
+
+/* the block's output pixels by runs in one tile row: tiles t0[u] .. + len[u] of the block are
+ * tile row ty[u], columns tx[u] on */
+typedef struct {
+    int n, t0[NB], len[NB], ty[NB], tx[NB];
+} runs_t;
+
+static void block_runs(const bzn_wino_s8_plan *p, int tb, runs_t *r) {
+    const int m0 = tb * NB;
+    r->n = 0;
+    for (int k = 0; k < NB;) {
+        const int ty = (m0 + k) / p->tx1, t = (m0 + k) % p->tx1;
+        if (ty >= p->tiles_y) break;
+        const int len = imin(p->tiles_x - t, NB - k);
+        if (len <= 0) { /* the dummy */
+            k++;
+            continue;
+        }
+        r->t0[r->n] = k, r->len[r->n] = len, r->ty[r->n] = ty, r->tx[r->n] = t;
+        r->n++;
+        k += len;
+    }
+}
+
+/* this thread's area: M', Q, the output rows (and, private V, V after them) */
+static uint8_t *thread_area(const job *j, int tid) {
+    return j->scratch + j->p->shared_bytes + (size_t)tid * j->p->thread_bytes;
+}
+#define AREA_Q(t) ((int16_t *)((t) + align64(M_INTS * 4)))
+#define AREA_Y(t) ((int32_t *)((t) + align64(M_INTS * 4) + align64(Q_INT16 * 2)))
+#define AREA_V(t) ((int16_t *)((t) + align64(M_INTS * 4) + align64(Q_INT16 * 2) + align64(Y_INTS * 4)))
+static int16_t *shared_v(const job *j, int tb) {
+    return (int16_t *)(j->scratch + strips_bytes(j->p) + (size_t)tb * align64(j->p->vlen * 2));
+}
+
+/* shared V: items (channel pair): its rows of every block's V */
+static void shared_v_items(void *arg, int lo, int hi, int tid) {
+    const job *j = arg;
+    int16_t *q = AREA_Q(thread_area(j, tid));
+    for (int tb = 0; tb < j->p->tblocks; tb++) block_v(j, tb, lo, hi, q, shared_v(j, tb));
+}
+
+/* items (block of tiles, share of the output channels) */
+static void block_items(void *arg, int lo, int hi, int tid) {
+    const job *j = arg;
+    const bzn_wino_s8_plan *p = j->p;
+    const bzn_conv_args *a = j->a;
+    const bzn_wino_s8_weights *w = a->weights;
+    uint8_t *t = thread_area(j, tid);
+    int32_t *m = (int32_t *)t;
+    int16_t *q = AREA_Q(t), *v = p->shared_v ? NULL : AREA_V(t);
+    int32_t *y = AREA_Y(t);
+    const size_t vps = (size_t)w->pairs * NB * 2; /* int16 per position of V */
+    runs_t runs = {0};
+    int have = -1;
+    for (int item = lo; item < hi; item++) {
+        const int tb = item / p->msplit, share = item % p->msplit;
+        if (have != tb) {
+            block_runs(p, tb, &runs);
+            if (p->shared_v)
+                v = shared_v(j, tb);
+            else
+                block_v(j, tb, 0, w->pairs, q, v);
+            have = tb;
+        }
+        const int oc_lo = share * p->quads / p->msplit * 4, oc_hi = imin((share + 1) * p->quads / p->msplit * 4, a->out_c);
+        for (int g0 = oc_lo; g0 < oc_hi; g0 += GROUP) {
+            const int rows = imin(oc_hi - g0, GROUP), quads = (rows + 3) / 4;
+            for (int pos = 0; pos < POS; pos++)
+                for (int r0 = 0; r0 < 4 * quads; r0 += 4) {
+                    const int16_t *u[4];
+                    for (int r = 0; r < 4; r++) u[r] = w->u + ((size_t)pos * w->oc_pad + g0 + r0 + r) * w->pairs * 2;
+                    gemm4(w->pairs, u, v + pos * vps, m + ((size_t)pos * GROUP + r0) * NB);
+                }
+            for (int r0 = 0; r0 < rows; r0 += 4) {
+                const int n4 = imin(rows - r0, 4);
+                for (int r = 0; r < n4; r++) out_block(m + (size_t)(r0 + r) * NB, (size_t)GROUP * NB, y + (size_t)r * 16 * NB);
+                for (int u = 0; u < runs.n; u++) {
+                    const int tx = runs.tx[u], cols = imin(4 * runs.len[u], a->out_w - 4 * tx);
+                    for (int yy = 0; yy < 4 && 4 * runs.ty[u] + yy < a->out_h; yy++) {
+                        const int32_t *acc[4];
+                        for (int r = 0; r < 4; r++) acc[r] = y + (size_t)r * 16 * NB + (size_t)yy * 4 * NB + 4 * runs.t0[u];
+                        j->store(j->store_arg, g0 + r0, n4, acc, cols, 4 * runs.ty[u] + yy, 4 * tx);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void bzn_wino_s8_conv(bzn_pool *pool, const bzn_wino_s8_plan *p, const bzn_conv_args *a, const uint8_t *planes,
+                      void *scratch, bzn_wino_s8_store_fn store, void *store_arg) {
+    job j = {p, a, planes, scratch, store, store_arg};
+    bzn_pool_run_chunks(pool, p->in_c, 1, strip_items, &j);
+    if (p->shared_v) {
+        bzn_pool_run_chunks(pool, (p->in_c + 1) / 2, 1, shared_v_items, &j);
+        bzn_pool_run_chunks(pool, p->tblocks * p->msplit, 1, block_items, &j);
+        return;
+    }
+    bzn_pool_run_chunks(pool, p->tblocks * p->msplit, p->msplit, block_items, &j); /* whole blocks: V once each */
+}
