@@ -56,7 +56,8 @@
 #define BZN_WINO_S8_TAG 0x57494e38 /* "WIN8": tells these weights from the others (cpu.c) */
 
 /* U'[ij][oc][c] for ij = 6 i + j, output channels rounded up to 4 (the rows past out_c are
- * zero), input channels in pairs (an odd count ends with a zero): [36][oc_pad][pairs][2] */
+ * zero), input channels in pairs, as many as 2 ceil(in_c / 4) (those past in_c zero), the 4
+ * rows of a quad side by side: [36][oc_pad / 4][pairs][4 rows][2] */
 typedef struct {
     uint32_t tag; /* BZN_WINO_S8_TAG */
     int in_c, out_c, oc_pad, pairs;
