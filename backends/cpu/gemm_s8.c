@@ -467,6 +467,21 @@ __attribute__((target("avx512f"))) static void dequantize_avx512(const int32_t *
         _mm512_mask_storeu_ps(out + i, k, v);
     }
 }
+
+/* the AVX2 one: 8 at a time, the tail by the plain loop below (the same floats: a multiply,
+ * then an add, never fused; max and min as bzn_relu6's comparisons, NaN -> 0) */
+__attribute__((target("avx2"))) static int dequantize_avx2(const int32_t *acc, int n, float mult, float bias,
+                                                            bzn_act act, float *out) {
+    const __m256 m = _mm256_set1_ps(mult), b = _mm256_set1_ps(bias), zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + i))), m), b);
+        if (act != BZN_ACT_NONE) v = _mm256_max_ps(v, zero);
+        if (act == BZN_ACT_RELU6) v = _mm256_min_ps(v, six);
+        _mm256_storeu_ps(out + i, v);
+    }
+    return i;
+}
 #endif
 
 void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out) {
@@ -474,6 +489,10 @@ void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult
     if (kern >= BZN_S8_VNNI) {
         dequantize_avx512(acc, n, mult, bias, act, out);
         return;
+    }
+    if (kern >= BZN_S8_AVX2) {
+        const int done = dequantize_avx2(acc, n, mult, bias, act, out);
+        acc += done, out += done, n -= done;
     }
 #endif
     (void)kern;

@@ -82,7 +82,8 @@ void bzn_s8_block(bzn_s8_kernel kern, int kg, const int8_t *a_block, const int32
  * saved state is small again); nothing for the other kernels. */
 void bzn_s8_end(bzn_s8_kernel kern);
 
-/* the epilogue: out[i] = act(acc[i] * mult + bias) (AVX-512 with the VNNI and AMX kernels) */
+/* the epilogue: out[i] = act(acc[i] * mult + bias) (AVX-512 with the VNNI and AMX kernels, AVX2
+ * with the AVX2 and AVX-VNNI ones; the same floats on every one) */
 void bzn_s8_dequantize(bzn_s8_kernel kern, const int32_t *acc, int n, float mult, float bias, bzn_act act, float *out);
 
 /* four channels' rows quantized and interleaved, one pixel per dword:

@@ -209,6 +209,15 @@ static void fill_strips(const bzn_wino_s8_plan *p, const uint8_t *planes, int g,
             int t = 0;
 #ifdef BZN_X86
             for (; 4 * (t + 8) <= p->wp; t += 8) strip8(row + (size_t)16 * t, d + 4 * t, pstride);
+            for (; t < tx1; t += 8) { /* the rest through a copy padded with 128 (q = 0); the last 8
+                                         tiles may run into the next tile row's, written later, or
+                                         into the zeroed tail (mlen: 16 tiles past it) */
+                uint8_t tail[128];
+                const int px = p->wp - 4 * t;
+                memset(tail, 128, sizeof tail);
+                if (px > 0) memcpy(tail, row + (size_t)16 * t, (size_t)(px < 32 ? px : 32) * 4);
+                strip8(tail, d + 4 * t, pstride);
+            }
 #endif
             for (; t < tx1; t++)
                 for (int ph = 0; ph < 4; ph++) {
