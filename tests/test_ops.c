@@ -19,6 +19,7 @@
 #include "isa.h"
 #include "testutil.h"
 #include "winograd.h"
+#include "winograd_s8.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -719,12 +720,111 @@ START_TEST(conv_winograd_vs_reference) {
 }
 END_TEST
 
+/* ---- INT8 Winograd (backends/cpu/winograd_s8.h) ------------------------------------------ */
+
+/* One INT8 3x3 stride-1 convolution on `be` and on the reference, which must agree bit for
+ * bit. Weights: wfill 0 random in -127..127, else all equal to wfill; the input: random, or
+ * (xfill != 0) all xfill (clipped at +-127 when quantized). Returns whether `be` made
+ * Winograd weights for it. */
+static int int8_wino_case(bzn_backend *be, const conv_case *c, int wfill, float xfill, int nonneg) {
+    bzn_backend *ref = make_ref();
+    const int batch = c->batch ? c->batch : 1, oh = c->h + 2 * c->pad - 2, ow = c->w + 2 * c->pad - 2;
+    const size_t plane = (size_t)c->h * c->w, out_n = (size_t)c->cout * oh * ow, wn = (size_t)c->cout * c->cin * 9;
+    int8_t *qw = malloc(wn);
+    float *ws = malloc((size_t)c->cout * sizeof *ws), *bias = rand_buf((size_t)c->cout);
+    for (size_t i = 0; i < wn; i++) qw[i] = (int8_t)(wfill ? wfill : (int)(frand() * 127.5f));
+    for (int i = 0; i < c->cout; i++) ws[i] = 0.001f + 0.01f * (frand() + 1);
+    bzn_conv_args a = {.batch = batch, .in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh,
+                       .out_w = ow, .bias = c->bias ? bias : NULL, .k = 3, .stride = 1, .pad = c->pad,
+                       .dilation = 1, .act = (bzn_act)c->act, .qweight = qw, .wscale = ws, .in_scale = 0.023f,
+                       .in_nonneg = nonneg, .out_batch_stride = out_n + 3};
+    float *pieces[BZN_MAX_SEGMENTS];
+    int left = c->cin;
+    for (int sg = 0; sg < c->segs && left > 0; sg++) {
+        const int ch = sg == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
+        const size_t stride = (size_t)ch * plane + 5;
+        pieces[a.n_in] = rand_buf(stride * batch);
+        for (size_t i = 0; i < stride * batch; i++) { /* some values clip at +-127 */
+            const float x = xfill != 0.0f ? xfill : 4 * pieces[a.n_in][i];
+            pieces[a.n_in][i] = nonneg ? fabsf(x) : x;
+        }
+        a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch, stride};
+        a.n_in++;
+        left -= ch;
+    }
+    void *wts = NULL;
+    size_t wbytes = 0;
+    bzn_error e;
+    ck_assert_int_eq(be->weights_prepare(be, &a, &wts, &wbytes, &e), BZN_OK);
+    const int wino = wts && *(const uint32_t *)wts == BZN_WINO_S8_TAG;
+    if (wino) /* [36][out_c to 4][2 ceil(in_c / 4) pairs][2] int16 */
+        ck_assert_uint_eq(wbytes, (size_t)BZN_WINO_POS * ((c->cout + 3) / 4 * 4) * ((c->cin + 3) / 4 * 4) * 2);
+    if (wts) be->weights_release(wts);
+    const size_t span = a.out_batch_stride * (batch - 1) + out_n, guard = 17;
+    float *got = malloc((span + 2 * guard) * sizeof *got), *want = malloc(span * sizeof *want);
+    for (size_t i = 0; i < span + 2 * guard; i++) got[i] = 1234.5f;
+    for (size_t i = 0; i < span; i++) want[i] = 1234.5f;
+    backend_conv(be, &a, got, guard, span + 2 * guard);
+    a.out = want;
+    ck_assert_int_eq(ref->conv(ref, &a, NULL, NULL), BZN_OK);
+    for (size_t i = 0; i < guard; i++) {
+        ck_assert_float_eq(got[i], 1234.5f);
+        ck_assert_float_eq(got[guard + span + i], 1234.5f);
+    }
+    for (int f = 0; f < batch; f++)
+        ck_assert_msg(memcmp(got + guard + f * a.out_batch_stride, want + f * a.out_batch_stride,
+                             out_n * sizeof *got) == 0,
+                      "int8 3x3 cin %d cout %d %dx%d p%d segs %d batch %d (weights %d, input %g%s, Winograd %d) "
+                      "differs from the reference in frame %d",
+                      c->cin, c->cout, c->h, c->w, c->pad, c->segs, batch, wfill, xfill, nonneg ? ", >= 0" : "", wino, f);
+    for (int sg = 0; sg < a.n_in; sg++) free(pieces[sg]);
+    free(got); free(want); free(qw); free(ws); free(bias);
+    ref->destroy(ref);
+    return wino;
+}
+
+/* Bit for bit the reference's integers, whatever the shape: odd and tiny sizes, padding 0-2,
+ * channel counts that are not multiples of 4, multi-piece inputs, batch 2, many blocks of
+ * tiles (private V) and few (shared V at 2 threads), tile rows longer than a block, inputs
+ * >= 0 or not; then at the edge of the proof (winograd_s8.h: |Y| < 2^25 where 128 sum |w| <
+ * 2^25): 229 input channels of weights all +-127 under inputs all +-127 give sums of
+ * +-33.24 million, 99% of 2^25, still by Winograd; 230 channels fail the bound and stay
+ * direct. With BZN_WINOGRAD=all, on the CPU backend whose INT8 kernel is AVX2 (the only one
+ * that runs it), every case is by Winograd but the last; on the others none is. */
+START_TEST(conv_int8_winograd_exact) {
+    bzn_backend *be = make_cpu_wino("all", 1 + _i);
+    const int on = strstr(be->detail, "INT8 avx2;") != NULL;
+    static const conv_case cases[] = {
+        /* cin cout h w k s pad d segs act bias batch */
+        {1, 1, 1, 1, 3, 1, 1, 1, 1, BZN_ACT_NONE, 1, 1},      {3, 5, 2, 3, 3, 1, 1, 1, 1, BZN_ACT_RELU, 0, 1},
+        {7, 9, 4, 4, 3, 1, 0, 1, 1, BZN_ACT_NONE, 1, 1},      {13, 17, 5, 7, 3, 1, 1, 1, 2, BZN_ACT_RELU6, 1, 2},
+        {16, 16, 11, 11, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1, 1}, {24, 14, 22, 22, 3, 1, 1, 1, 1, BZN_ACT_RELU6, 1, 1},
+        {33, 21, 13, 9, 3, 1, 2, 1, 1, BZN_ACT_RELU, 0, 1},   {64, 32, 44, 44, 3, 1, 1, 1, 4, BZN_ACT_NONE, 0, 1},
+        {102, 40, 22, 22, 3, 1, 1, 1, 3, BZN_ACT_RELU6, 1, 1}, {78, 24, 45, 37, 3, 1, 1, 1, 2, BZN_ACT_RELU6, 1, 1},
+        {20, 12, 88, 88, 3, 1, 1, 1, 1, BZN_ACT_RELU, 1, 1},  {9, 10, 6, 300, 3, 1, 1, 1, 2, BZN_ACT_RELU, 1, 1},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int nonneg = 0; nonneg < 2; nonneg++, n++)
+            ck_assert_int_eq(int8_wino_case(be, &cases[i], 0, 0.0f, nonneg), on);
+    const conv_case edge = {229, 8, 9, 10, 3, 1, 1, 1, 2, BZN_ACT_NONE, 1, 1};
+    for (int sign = -1; sign <= 1; sign += 2)
+        for (int xs = -1; xs <= 1; xs += 2, n++) ck_assert_int_eq(int8_wino_case(be, &edge, 127 * sign, 50.0f * xs, 0), on);
+    const conv_case past = {230, 8, 9, 10, 3, 1, 1, 1, 1, BZN_ACT_NONE, 1, 1};
+    ck_assert_int_eq(int8_wino_case(be, &past, 127, 50.0f, 0), 0);
+    fprintf(stderr, "  INT8 Winograd (%s, %d threads): %d cases + 1 past the bound, bit-exact%s\n", be->detail, 1 + _i,
+            n, on ? "" : " (by the direct kernel: Winograd runs on the AVX2 one)");
+    be->destroy(be);
+}
+END_TEST
+
 /* The rule (backends/cpu/cpu.c: wino_channels_pay, wino_size_pays), seen through
  * weights_prepare, which applies it whole when it is given the layer's geometry: Winograd
  * weights for 3x3, stride-1, dilation-1 FP32 convolutions with 8 or more channels in and out
  * at sizes where the block kernel does at least 2x fewer multiply-adds (18x18 up at pad 1);
- * never for dilated (RFB's d = 3, 5), strided, 1x1 / 5x5, INT8 or BZN_WINOGRAD=0. Without
- * the geometry (the engine's weight cache) the channel half decides alone. */
+ * never for dilated (RFB's d = 3, 5), strided, 1x1 / 5x5 or BZN_WINOGRAD=0. INT8 the same,
+ * where the INT8 kernel is AVX2 (winograd_s8.h). Without the geometry (the engine's weight
+ * cache) the channel half decides alone. */
 static int wino_chosen(bzn_backend *be, int k, int stride, int dil, int cin, int cout, int h, int w, int geometry,
                        int int8) {
     float *wt = rand_buf((size_t)cout * cin * k * k);
@@ -744,7 +844,7 @@ static int wino_chosen(bzn_backend *be, int k, int stride, int dil, int cin, int
     size_t bytes = 0;
     bzn_error e;
     ck_assert_int_eq(be->weights_prepare(be, &a, &wts, &bytes, &e), BZN_OK);
-    const int wino = wts && *(const uint32_t *)wts == BZN_WINO_TAG;
+    const int wino = wts && *(const uint32_t *)wts == (int8 ? BZN_WINO_S8_TAG : BZN_WINO_TAG);
     if (wts) be->weights_release(wts);
     if (!wts) ck_assert_uint_eq(bytes, 0);
     free(wt);
@@ -776,7 +876,15 @@ START_TEST(conv_winograd_rule) {
         ck_assert(!wino_chosen(be, other[i][0], other[i][1], other[i][2], 32, 32, 44, 44, 1, 0));
         ck_assert(!wino_chosen(all, other[i][0], other[i][1], other[i][2], 32, 32, 44, 44, 1, 0));
     }
-    ck_assert(!wino_chosen(all, 3, 1, 1, 32, 32, 44, 44, 1, 1)); /* INT8: its own packed weights */
+    /* INT8: by Winograd on the AVX2 kernel, by the same rule; else its own packed weights */
+    const int int8_on = strstr(be->detail, "INT8 avx2;") != NULL;
+    ck_assert_int_eq(wino_chosen(all, 3, 1, 1, 32, 32, 44, 44, 1, 1), int8_on);
+    ck_assert_int_eq(wino_chosen(be, 3, 1, 1, 32, 32, 44, 44, 1, 1), int8_on);
+    ck_assert_int_eq(wino_chosen(be, 3, 1, 1, 32, 32, 0, 0, 0, 1), int8_on);
+    ck_assert(!wino_chosen(be, 3, 1, 1, 32, 32, 11, 11, 1, 1));
+    ck_assert(!wino_chosen(be, 3, 2, 1, 32, 32, 44, 44, 1, 1));
+    ck_assert(!wino_chosen(be, 3, 1, 3, 32, 32, 44, 44, 1, 1));
+    ck_assert(!wino_chosen(off, 3, 1, 1, 32, 32, 44, 44, 1, 1));
     /* the weight cache's call (no geometry): channels decide; conv_prepare checks the rest */
     ck_assert(wino_chosen(be, 3, 1, 1, 64, 32, 0, 0, 0, 0));
     ck_assert(!wino_chosen(be, 3, 1, 1, 4, 32, 0, 0, 0, 0));
@@ -899,6 +1007,7 @@ int main(void) {
     tcase_add_loop_test(tc, conv_int8_sweep, 0, n_configs());
     tcase_add_loop_test(tc, conv_winograd_vs_reference, 0, 2);
     tcase_add_test(tc, conv_winograd_rule);
+    tcase_add_loop_test(tc, conv_int8_winograd_exact, 0, 2);
     tcase_add_loop_test(tc, conv_winograd_off_is_direct, 0, 2);
     return tu_run_suite(s);
 }
