@@ -167,12 +167,8 @@ static inline __attribute__((always_inline)) void in_block_body(const float *con
     }
 }
 
-/* Where a block's tiles go: runs of consecutive tiles in one tile row (tile t0 .. t0 + len - 1
- * of the block is tile row ty, tile columns tx .. tx + len - 1). */
-typedef struct {
-    int out_h, out_w, n;
-    int t0[NB], len[NB], ty[NB], tx[NB];
-} out_runs;
+typedef bzn_wino_runs out_runs; /* (winograd.h) */
+_Static_assert(NB == BZN_WINO_NB, "one block of tiles for the kernels and the runs");
 
 /* The output transform of one output channel over a block's tiles, written into its plane o:
  * m[(6 i + j) ps + t] is M[i][j] of tile t. First down (S[y][j][t] = (A^T M[.][j])[y]), then
@@ -342,13 +338,13 @@ static void transform_block(const bzn_wino_plan *p, const float *s, int tb, floa
 }
 
 /* the tiles of block tb that are output, by runs in one tile row */
-static void block_runs(const bzn_wino_plan *p, int tb, out_runs *r) {
-    const int txp = p->tiles_x + 1, m0 = tb * NB;
+void bzn_wino_block_runs(int tiles_y, int tiles_x, int tb, bzn_wino_runs *r) {
+    const int txp = tiles_x + 1, m0 = tb * NB;
     r->n = 0;
     for (int k = 0; k < NB;) {
         const int ty = (m0 + k) / txp, t = (m0 + k) % txp;
-        if (ty >= p->tiles_y) break;
-        const int len = p->tiles_x - t < NB - k ? p->tiles_x - t : NB - k;
+        if (ty >= tiles_y) break;
+        const int len = tiles_x - t < NB - k ? tiles_x - t : NB - k;
         if (len <= 0) { /* the dummy */
             k++;
             continue;
@@ -455,7 +451,7 @@ static void shared_out_items(void *arg, int lo, int hi, int tid) {
     for (int item = lo; item < hi; item++) {
         const int tb = item / groups, g0 = item % groups * GROUP;
         const int g1 = g0 + GROUP < p->out_c ? g0 + GROUP : p->out_c;
-        block_runs(p, tb, &runs);
+        bzn_wino_block_runs(p->tiles_y, p->tiles_x, tb, &runs);
         const float *m = shared_m(j, tb);
         for (int oc = g0; oc < g1; oc++)
             p->out_tiles(m + (size_t)oc * NB, ps, &runs, a->bias ? a->bias[oc] : 0.0f, a->act, a->out + (size_t)oc * hw);
@@ -476,7 +472,7 @@ static void wino_items(void *arg, int lo, int hi, int tid) {
     for (int item = lo; item < hi; item++) {
         const int tb = item / p->msplit, share = item % p->msplit;
         if (have != tb) {
-            block_runs(p, tb, &runs);
+            bzn_wino_block_runs(p->tiles_y, p->tiles_x, tb, &runs);
             for (int c = 0; c < a->in_c; c++)
                 transform_block(p, j->shared + (size_t)4 * c * p->xlen, tb, q, v + (size_t)c * NB, (size_t)a->in_c * NB);
             have = tb;

@@ -77,6 +77,18 @@ typedef struct {
 /* What one convolution needs per context (conv_prepare): its tiling, chunks and offset table. */
 typedef struct bzn_wino_plan bzn_wino_plan;
 
+/* Where a block of BZN_WINO_NB consecutive tiles goes (tile m = ty (tiles_x + 1) + t: one
+ * dummy per tile row, computed and dropped), for the FP32 and the INT8 Winograd: runs of
+ * consecutive tiles in one tile row (tile t0 .. t0 + len - 1 of the block is tile row ty,
+ * tile columns tx .. tx + len - 1). */
+#define BZN_WINO_NB 48 /* tiles per block: the block kernels' columns */
+typedef struct {
+    int out_h, out_w, n;
+    int t0[BZN_WINO_NB], len[BZN_WINO_NB], ty[BZN_WINO_NB], tx[BZN_WINO_NB];
+} bzn_wino_runs;
+/* block tb's runs (out_h, out_w are the caller's) */
+void bzn_wino_block_runs(int tiles_y, int tiles_x, int tb, bzn_wino_runs *r);
+
 /* k 3, stride 1, dilation 1 (a stride or dilation of 0 counts as "not known yet": the weight
  * cache prepares weights before it knows the layer's geometry) and float weights. */
 int bzn_wino_shape_ok(const bzn_conv_args *a);

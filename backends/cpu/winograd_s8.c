@@ -22,6 +22,7 @@
 
 #include "error.h"
 #include "gemm_s8.h"
+#include "winograd.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -31,7 +32,7 @@
 #define AVX2
 #endif
 
-#define NB 48    /* tiles per block */
+#define NB BZN_WINO_NB /* tiles per block (48) */
 #define LQ 64    /* tiles the down pass covers: NB + 1, rounded up */
 #define GROUP 16 /* output channels whose M' is kept for the output transforms */
 #define POS 36
@@ -418,29 +419,6 @@ static void block_v(const job *j, int tb, int g0, int g1, int16_t *q, int16_t *v
     }
 }
 
-/* the block's output pixels by runs in one tile row: tiles t0[u] .. + len[u] of the block are
- * tile row ty[u], columns tx[u] on */
-typedef struct {
-    int n, t0[NB], len[NB], ty[NB], tx[NB];
-} runs_t;
-
-static void block_runs(const bzn_wino_s8_plan *p, int tb, runs_t *r) {
-    const int m0 = tb * NB;
-    r->n = 0;
-    for (int k = 0; k < NB;) {
-        const int ty = (m0 + k) / p->tx1, t = (m0 + k) % p->tx1;
-        if (ty >= p->tiles_y) break;
-        const int len = imin(p->tiles_x - t, NB - k);
-        if (len <= 0) { /* the dummy */
-            k++;
-            continue;
-        }
-        r->t0[r->n] = k, r->len[r->n] = len, r->ty[r->n] = ty, r->tx[r->n] = t;
-        r->n++;
-        k += len;
-    }
-}
-
 /* this thread's area: M', Q, the output rows (and, private V, V after them) */
 static uint8_t *thread_area(const job *j, int tid) {
     return j->scratch + j->p->shared_bytes + (size_t)tid * j->p->thread_bytes;
@@ -470,12 +448,12 @@ static void block_items(void *arg, int lo, int hi, int tid) {
     int16_t *q = AREA_Q(t), *v = p->shared_v ? NULL : AREA_V(t);
     int32_t *y = AREA_Y(t);
     const size_t vps = (size_t)w->pairs * NB * 2; /* int16 per position of V */
-    runs_t runs = {0};
+    bzn_wino_runs runs = {0};
     int have = -1;
     for (int item = lo; item < hi; item++) {
         const int tb = item / p->msplit, share = item % p->msplit;
         if (have != tb) {
-            block_runs(p, tb, &runs);
+            bzn_wino_block_runs(p->tiles_y, p->tiles_x, tb, &runs);
             if (p->shared_v)
                 v = shared_v(j, tb);
             else
