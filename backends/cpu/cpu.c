@@ -2,7 +2,9 @@
  * cpu.c - the CPU backend: convolutions as GEMMs on its own kernels and OpenBLAS, on its own threads (pool.c).
  *
  * A convolution out[Cout][OH*OW] = W[Cout][Cin*k*k] x col[Cin*k*k][OH*OW] (+ bias, act).
- *  - INT8: own kernels (gemm_s8.c), B read in place from quantized, padded planes.
+ *  - INT8: own kernels (gemm_s8.c), B read in place from quantized, padded planes; on the
+ *    AVX2 kernel the 3x3 stride-1 ones by an integer Winograd that gives the same sums
+ *    (winograd_s8.h), from the same planes and through the same epilogue.
  *  - FP32, stride 1, on CPUs with AVX2 + FMA or AVX-512: the same scheme in float
  *    (bzn_f32_block), B read in place from a zero-padded copy of the input, no im2col.
  * The instruction set is chosen when the backend is made (isa.h; BZN_ISA may lower it).
