@@ -5,15 +5,18 @@
  * columns 4 t .. 4 t + 3 and reads padded rows 4 ty .. 4 ty + 5, columns 4 t .. 4 t + 5;
  * tile m = ty (tiles_x + 1) + t (one dummy per tile row, computed and dropped), so that a
  * block of NB consecutive tiles is NB consecutive columns of every array below.
- *  1. Strips, every input channel once (all threads, by channel): S[c][r][p][m] = q at padded
- *     row 4 ty + r, column 4 t + p of tile m = ty (tiles_x + 1) + t, as int16 (q = byte -
- *     128; zeros past the image). Row i of tile m is strip i (i < 4), or strip i - 4 at tile
- *     m + tiles_x + 1 (i = 4, 5); its columns are phases 0..3 at m, phases 0, 1 at m + 1.
+ *  1. Strips, every group of 4 input channels once (all threads, by group; the planes' own
+ *     interleave): S[g][r][p][m][l] = q of channel 4 g + l at padded row 4 ty + r, column
+ *     4 t + p of tile m = ty (tiles_x + 1) + t, as int16 (q = byte - 128; zeros past the
+ *     image). Row i of tile m is strip i (i < 4), or strip i - 4 at tile m + tiles_x + 1
+ *     (i = 4, 5); its columns are phases 0..3 at m, phases 0, 1 at m + 1.
  *  2. Work items (block of NB tiles, share of the output channels), each on the thread's own
- *     scratch: the block's V for every input channel pair (down: Q[i][p][k] = (B^T d)[i] for
- *     column 4 k + p; across: V[6 i + j][k] = (B^T q)[j], two channels interleaved); then,
+ *     scratch: the block's V for every group (down: Q[i][p][k][l] = (B^T d)[i] for column
+ *     4 k + p; across: V[6 i + j][k] = (B^T q)[j], as two interleaved channel pairs); then,
  *     GROUP output channels at a time, the 36 GEMMs M'[ij] = U'[ij] x V[ij] and the output
- *     transforms, 4 channels at a time handed to the caller's store.
+ *     transforms, 4 channels at a time handed to the caller's store. With few blocks and
+ *     several threads ("shared V"), every block's V is made first, by all threads, and the
+ *     items then only read it.
  */
 #include "winograd_s8.h"
 

@@ -39,7 +39,7 @@
  * The transformed weights are 36 / 9 x 2 bytes = 8x the int8 weights' size.
  *
  * Per frame (bzn_wino_s8_conv): the input's int8 planes (cpu.c's layout) are spread into
- * int16 row strips by row mod 4 and column mod 4 ("phase"), every channel once; then work
+ * int16 row strips by row mod 4 and column mod 4 ("phase"), every group of 4 channels once; then work
  * items of one block of 48 tiles and a share of the output channels: the block's V (every
  * input channel pair, interleaved for vpmaddwd), the 36 GEMMs for 16 output channels at a
  * time, the output transforms and the caller's store of each run of output pixels.
