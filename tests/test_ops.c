@@ -595,6 +595,27 @@ static bzn_backend *make_cpu_wino(const char *value, int threads) {
     return b;
 }
 
+/* The input of a case as c->segs pieces (the last takes the rest), each its own buffer of
+ * batch frames `gap` floats longer than its channels: x = fill where fill != 0, else scale
+ * times a random value in [-1, 1); |x| where nonneg. Into a->in; pieces[] to free. */
+static void case_input(const conv_case *c, int batch, size_t gap, float scale, float fill, int nonneg, bzn_conv_args *a,
+                       float *pieces[]) {
+    const size_t plane = (size_t)c->h * c->w;
+    int left = c->cin;
+    for (int sg = 0; sg < c->segs && left > 0; sg++) {
+        const int ch = sg == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
+        const size_t stride = (size_t)ch * plane + gap;
+        pieces[a->n_in] = rand_buf(stride * batch);
+        for (size_t i = 0; i < stride * batch; i++) {
+            const float x = fill != 0.0f ? fill : scale * pieces[a->n_in][i];
+            pieces[a->n_in][i] = nonneg ? fabsf(x) : x;
+        }
+        a->in[a->n_in] = (bzn_segment){pieces[a->n_in], ch, stride};
+        a->n_in++;
+        left -= ch;
+    }
+}
+
 /* one 3x3 convolution (c->k, stride, dil ignored) on `be` and on the reference; returns the
  * largest difference relative to the range (max - min) of the reference's output before the
  * activation; *wino: whether `be` made Winograd weights for it */
@@ -602,22 +623,13 @@ static double wino_case(bzn_backend *be, const conv_case *c, int *wino) {
     bzn_backend *ref = make_ref();
     const int batch = c->batch ? c->batch : 1, oh = c->h + 2 * c->pad - 2, ow = c->w + 2 * c->pad - 2;
     ck_assert(oh > 0 && ow > 0);
-    const size_t plane = (size_t)c->h * c->w, out_n = (size_t)c->cout * oh * ow;
+    const size_t out_n = (size_t)c->cout * oh * ow;
     float *w = rand_buf((size_t)c->cout * c->cin * 9), *bias = rand_buf((size_t)c->cout);
     bzn_conv_args a = {.batch = batch, .in_c = c->cin, .in_h = c->h, .in_w = c->w, .out_c = c->cout, .out_h = oh,
                        .out_w = ow, .weight = w, .bias = c->bias ? bias : NULL, .k = 3, .stride = 1, .pad = c->pad,
                        .dilation = 1, .act = (bzn_act)c->act, .out_batch_stride = out_n + 3};
     float *pieces[BZN_MAX_SEGMENTS];
-    int left = c->cin;
-    for (int s = 0; s < c->segs && left > 0; s++) {
-        const int ch = s == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
-        const size_t stride = (size_t)ch * plane + 7;
-        pieces[a.n_in] = rand_buf(stride * batch);
-        for (size_t i = 0; i < stride * batch; i++) pieces[a.n_in][i] *= 3; /* a range like BlazeNeo's */
-        a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch, stride};
-        a.n_in++;
-        left -= ch;
-    }
+    case_input(c, batch, 7, 3.0f, 0.0f, 0, &a, pieces); /* a range like BlazeNeo's */
     void *wts = NULL;
     size_t wbytes = 0;
     bzn_error e;
@@ -729,7 +741,7 @@ END_TEST
 static int int8_wino_case(bzn_backend *be, const conv_case *c, int wfill, float xfill, int nonneg) {
     bzn_backend *ref = make_ref();
     const int batch = c->batch ? c->batch : 1, oh = c->h + 2 * c->pad - 2, ow = c->w + 2 * c->pad - 2;
-    const size_t plane = (size_t)c->h * c->w, out_n = (size_t)c->cout * oh * ow, wn = (size_t)c->cout * c->cin * 9;
+    const size_t out_n = (size_t)c->cout * oh * ow, wn = (size_t)c->cout * c->cin * 9;
     int8_t *qw = malloc(wn);
     float *ws = malloc((size_t)c->cout * sizeof *ws), *bias = rand_buf((size_t)c->cout);
     for (size_t i = 0; i < wn; i++) qw[i] = (int8_t)(wfill ? wfill : (int)(frand() * 127.5f));
@@ -739,19 +751,7 @@ static int int8_wino_case(bzn_backend *be, const conv_case *c, int wfill, float 
                        .dilation = 1, .act = (bzn_act)c->act, .qweight = qw, .wscale = ws, .in_scale = 0.023f,
                        .in_nonneg = nonneg, .out_batch_stride = out_n + 3};
     float *pieces[BZN_MAX_SEGMENTS];
-    int left = c->cin;
-    for (int sg = 0; sg < c->segs && left > 0; sg++) {
-        const int ch = sg == c->segs - 1 ? left : (c->cin / c->segs > 0 ? c->cin / c->segs : 1);
-        const size_t stride = (size_t)ch * plane + 5;
-        pieces[a.n_in] = rand_buf(stride * batch);
-        for (size_t i = 0; i < stride * batch; i++) { /* some values clip at +-127 */
-            const float x = xfill != 0.0f ? xfill : 4 * pieces[a.n_in][i];
-            pieces[a.n_in][i] = nonneg ? fabsf(x) : x;
-        }
-        a.in[a.n_in] = (bzn_segment){pieces[a.n_in], ch, stride};
-        a.n_in++;
-        left -= ch;
-    }
+    case_input(c, batch, 5, 4.0f, xfill, nonneg, &a, pieces); /* some values clip at +-127 */
     void *wts = NULL;
     size_t wbytes = 0;
     bzn_error e;
