@@ -156,6 +156,11 @@ struct bzn_backend {
     bzn_status (*weights_prepare)(bzn_backend *b, const bzn_conv_args *a, void **weights, size_t *bytes,
                                   bzn_error *err);
     void (*weights_release)(void *weights); /* self-contained: may outlive every context */
+    /* optional: 0 when a float convolution with these arguments (a context's geometry and
+     * `weights`, weight NULL) never reads the floats a->weight, because the backend's form
+     * replaces them (the CPU's Winograd transforms where that size runs them): the engine
+     * then keeps no floats for it. NULL: the floats are always read. */
+    int (*conv_reads_floats)(bzn_backend *b, const bzn_conv_args *a);
 
     /* ---- convolution ---- */
     /* optional: what the convolution needs per context (offset tables), in a.prepared */

@@ -454,10 +454,10 @@ def run_fp32(a, ort=None):
     if ort:
         lines.append("median ratio of paired rounds (engine network median / ORT median): %.2fx  [%s]" % (
             med(paired_ort), ", ".join("%.2f" % p for p in paired_ort)))
-    lines.append("engine: %.3f GMAC, %d parameters, %.1f MB weight file, %.1f MB folded f32 weights, "
+    lines.append("engine: %.3f GMAC, %d parameters, %.1f MB weight file, %.1f MB of weights in the backend's forms, "
                  "%.1f MB activation arena + %.1f MB backend scratch" % (
                      engine[0]["gmac"], engine[0]["params"], engine[0]["weight_file_bytes"] / 1e6,
-                     engine[0]["weight_bytes"] / 1e6, engine[0]["activation_bytes"] / 1e6,
+                     engine[0]["prepared_weight_bytes"] / 1e6, engine[0]["activation_bytes"] / 1e6,
                      engine[0]["scratch_bytes"] / 1e6))
     lines.append("ratios below 1 (latency, memory) or above 1 (FPS) favour the engine; PyTorch's RSS includes "
                  "importing torch" + ("; ORT's includes Node.js" if ort else ""))

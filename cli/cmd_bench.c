@@ -397,8 +397,8 @@ static void print_report(const bench_result *r) {
     print_stats_row("network alone", r, &r->net);
     printf("\nwork          : %lld parameters, %.3f GMAC per frame (sum over the layers run)\n",
            (long long)r->params, r->macs / 1e9);
-    printf("memory        : weight file %.1f MB, folded f32 weights %.1f MB, weights prepared for the\n"
-           "                backend %.1f MB (shared by every context of the model);\n"
+    printf("memory        : weight file %.1f MB, model's biases and BN scales %.1f MB, weights in the\n"
+           "                backend's forms %.1f MB (folded, quantized, packed: shared by every context);\n"
            "                per context: activation arena %.1f MB (every tensor, by liveness, x batch)\n"
            "                + backend scratch %.1f MB (im2col columns, padded input planes);\n"
            "                peak RSS %.1f MB\n",

@@ -1,8 +1,9 @@
 /*
  * fold.c - a model's convolutions from its weight file: each convolution node of the graph
  * (layers/conv.c: its module path, shape and BatchNorm) is checked against the file's
- * tensors and folded, once, when the model is loaded; a context's graph is then bound to
- * those folded weights by module path.
+ * tensors, once, when the model is loaded (its BatchNorm folded into a scale
+ * and a bias per channel); a context's graph is then bound to those convolutions by module
+ * path, and the weights are folded where a backend needs them in float.
  *
  * PyTorch runs conv -> BN -> ReLU as three passes; inference can do one. BatchNorm in
  * inference form is an affine map per output channel,
@@ -70,10 +71,14 @@ static float tensor_at(const bzn_wf_tensor *t, size_t i) {
     return f;
 }
 
+/* A float weight with BatchNorm folded in: W'[o][i] = s[o] * W[o][i]. The loader checks every
+ * one is finite, and bzn_conv_fold_floats makes them, by this one expression. */
+static float folded_at(const bzn_wf_tensor *w, float s, size_t i) { return s * tensor_at(w, i); }
+
 /* Fold one convolution (and its BN) from the weight file into model->convs.
  * A file written by `blazeneo quantize` is already folded: `<name>.conv.bias` holds the
  * folded bias (no BatchNorm tensors), and `<name>.conv.weight` may be int8 with per-output-
- * channel scales (then there are no float weights: cw->weight is NULL). */
+ * channel scales (then there are no float weights: cw->src is -1). */
 static const bzn_conv_weights *fold(folder *b, const char *name, int cin, int cout, int k,
                                     const char *bn_key) {
     char key[160];
@@ -132,12 +137,14 @@ static const bzn_conv_weights *fold(folder *b, const char *name, int cin, int co
     cw->k = k;
     const size_t per_out = (size_t)cin * k * k;
     const int has_bias = bn_key || folded_bias;
-    /* int8 weights are used where they lie in the file: no float copy (a context that runs
-       such a convolution in FP32 dequantizes its own) */
-    cw->weight = wscale ? NULL : malloc((size_t)cout * per_out * sizeof *cw->weight);
+    /* the weights stay in the file: int8 ones are used where they lie (a context that runs
+       such a convolution in FP32 dequantizes its own), float ones are folded where a backend
+       runs them in float (bzn_conv_fold_floats); here they are only checked */
+    cw->src = wscale ? -1 : (int)(w - b->m->wf.tensors);
+    cw->scale = wscale ? NULL : malloc((size_t)cout * sizeof *cw->scale);
     cw->bias = has_bias ? malloc((size_t)cout * sizeof *cw->bias) : NULL;
-    if ((!wscale && !cw->weight) || (has_bias && !cw->bias)) {
-        free(cw->weight);
+    if ((!wscale && !cw->scale) || (has_bias && !cw->bias)) {
+        free(cw->scale);
         free(cw->bias);
         fold_fail(b, BZN_ERR_NOMEM, "out of memory folding '%s'", name);
         return NULL;
@@ -154,7 +161,7 @@ static const bzn_conv_weights *fold(folder *b, const char *name, int cin, int co
             const float gamma = tensor_at(bn[0], o), beta = tensor_at(bn[1], o);
             const float mean = tensor_at(bn[2], o), var = tensor_at(bn[3], o);
             if (!(var >= 0) || !isfinite(var) || !isfinite(gamma) || !isfinite(beta) || !isfinite(mean)) {
-                free(cw->weight);
+                free(cw->scale);
                 free(cw->bias);
                 fold_fail(b, BZN_ERR_FORMAT, "'%s.%s': non-finite or negative statistics at channel %d",
                                  name, bn_key, o);
@@ -165,21 +172,21 @@ static const bzn_conv_weights *fold(folder *b, const char *name, int cin, int co
         }
         /* (an int8 weight is at most 127 times its scale: that must be finite too) */
         if (!isfinite(s) || (wscale && !isfinite(127.0f * s)) || (cw->bias && !isfinite(cw->bias[o]))) {
-            free(cw->weight);
+            free(cw->scale);
             free(cw->bias);
             fold_fail(b, BZN_ERR_FORMAT, "'%s': non-finite scale or bias at channel %d", name, o);
             return NULL;
         }
         for (size_t i = 0; !wscale && i < per_out; i++) {
-            const float v = s * tensor_at(w, o * per_out + i);
+            const float v = folded_at(w, s, o * per_out + i);
             if (!isfinite(v)) {
-                free(cw->weight);
+                free(cw->scale);
                 free(cw->bias);
                 fold_fail(b, BZN_ERR_FORMAT, "'%s.conv.weight': non-finite weight in output channel %d", name, o);
                 return NULL;
             }
-            cw->weight[o * per_out + i] = v;
         }
+        if (!wscale) cw->scale[o] = s;
     }
     cw->params = (int64_t)cout * (int64_t)per_out + (bn_key ? 2 * cout : 0);
     m->n_convs++;
@@ -223,4 +230,13 @@ bzn_status bzn_model_fold(bzn_model *m, bzn_graph *g, bzn_error *err) {
 bzn_status bzn_model_bind(const bzn_model *m, bzn_graph *g, bzn_error *err) {
     folder b = {(bzn_model *)m, 0, BZN_OK, err}; /* only looks up */
     return walk(&b, g);
+}
+
+void bzn_conv_fold_floats(const bzn_model *m, const bzn_conv_weights *cw, float *dst) {
+    const bzn_wf_tensor *w = &m->wf.tensors[cw->src];
+    const size_t per = (size_t)cw->cin * cw->k * cw->k;
+    for (int o = 0; o < cw->cout; o++)
+        for (size_t i = 0; i < per; i++) dst[o * per + i] = folded_at(w, cw->scale[o], o * per + i);
+    /* the file's pages were read for this copy: they need not stay resident */
+    bzn_wfile_release_range(&m->wf, w->data, (size_t)w->nbytes);
 }

@@ -47,15 +47,19 @@ typedef enum {
     BZN_NODE_CONCAT /* virtual: names a value for inspection, computes nothing */
 } bzn_node_kind;
 
-/* folded convolution weights, owned by the model */
+/* A convolution's weights as the model holds them: checked at loading, BatchNorm folded into
+ * a per-channel scale and a bias. The float weights themselves stay in the file: they are
+ * folded (bzn_conv_fold_floats) into the forms of the backends that run them in float, and a
+ * context that runs them in int8 quantizes them from a transient copy (engine/weightcache.c). */
 typedef struct {
     char name[BZN_NAME_MAX]; /* module path, e.g. "encoder.base.3.layers.5" */
     int cin, cout, k;
-    float *weight; /* [cout][cin][k][k], BatchNorm folded in; NULL when stored int8 (qweight) */
+    int src;       /* float weights: the file's [cout][cin][k][k] tensor (index); -1 when stored int8 */
+    float *scale;  /* [cout], float weights: BatchNorm's s, which multiplies them (1 without BN) */
     float *bias;   /* [cout] or NULL */
     int64_t params; /* as PyTorch counts them: conv weight + BN weight and bias */
     /* from an INT8 weight file: the stored int8 weights and per-channel scales (point into
-     * the mapped file); NULL otherwise (INT8 contexts then quantize `weight` themselves) */
+     * the mapped file); NULL otherwise (INT8 contexts then quantize the folded floats) */
     const int8_t *qweight;
     const float *wscale;
 } bzn_conv_weights;

@@ -151,7 +151,7 @@ void bzn_model_free(bzn_model *m) {
     bzn_weights_free_all(m);
     pthread_mutex_destroy(&m->lock);
     for (int i = 0; i < m->n_convs; i++) {
-        free(m->convs[i].weight);
+        free(m->convs[i].scale);
         free(m->convs[i].bias);
     }
     free(m->convs);
@@ -188,8 +188,7 @@ void bzn_model_get_info(const bzn_model *m, bzn_model_info *info) {
     info->file_bytes = m->wf.size;
     for (int i = 0; i < m->n_convs; i++) {
         const bzn_conv_weights *cw = &m->convs[i];
-        info->weight_bytes += ((cw->weight ? (uint64_t)cw->cout * cw->cin * cw->k * cw->k : 0) + (cw->bias ? cw->cout : 0)) *
-                              sizeof(float);
+        info->weight_bytes += ((cw->scale ? (uint64_t)cw->cout : 0) + (cw->bias ? cw->cout : 0)) * sizeof(float);
     }
 }
 

@@ -10,7 +10,7 @@
 
 struct bzn_model {
     bzn_wfile wf;               /* the mapped, validated file */
-    bzn_conv_weights *convs;    /* every convolution, BatchNorm folded, in f32 */
+    bzn_conv_weights *convs;    /* every convolution: checked, BatchNorm folded into scale and bias */
     int n_convs, cap_convs;
     unsigned char *used;        /* per file tensor: consumed by the network */
     int64_t params_main, params_total;
@@ -28,6 +28,9 @@ struct bzn_model {
  * graph's convolution nodes at those folded weights, by module path. */
 bzn_status bzn_model_fold(bzn_model *m, bzn_graph *g, bzn_error *err);
 bzn_status bzn_model_bind(const bzn_model *m, bzn_graph *g, bzn_error *err);
+/* fold.c: the float weights of `cw` (cw->src >= 0) with its BatchNorm folded in, into `dst`
+ * (cout x cin x k x k floats): the values the loader checked, bit for bit. */
+void bzn_conv_fold_floats(const bzn_model *m, const bzn_conv_weights *cw, float *dst);
 
 /* The precision the weight file is made for: INT8 for an INT8 weight file (int8 convolution
  * weights and the activation scales), else FP32 (bzn_model_info.precision). */

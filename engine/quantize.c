@@ -49,11 +49,13 @@ bzn_status bzn_quantize_model(const bzn_model *m, const bzn_tensor_scale *scales
             s = bzn_fail(err, BZN_ERR_UNSUPPORTED, "name too long: %s", cw->name);
             break;
         }
+        /* the weights in the form written: folded floats (kept), or int8 and their scales */
+        bzn_conv_form f;
+        if ((s = bzn_weights_get(m, ref, cw, keep ? BZN_PRECISION_FP32 : BZN_PRECISION_INT8, NULL, &f, err)) != BZN_OK)
+            break;
         t[n] = (bzn_wf_input){names[n], BZN_DT_F32, 4, {(uint32_t)cw->cout, (uint32_t)cw->cin, (uint32_t)cw->k, (uint32_t)cw->k},
-                              cw->weight, BZN_WF_NO_SCALE};
+                              f.weight, BZN_WF_NO_SCALE};
         if (!keep) {
-            bzn_conv_form f;
-            if ((s = bzn_weights_get(m, ref, cw, BZN_PRECISION_INT8, NULL, &f, err)) != BZN_OK) break;
             const float *ws = f.wscale;
             t[n].dtype = BZN_DT_I8;
             t[n].data = f.qweight;

@@ -11,7 +11,9 @@
 typedef struct {
     int8_t *qweight; /* quantized here (NULL: the file's, or not made) */
     float *wscale;
-    float *fweight; /* dequantized here (NULL: the model's, or not made) */
+    float *fweight; /* the floats: folded from the file, or dequantized, here (NULL: not made,
+                       or freed where the backend's form replaces them) */
+    int float_users; /* contexts handed `fweight`: while any is, it stays */
     void *prepared[4]; /* the backend's form, by bzn_precision: FP32, INT8, FP16, TF32 */
     int made[4];
 } conv_forms;
@@ -25,10 +27,10 @@ struct bzn_weight_cache {
 };
 
 /* Per-output-channel symmetric int8 quantization of folded weights: scale = max|w| / 127. */
-static void quantize_weights(const bzn_conv_weights *cw, int8_t *qweight, float *wscale) {
+static void quantize_weights(const bzn_conv_weights *cw, const float *folded, int8_t *qweight, float *wscale) {
     const size_t per = (size_t)cw->cin * cw->k * cw->k;
     for (int o = 0; o < cw->cout; o++) {
-        const float *w = cw->weight + o * per;
+        const float *w = folded + o * per;
         float amax = 0;
         for (size_t i = 0; i < per; i++) amax = fmaxf(amax, fabsf(w[i]));
         const float scale = amax > 0 ? amax / 127.0f : 1.0f;
@@ -57,21 +59,31 @@ static struct bzn_weight_cache *find_cache(bzn_model *m, const bzn_backend *b, b
     return c;
 }
 
-/* The precision's weights of one convolution, made once: INT8 quantized from the floats
- * unless the file stores int8; FP32 dequantized (q * wscale) when the file stores int8. */
+/* The precision's weights of one convolution, made once: INT8 quantized from the folded
+ * floats (a transient copy: an INT8 context never holds float weights) unless the file stores
+ * int8; FP32 folded from the file, or dequantized (q * wscale) when the file stores int8. */
 static bzn_status make_weights(bzn_model *m, const bzn_conv_weights *cw, conv_forms *f, int int8, bzn_error *err) {
     const size_t per = (size_t)cw->cin * cw->k * cw->k, n = (size_t)cw->cout * per;
     if (int8 && !cw->qweight) {
+        float *folded = f->fweight ? f->fweight : malloc(n * sizeof *folded);
         f->qweight = malloc(n);
         f->wscale = malloc((size_t)cw->cout * sizeof *f->wscale);
-        if (!f->qweight || !f->wscale) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory quantizing '%s'", cw->name);
-        quantize_weights(cw, f->qweight, f->wscale);
+        if (!folded || !f->qweight || !f->wscale) {
+            if (folded != f->fweight) free(folded);
+            return bzn_fail(err, BZN_ERR_NOMEM, "out of memory quantizing '%s'", cw->name);
+        }
+        if (folded != f->fweight) bzn_conv_fold_floats(m, cw, folded);
+        quantize_weights(cw, folded, f->qweight, f->wscale);
+        if (folded != f->fweight) free(folded);
         m->prepared_bytes += n + (size_t)cw->cout * sizeof *f->wscale;
-    } else if (!int8 && !cw->weight) {
+    } else if (!int8 && !f->fweight) {
         if (!(f->fweight = malloc(n * sizeof *f->fweight)))
-            return bzn_fail(err, BZN_ERR_NOMEM, "out of memory dequantizing '%s'", cw->name);
-        for (int o = 0; o < cw->cout; o++)
-            for (size_t j = 0; j < per; j++) f->fweight[o * per + j] = (float)cw->qweight[o * per + j] * cw->wscale[o];
+            return bzn_fail(err, BZN_ERR_NOMEM, "out of memory for the float weights of '%s'", cw->name);
+        if (cw->qweight)
+            for (int o = 0; o < cw->cout; o++)
+                for (size_t j = 0; j < per; j++) f->fweight[o * per + j] = (float)cw->qweight[o * per + j] * cw->wscale[o];
+        else
+            bzn_conv_fold_floats(m, cw, f->fweight);
         m->prepared_bytes += n * sizeof *f->fweight;
     }
     return BZN_OK;
@@ -112,7 +124,7 @@ bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_w
                 a.qweight = f->qweight ? f->qweight : cw->qweight;
                 a.wscale = f->wscale ? f->wscale : cw->wscale;
             } else {
-                a.weight = f->fweight ? f->fweight : cw->weight;
+                a.weight = f->fweight;
             }
             size_t bytes = 0;
             s = b->weights_prepare(b, &a, &f->prepared[p], &bytes, err);
@@ -120,13 +132,35 @@ bzn_status bzn_weights_get(const bzn_model *cm, bzn_backend *b, const bzn_conv_w
         }
         if (s == BZN_OK) f->made[p] = 1;
     }
+    /* A float form: the floats stay only where a context reads them. Where the backend's own
+     * form replaces them at this geometry (the CPU's Winograd transforms), the context gets
+     * none, and they are freed unless a context already holds them; a later context that
+     * reads them folds them again. */
+    int floats = 0;
+    if (s == BZN_OK && !int8) {
+        floats = !geom || !b->conv_reads_floats;
+        if (!floats) {
+            bzn_conv_args g = *geom;
+            g.weight = NULL;
+            g.qweight = NULL;
+            g.weights = f->prepared[p];
+            floats = b->conv_reads_floats(b, &g);
+        }
+        if (floats && !f->fweight) s = make_weights(m, cw, f, 0, err);
+        if (s == BZN_OK && floats) f->float_users++;
+        if (!floats && f->fweight && !f->float_users) {
+            free(f->fweight);
+            f->fweight = NULL;
+            m->prepared_bytes -= (size_t)cw->cout * cw->cin * cw->k * cw->k * sizeof(float);
+        }
+    }
     if (s == BZN_OK) {
         memset(out, 0, sizeof *out);
         if (int8) {
             out->qweight = f->qweight ? f->qweight : cw->qweight;
             out->wscale = f->wscale ? f->wscale : cw->wscale;
         } else {
-            out->weight = f->fweight ? f->fweight : cw->weight;
+            out->weight = floats ? f->fweight : NULL;
         }
         out->prepared = f->prepared[p];
     }

@@ -2,8 +2,9 @@
  * weightcache.h - the forms of a model's convolution weights that contexts run, made once
  * per model and backend and shared by every context of that model on that backend (as ncnn
  * separates upload_model from create_pipeline): the int8 weights of an INT8 context (the
- * file's own, or quantized here from the floats), the floats of an FP32 context (the
- * model's, or dequantized here from an INT8 file), and the backend's prepared form of
+ * file's own, or quantized here from a transient fold of the floats), the floats of an FP32
+ * context (folded here from the file, or dequantized from an INT8 file), and the backend's
+ * prepared form of
  * either (packed, or in device memory). Each form is made on first use, under the model's
  * lock, and lives until the model is freed: contexts hold only activations and scratch.
  */

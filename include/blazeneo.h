@@ -90,8 +90,11 @@ typedef struct {
     int64_t params_total;        /* parameters including the auxiliary branch */
     int num_tensors;             /* entries in the weight file's tensor table */
     uint64_t file_bytes;         /* size of the weight file */
-    uint64_t weight_bytes;       /* memory of the folded f32 weights and biases the model holds
-                                    (an INT8 file's int8 weights are used in place, in the file) */
+    uint64_t weight_bytes;       /* memory the model itself holds for its convolutions: the
+                                    biases and BatchNorm scales. The weights stay in the file
+                                    (an INT8 file's int8 ones are used in place) and are folded,
+                                    quantized or packed into the forms each backend runs when a
+                                    context first needs them: bzn_model_prepared_bytes */
     bzn_precision precision;     /* what the file is made for, and bzn_ctx_default_options' choice:
                                     INT8 for an INT8 weight file (num_int8_convs > 0 and its
                                     activation scales stored), else FP32 */
@@ -182,8 +185,9 @@ const char *bzn_ctx_backend(const bzn_ctx *c);
 const char *bzn_ctx_backend_detail(const bzn_ctx *c);
 int bzn_ctx_threads(const bzn_ctx *c);
 int bzn_ctx_batch(const bzn_ctx *c);
-/* Bytes of the weights in the forms contexts run (quantized, dequantized or packed by a
- * backend), made once per model and backend and shared by all of its contexts. */
+/* Bytes of the weights in the forms contexts run (folded to float, quantized, dequantized or
+ * packed by a backend), made once per model and backend and shared by all of its contexts.
+ * An INT8 context on a float weight file quantizes from a transient fold: it holds no floats. */
 size_t bzn_model_prepared_bytes(const bzn_model *m);
 
 /* INT8: how many convolution outputs go to the next convolution as int8 (quantized once,

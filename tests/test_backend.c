@@ -479,6 +479,97 @@ START_TEST(weights_prepared_once) {
 }
 END_TEST
 
+/* An INT8 context on a float weight file quantizes each convolution from a transient fold of
+ * its floats: the model then holds the int8 weights and their scales, and no float weights
+ * until a context runs in float. The ref backend prepares nothing more, so the bytes are
+ * exact: 1 per weight and 4 per output channel, then 4 more per weight for FP32. */
+START_TEST(int8_holds_no_floats) {
+    int ns;
+    bzn_tensor_scale *scales = fake_scales(&ns);
+    bzn_model *m;
+    bzn_error e;
+    ck_assert_int_eq(bzn_model_open(shipped(), &m, &e), BZN_OK);
+    uint64_t weights = 0, channels = 0;
+    int convs = 0;
+    for (int i = 0; i < bzn_model_num_weights(m); i++) {
+        bzn_weight_info wi;
+        ck_assert_int_eq(bzn_model_weight(m, i, &wi), BZN_OK);
+        const size_t len = strlen(wi.name);
+        if (wi.ndim != 4 || len < 12 || strcmp(wi.name + len - 12, ".conv.weight") != 0) continue;
+        weights += (uint64_t)(wi.shape[0] * wi.shape[1] * wi.shape[2] * wi.shape[3]);
+        channels += (uint64_t)wi.shape[0];
+        convs++;
+    }
+    bzn_model_info mi;
+    bzn_model_get_info(m, &mi);
+    ck_assert_int_eq(mi.num_convs, convs);
+    ck_assert_uint_lt(mi.weight_bytes, weights / 25); /* the model itself: biases and BN scales */
+    bzn_ctx_options o = small_options(1, scales, ns);
+    o.backend = "ref";
+    bzn_ctx *q, *f;
+    ck_assert_int_eq(bzn_ctx_create(m, &o, &q, &e), BZN_OK);
+    ck_assert_uint_eq(bzn_model_prepared_bytes(m), weights + 4 * channels);
+    o = small_options(0, NULL, 0);
+    o.backend = "ref";
+    ck_assert_int_eq(bzn_ctx_create(m, &o, &f, &e), BZN_OK);
+    ck_assert_uint_eq(bzn_model_prepared_bytes(m), 5 * weights + 4 * channels);
+    bzn_ctx_free(q);
+    bzn_ctx_free(f);
+    bzn_model_free(m);
+    free_scales(scales, ns);
+}
+END_TEST
+
+/* The CPU backend keeps no floats where its Winograd transforms replace them: a context at
+ * 352 holds those layers' transforms alone; a later context at 64x64, which runs some of
+ * them directly, folds their floats again (the model's bytes grow) and gives exactly what a
+ * context on a fresh model gives, and the 352 context still gives what it gave. */
+START_TEST(winograd_keeps_no_floats) {
+    bzn_model *m, *fresh;
+    bzn_error e;
+    ck_assert_int_eq(bzn_model_open(shipped(), &m, &e), BZN_OK);
+    ck_assert_int_eq(bzn_model_open(shipped(), &fresh, &e), BZN_OK);
+    bzn_ctx_options o = small_options(0, NULL, 0);
+    o.run_aux = 0;
+    o.height = o.width = 352;
+    bzn_ctx *big, *small, *fresh_small;
+    ck_assert_int_eq(bzn_ctx_create(m, &o, &big, &e), BZN_OK);
+    const size_t at352 = bzn_model_prepared_bytes(m);
+    uint8_t *px = test_frame(90, 70, 3);
+    const float *y;
+    int c, h, w;
+    ck_assert_int_eq(bzn_run_rgb(big, px, 90, 70, 270, &e), BZN_OK);
+    ck_assert_int_eq(bzn_logits(big, BZN_OUT_MAIN, &y, &c, &h, &w, &e), BZN_OK);
+    const size_t nb = (size_t)c * h * w;
+    float *before = malloc(nb * sizeof *before);
+    memcpy(before, y, nb * sizeof *before);
+    o.height = o.width = 64;
+    ck_assert_int_eq(bzn_ctx_create(m, &o, &small, &e), BZN_OK);
+    ck_assert_int_eq(bzn_ctx_create(fresh, &o, &fresh_small, &e), BZN_OK);
+    if (strstr(bzn_ctx_backend_detail(big), "Winograd")) /* (not with BZN_WINOGRAD=0) */
+        ck_assert_uint_gt(bzn_model_prepared_bytes(m), at352);
+    ck_assert_int_eq(bzn_run_rgb(big, px, 90, 70, 270, &e), BZN_OK);
+    ck_assert_int_eq(bzn_logits(big, BZN_OUT_MAIN, &y, &c, &h, &w, &e), BZN_OK);
+    ck_assert(memcmp(before, y, nb * sizeof *before) == 0);
+    const float *ys[2];
+    size_t n[2];
+    bzn_ctx *pair[2] = {small, fresh_small};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(bzn_run_rgb(pair[i], px, 90, 70, 270, &e), BZN_OK);
+        ck_assert_int_eq(bzn_logits(pair[i], BZN_OUT_MAIN, &ys[i], &c, &h, &w, &e), BZN_OK);
+        n[i] = (size_t)c * h * w;
+    }
+    ck_assert(n[0] == n[1] && memcmp(ys[0], ys[1], n[0] * sizeof(float)) == 0);
+    bzn_ctx_free(big);
+    bzn_ctx_free(small);
+    bzn_ctx_free(fresh_small);
+    free(before);
+    free(px);
+    bzn_model_free(m);
+    bzn_model_free(fresh);
+}
+END_TEST
+
 int main(void) {
     bzn_error e;
     if (!tu_env("BZN_SOURCE_DIR") || bzn_model_open(shipped(), &model, &e) != BZN_OK) {
@@ -491,6 +582,8 @@ int main(void) {
     tcase_add_test(tc, faults_reach_the_caller);
     tcase_add_test(tc, batch_equals_single_frames);
     tcase_add_test(tc, weights_prepared_once);
+    tcase_add_test(tc, int8_holds_no_floats);
+    tcase_add_test(tc, winograd_keeps_no_floats);
     const int failed = tu_run_suite(s);
     bzn_model_free(model);
     return failed;

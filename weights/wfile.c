@@ -312,8 +312,17 @@ void bzn_wfile_close(bzn_wfile *wf) {
     memset(wf, 0, sizeof *wf);
 }
 
+void bzn_wfile_release_range(const bzn_wfile *wf, const void *p, size_t n) {
+    if (!wf || !wf->mapped || !wf->base || !p) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), base = (uintptr_t)wf->base;
+    const uintptr_t lo = (uintptr_t)p, hi = lo + n;
+    if (page == 0 || page == (uintptr_t)-1 || lo < base || hi > base + wf->size) return;
+    const uintptr_t a = (lo + page - 1) / page * page, z = hi / page * page; /* whole pages only */
+    if (a < z) (void)madvise((void *)a, z - a, MADV_DONTNEED); /* advice: may fail */
+}
+
 void bzn_wfile_release_pages(bzn_wfile *wf) {
-    if (wf && wf->mapped && wf->base) (void)madvise(wf->base, wf->size, MADV_DONTNEED); /* advice: may fail */
+    if (wf) bzn_wfile_release_range(wf, wf->base, wf->size);
 }
 
 const bzn_wf_tensor *bzn_wfile_find(const bzn_wfile *wf, const char *name) {

@@ -68,6 +68,8 @@ void bzn_wfile_close(bzn_wfile *wf);
  * have been read, e.g. folded into float weights; the file still backs the mapping, so a
  * later read of any tensor faults its pages back in. A copy from memory is left as it is. */
 void bzn_wfile_release_pages(bzn_wfile *wf);
+/* The same for the whole pages within [p, p + n) of the mapping (a tensor's data). */
+void bzn_wfile_release_range(const bzn_wfile *wf, const void *p, size_t n);
 const bzn_wf_tensor *bzn_wfile_find(const bzn_wfile *wf, const char *name);
 
 /* One tensor to write: data in the given dtype, shape as given. */

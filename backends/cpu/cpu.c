@@ -179,6 +179,15 @@ static int wino_weights(const bzn_conv_args *a) {
     return a->weights && *(const uint32_t *)a->weights == BZN_WINO_TAG;
 }
 
+/* a float convolution that this context's settings and size run by Winograd, on the
+ * Winograd weights weights_prepare made (conv_prepare plans it; it reads no floats) */
+static int runs_wino(const cpu_ctx *ctx, const bzn_conv_args *a) {
+    return !a->qweight && ctx->wino != WINO_OFF && wino_weights(a) && a->stride == 1 && a->dilation == 1 &&
+           wino_size_pays(ctx, a);
+}
+
+static int cpu_conv_reads_floats(bzn_backend *b, const bzn_conv_args *a) { return !runs_wino(b->ctx, a); }
+
 /* this context runs the convolution by Winograd (conv_prepare decided) */
 static const bzn_wino_plan *wino_plan(const bzn_conv_args *a) {
     return a->prepared && !a->qweight ? ((const cpu_qconv *)a->prepared)->wino : NULL;
@@ -440,8 +449,7 @@ static bzn_status cpu_conv_prepare(bzn_backend *b, const bzn_conv_args *a, void 
     *prepared = NULL;
     /* Winograd: where this context's backend runs it, the weights were made for it and the
      * layer's geometry and size qualify */
-    if (!a->qweight && ctx->wino != WINO_OFF && wino_weights(a) && a->stride == 1 && a->dilation == 1 &&
-        wino_size_pays(ctx, a)) {
+    if (runs_wino(ctx, a)) {
         cpu_qconv *q = calloc(1, sizeof *q);
         if (!q) return bzn_fail(err, BZN_ERR_NOMEM, "out of memory preparing a convolution");
         bzn_status s = bzn_wino_plan_make(a, ctx->f32, ctx->threads, &q->wino, err);
@@ -1146,6 +1154,7 @@ bzn_status bzn_backend_cpu_create(const bzn_backend_options *opt, bzn_backend **
     b->upload = bzn_host_copy;
     b->download = bzn_host_copy;
     b->weights_prepare = cpu_weights_prepare;
+    b->conv_reads_floats = cpu_conv_reads_floats;
     b->weights_release = cpu_weights_release;
     b->conv_prepare = cpu_conv_prepare;
     b->conv_release = cpu_conv_release;
