@@ -14,8 +14,10 @@
  * fixed pseudo-random normal tensor (seed 0). -n timed runs of session.run after --warmup
  * untimed ones, each timed from the call to the resolved promise. Prints the JSON object
  * pytorch_bench.py prints (min/median/mean/p90/p99/max in ms with numpy's linear percentiles,
- * fps = 1000 / median, peak_rss_mb = process.resourceUsage().maxRSS in MiB, read right after
- * the timed runs), plus the ORT settings and version.
+ * fps = 1000 / median, peak_rss_mb = VmHWM of /proc/self/status in MiB, read right after
+ * the timed runs: this process's own high-water mark, since Linux carries maxRSS across exec
+ * and it would include the RSS of the Python script that started node), plus the ORT
+ * settings and version.
  *
  * --check DIR: afterwards runs every DIR/in_K.bin (export_onnx.py --check-dir), writes the
  * logits to DIR/NAME_K.bin (--tag NAME), and compares them with DIR/TAG_K.bin for every
@@ -31,6 +33,16 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+
+/* VmHWM of /proc/self/status in MiB (this process's peak RSS), or null without /proc */
+function vmHwmMiB() {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch (e) {
+    return null;
+  }
+}
 
 function usage(code) {
   const text = fs.readFileSync(__filename, 'utf8').split('\n');
@@ -185,7 +197,7 @@ async function main() {
     await session.run(feeds);
     times.push(Number(process.hrtime.bigint() - s) / 1e6);
   }
-  const peakRss = process.resourceUsage().maxRSS / 1024;     // kilobytes -> MiB
+  const peakRss = vmHwmMiB() ?? process.resourceUsage().maxRSS / 1024;     // kilobytes -> MiB
   const sorted = times.slice().sort((x, y) => x - y);
   const median = percentile(sorted, 50);
   const r3 = (x) => Math.round(x * 1000) / 1000;

@@ -240,9 +240,9 @@ def main():
             times.append((time.perf_counter() - t0) * 1e3)
 
     t = np.array(times)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    if qinfo and qinfo["peak_rss_reset"]:
-        peak_rss = proc_status_mb("VmHWM") or peak_rss   # since the reset: inference only
+    # VmHWM: this process's own peak (since the reset, for INT8: inference only); not
+    # ru_maxrss, which Linux carries across exec from the process that started this one
+    peak_rss = proc_status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     prec = "fx-int8" if a.int8 else "eager-fp32"
     res = {
         "what": "pytorch-" + prec + ("-with-aux" if a.with_aux else "-main"),
@@ -260,7 +260,7 @@ def main():
         "p99_ms": round(float(np.percentile(t, 99)), 3),
         "max_ms": round(float(t.max()), 3),
         "fps": round(1000.0 / float(np.median(t)), 2),
-        # ru_maxrss is in kilobytes on Linux; MB here means MiB, as in `blazeneo bench`
+        # MiB, as in `blazeneo bench`
         "peak_rss_mb": round(peak_rss, 1),
         "torch": torch.__version__,
         "machine": platform.machine(),

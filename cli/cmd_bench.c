@@ -113,26 +113,40 @@ static void compute_stats(double *t, int n, bench_stats *s) {
 /* ---- small helpers ---------------------------------------------------------------------- */
 
 
-/* "model name" of the first processor in /proc/cpuinfo, or "unknown" */
-static void cpu_model(char *buf, size_t size) {
-    snprintf(buf, size, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
+/* The value of the first "key: value" line of a /proc file (spaces after the colon skipped)
+ * into buf; 0 when there is none. */
+static int proc_field(const char *path, const char *key, char *buf, size_t size) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
     char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
+    const size_t klen = strlen(key);
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, klen) != 0) continue;
         const char *v = strchr(line, ':');
         if (!v) continue;
         v++;
         while (*v == ' ' || *v == '\t') v++;
         snprintf(buf, size, "%s", v);
         buf[strcspn(buf, "\n")] = 0;
-        break;
+        found = 1;
     }
     fclose(f);
+    return found;
 }
 
+/* "model name" of the first processor in /proc/cpuinfo, or "unknown" */
+static void cpu_model(char *buf, size_t size) {
+    if (!proc_field("/proc/cpuinfo", "model name", buf, size)) snprintf(buf, size, "unknown");
+}
+
+/* This process's peak RSS in MiB: VmHWM, the high-water mark of its own memory. (Not
+ * getrusage's ru_maxrss: Linux carries that across exec, so a bench started by a larger
+ * process, a Python script say, would report at least its parent's RSS at the fork.)
+ * ru_maxrss only where /proc is missing. */
 static double peak_rss_mb(void) {
+    char v[64];
+    if (proc_field("/proc/self/status", "VmHWM", v, sizeof v)) return strtod(v, NULL) / 1024.0; /* "123 kB" */
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return ru.ru_maxrss / 1024.0; /* Linux reports kilobytes */

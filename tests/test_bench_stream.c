@@ -18,7 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "blazeneo.h"
 #include "testutil.h"
@@ -137,6 +140,46 @@ START_TEST(bench_json) {
                           "%s is not complete, well-formed JSON", name);
     }
     if (!have_py) fprintf(stderr, "no python with json: JSON checked by the minimal parser only\n");
+}
+END_TEST
+
+/* bench run as a larger process's child (fork, then exec, as Python's subprocess does;
+ * `stdout_path` receives its output): its exit status */
+static int bench_child(const char *stdout_path, size_t ballast_bytes) {
+    unsigned char *ballast = ballast_bytes ? malloc(ballast_bytes) : NULL;
+    if (ballast_bytes && !ballast) return -1;
+    for (size_t k = 0; k < ballast_bytes; k += 4096) ballast[k] = (unsigned char)(k >> 12) | 1; /* resident */
+    char model[4096];
+    snprintf(model, sizeof model, "%s/models/blazeneo-dha-neopolyp-small-f16.bzn", tu_env("BZN_SOURCE_DIR"));
+    const pid_t pid = fork();
+    if (pid == 0) {
+        const int fd = open(stdout_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0) _exit(126);
+        char *argv[] = {"blazeneo", "bench", "-m", model, "-s", "64", "-n", "1", "--warmup", "0", "-t", "1", "--json", NULL};
+        execv(tu_env("BZN_CLI"), argv);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid > 0) waitpid(pid, &status, 0);
+    free(ballast);
+    return pid > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The peak RSS that bench reports is its own: started by a process that holds 600 MB more,
+ * it reports about the same. (getrusage's ru_maxrss would not: Linux carries it across exec,
+ * so it includes the parent's RSS at the fork.) */
+START_TEST(bench_rss_is_its_own) {
+    double rss[2];
+    for (int i = 0; i < 2; i++) {
+        const char *path = tu_path(tmp, "rss.json");
+        ck_assert_int_eq(bench_child(path, i ? (size_t)600 << 20 : 0), 0);
+        char *json = (char *)tu_read_file(path, NULL);
+        ck_assert_ptr_nonnull(json);
+        ck_assert(json_number(json, "peak_rss_mb", &rss[i]) && rss[i] > 0);
+        free(json);
+    }
+    fprintf(stderr, "  bench's peak RSS: %.1f MB, %.1f MB as the child of a process 600 MB larger\n", rss[0], rss[1]);
+    ck_assert_msg(rss[1] < rss[0] + 200, "%.1f MB from a larger parent against %.1f MB", rss[1], rss[0]);
 }
 END_TEST
 
@@ -454,6 +497,7 @@ int main(void) {
     TCase *tc = tu_case(s, "bench_stream", 900);
     tcase_add_test(tc, bench_usage);
     tcase_add_test(tc, bench_json);
+    tcase_add_test(tc, bench_rss_is_its_own);
     tcase_add_test(tc, bench_layers);
     tcase_add_test(tc, bench_streams);
     tcase_add_test(tc, bench_svg);
